@@ -1,0 +1,250 @@
+//! Adversarial attacks behind one trait, over a shared base: the goal (targeted or not), the
+//! L∞ budget in pixel space and the 8-bit quantization every attack result goes through.
+//!
+//! Conventions for every attack:
+//! - inputs and outputs are pixel-space batches (N,3,H,W) in [0,1] on the model's device;
+//! - the result is an image on the 8-bit grid (what a saved PNG holds), inside the valid
+//!   range and within `eps` of the original in L∞ — guaranteed by [`project_quantized`];
+//! - success is judged on that quantized image.
+use crate::model::Classifier;
+use crate::Result;
+use tch::{Kind, Reduction, Tensor};
+
+pub mod sgd;
+pub use sgd::SgdAttack;
+
+/// What the attacker wants, per image of the batch.
+pub enum Goal {
+    /// Make the model output these classes (int64, shape (N,)).
+    Targeted(Tensor),
+    /// Make the model output anything but these classes (int64, shape (N,)).
+    Untargeted(Tensor),
+}
+
+impl Goal {
+    pub fn classes(&self) -> &Tensor {
+        match self {
+            Goal::Targeted(t) | Goal::Untargeted(t) => t,
+        }
+    }
+
+    pub fn is_targeted(&self) -> bool {
+        matches!(self, Goal::Targeted(_))
+    }
+
+    /// Per-image loss to *minimize* (N,): cross-entropy toward the target, or minus the
+    /// cross-entropy of the true class.
+    pub fn loss(&self, logits: &Tensor) -> Tensor {
+        let ce =
+            logits.cross_entropy_loss::<Tensor>(self.classes(), None, Reduction::None, -100, 0.0);
+        match self {
+            Goal::Targeted(_) => ce,
+            Goal::Untargeted(_) => -ce,
+        }
+    }
+
+    /// Whether each image meets the goal (bool, (N,)).
+    pub fn reached(&self, logits: &Tensor) -> Tensor {
+        let pred = logits.argmax(-1, false);
+        match self {
+            Goal::Targeted(t) => pred.eq_tensor(t),
+            Goal::Untargeted(t) => pred.ne_tensor(t),
+        }
+    }
+
+    /// Probability of the goal class (target, or the true class for untargeted), (N,).
+    pub fn class_prob(&self, logits: &Tensor) -> Tensor {
+        logits
+            .softmax(-1, Kind::Float)
+            .gather(1, &self.classes().unsqueeze(1), false)
+            .squeeze_dim(1)
+    }
+}
+
+/// An L∞ budget in pixel space ([0,1] scale).
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub eps: f64,
+}
+
+impl Budget {
+    /// The largest change, in 8-bit levels, that stays within `eps`.
+    pub fn levels(&self) -> f64 {
+        (self.eps * 255.0 + 1e-6).floor()
+    }
+}
+
+/// The 8-bit image closest to `x` that is within `budget` of `x0` (itself on the 8-bit grid)
+/// and inside [0,1]: round to the grid, then clamp to the levels the budget allows.
+pub fn project_quantized(x0: &Tensor, x: &Tensor, budget: Budget) -> Tensor {
+    let m = budget.levels();
+    let k0 = (x0 * 255.0).round();
+    let lo = (&k0 - m).clamp_min(0.0);
+    let hi = (&k0 + m).clamp_max(255.0);
+    let k = (x.clamp(0.0, 1.0) * 255.0).round();
+    k.max_other(&lo).min_other(&hi) / 255.0
+}
+
+/// What one step of an attack reports to the progress display.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInfo {
+    pub step: usize,
+    pub steps: usize,
+    /// Mean goal loss over the batch.
+    pub loss: f64,
+    /// Mean probability of the goal class (target, or true class when untargeted).
+    pub class_prob: f64,
+    /// Images that meet the goal so far.
+    pub reached: usize,
+}
+
+/// The result of an attack on a batch.
+pub struct AttackOutput {
+    /// Adversarial images (N,3,H,W) on the 8-bit grid, within budget.
+    pub adv: Tensor,
+    /// Whether each quantized image meets the goal.
+    pub success: Vec<bool>,
+    /// Goal-class probability of each returned image.
+    pub class_prob: Vec<f64>,
+    /// Optimization steps taken (the largest over the batch).
+    pub steps: usize,
+    /// Model evaluations (forward passes) per image.
+    pub queries: usize,
+}
+
+/// One trait for all attacks.
+pub trait Attack {
+    /// Short name, e.g. `sgd`.
+    fn name(&self) -> String;
+    /// Attack the pixel-space batch `x0` (on the 8-bit grid) within `budget`.
+    fn run(
+        &self,
+        model: &Classifier,
+        x0: &Tensor,
+        goal: &Goal,
+        budget: Budget,
+        on_step: &mut dyn FnMut(StepInfo),
+    ) -> Result<AttackOutput>;
+}
+
+/// Keeps, per image, the best quantized candidate seen: a successful one beats an
+/// unsuccessful one; among equals, the higher goal score wins.
+pub(crate) struct BestSoFar {
+    pub adv: Tensor,
+    pub success: Tensor,
+    pub score: Tensor,
+}
+
+impl BestSoFar {
+    pub fn new(x0: &Tensor) -> Self {
+        let n = x0.size()[0];
+        BestSoFar {
+            adv: x0.detach().copy(),
+            success: Tensor::zeros([n], (Kind::Bool, x0.device())),
+            score: Tensor::full([n], f64::NEG_INFINITY, (Kind::Float, x0.device())),
+        }
+    }
+
+    /// `score`: higher is better (target prob, or 1 − true-class prob).
+    pub fn update(&mut self, cand: &Tensor, success: &Tensor, score: &Tensor) {
+        let better = success.logical_and(&self.success.logical_not()).logical_or(
+            &success
+                .eq_tensor(&self.success)
+                .logical_and(&score.gt_tensor(&self.score)),
+        );
+        let mask4 = better.view([-1, 1, 1, 1]);
+        self.adv = cand.detach().where_self(&mask4, &self.adv);
+        self.success = success.where_self(&better, &self.success);
+        self.score = score.detach().where_self(&better, &self.score);
+    }
+
+    pub fn into_output(self, goal: &Goal, steps: usize, queries: usize) -> AttackOutput {
+        let success =
+            Vec::<bool>::try_from(self.success.to_device(tch::Device::Cpu)).unwrap_or_default();
+        let score =
+            Vec::<f64>::try_from(self.score.to_kind(Kind::Double).to_device(tch::Device::Cpu))
+                .unwrap_or_default();
+        let class_prob = match goal {
+            Goal::Targeted(_) => score,
+            Goal::Untargeted(_) => score.into_iter().map(|s| 1.0 - s).collect(),
+        };
+        AttackOutput {
+            adv: self.adv,
+            success,
+            class_prob,
+            steps,
+            queries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn projection_stays_on_grid_in_budget_and_range() {
+        let x0 = Tensor::from_slice(&[0.0f32, 10.0 / 255.0, 128.0 / 255.0, 1.0]);
+        let x = Tensor::from_slice(&[-0.5f32, 0.2, 0.4, 0.9]);
+        let b = Budget { eps: 8.0 / 255.0 };
+        let p = project_quantized(&x0, &x, b);
+        let levels = Vec::<f32>::try_from(&p * 255.0).unwrap();
+        assert_eq!(levels, vec![0.0, 18.0, 120.0, 247.0]);
+        // eps between two levels rounds down: 8.5/255 allows 8 levels.
+        assert_eq!(Budget { eps: 8.5 / 255.0 }.levels(), 8.0);
+        assert_eq!(Budget { eps: 8.0 / 255.0 }.levels(), 8.0);
+        assert_eq!(Budget { eps: 0.0314 }.levels(), 8.0);
+    }
+}
+
+/// The check every reported success goes through: the image *file* as saved, loaded again
+/// and preprocessed, must meet the goal and be within the budget of the original.
+#[derive(Debug)]
+pub struct Verified {
+    /// Goal met and L∞ ≤ eps + one 8-bit step.
+    pub success: bool,
+    pub goal_reached: bool,
+    /// Goal-class probability of the reloaded image.
+    pub class_prob: f64,
+    /// Softmax of the reloaded image (1,C).
+    pub probs: Tensor,
+    /// The reloaded image in pixel space (1,3,H,W).
+    pub pixels: Tensor,
+    /// Distances to the original in pixel space (0..1 scale).
+    pub linf: f64,
+    pub l2: f64,
+}
+
+/// Load `path`, preprocess it as the model does, classify, and measure it against `x0`.
+pub fn verify_file(
+    model: &Classifier,
+    path: &std::path::Path,
+    x0: &Tensor,
+    goal: &Goal,
+    budget: Budget,
+) -> Result<Verified> {
+    let img = crate::imageio::load_rgb(path)?;
+    let x = model.pre.pixels(&img, model.device).unsqueeze(0);
+    if x.size() != x0.size() {
+        return Err(crate::Error::bad_file(
+            path,
+            "reloaded image has another size than the original",
+        ));
+    }
+    let logits = tch::no_grad(|| model.logits(&x))?;
+    let goal_reached = goal.reached(&logits).int64_value(&[0]) != 0;
+    let class_prob = goal.class_prob(&logits).double_value(&[0]);
+    let d = (&x - x0).to_kind(Kind::Double);
+    let linf = d.abs().max().double_value(&[]);
+    let l2 = d.square().sum(Kind::Double).sqrt().double_value(&[]);
+    let within = linf <= budget.eps + 1.0 / 255.0 + 1e-9;
+    Ok(Verified {
+        success: goal_reached && within,
+        goal_reached,
+        class_prob,
+        probs: logits.softmax(-1, Kind::Float),
+        pixels: x,
+        linf,
+        l2,
+    })
+}

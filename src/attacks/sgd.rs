@@ -1,0 +1,103 @@
+//! The tutorial's attack, done right: optimize a perturbation by SGD with momentum on the
+//! cross-entropy toward the target (or away from the true class), projected after every
+//! step onto the L∞ ball of radius `eps` *in pixel space* and the valid range [0,1].
+//!
+//! The forward pass sees the 8-bit image that would be saved (a straight-through estimator
+//! passes the gradient through the rounding), so the optimization continues through
+//! quantization, and the attack stops per image as soon as its saved form meets the goal.
+use super::{Attack, AttackOutput, BestSoFar, Budget, Goal, StepInfo};
+use crate::model::Classifier;
+use crate::Result;
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct SgdAttack {
+    pub steps: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    /// Start from a uniform random point of the budget ball instead of the original image.
+    pub random_start: bool,
+}
+
+impl Default for SgdAttack {
+    fn default() -> Self {
+        SgdAttack {
+            steps: 100,
+            lr: 0.5,
+            momentum: 0.9,
+            random_start: false,
+        }
+    }
+}
+
+impl Attack for SgdAttack {
+    fn name(&self) -> String {
+        "sgd".into()
+    }
+
+    fn run(
+        &self,
+        model: &Classifier,
+        x0: &Tensor,
+        goal: &Goal,
+        budget: Budget,
+        on_step: &mut dyn FnMut(StepInfo),
+    ) -> Result<AttackOutput> {
+        let x0 = x0.detach();
+        let eps = budget.eps;
+        let mut r = if self.random_start {
+            (x0.rand_like() * 2.0 - 1.0) * eps
+        } else {
+            x0.zeros_like()
+        };
+        r = (&x0 + &r).clamp(0.0, 1.0) - &x0;
+        let mut velocity = x0.zeros_like();
+        let mut best = BestSoFar::new(&x0);
+        let mut queries = 0;
+        let mut steps_taken = 0;
+        for step in 0..=self.steps {
+            let r_var = r.detach().set_requires_grad(true);
+            let x = (&x0 + &r_var).clamp(0.0, 1.0);
+            let xq = super::project_quantized(&x0, &x, budget);
+            // Straight-through: the value is the 8-bit image, the gradient that of `x`.
+            let x_ste = &x + (&xq - &x).detach();
+            let logits = model.logits(&x_ste)?;
+            queries += 1;
+            let reached = goal.reached(&logits);
+            let prob = goal.class_prob(&logits).detach();
+            let score = if goal.is_targeted() {
+                prob.shallow_clone()
+            } else {
+                1.0 - &prob
+            };
+            best.update(&xq, &reached, &score);
+            let loss = goal.loss(&logits);
+            let n_reached = best.success.sum(Kind::Int64).int64_value(&[]) as usize;
+            on_step(StepInfo {
+                step,
+                steps: self.steps,
+                loss: loss.mean(Kind::Float).double_value(&[]),
+                class_prob: prob.mean(Kind::Float).double_value(&[]),
+                reached: n_reached,
+            });
+            if step == self.steps || n_reached == best.success.size()[0] as usize {
+                break;
+            }
+            let grad = Tensor::run_backward(&[loss.sum(Kind::Float)], &[&r_var], false, false)
+                .pop()
+                .expect("one gradient");
+            // Images already successful stop moving (their best image is kept).
+            let active = best
+                .success
+                .logical_not()
+                .to_kind(Kind::Float)
+                .view([-1, 1, 1, 1]);
+            velocity = &velocity * self.momentum + &grad;
+            r = &r - velocity.shallow_clone() * (self.lr * &active);
+            r = r.clamp(-eps, eps);
+            r = (&x0 + &r).clamp(0.0, 1.0) - &x0;
+            steps_taken = step + 1;
+        }
+        Ok(best.into_output(goal, steps_taken, queries))
+    }
+}

@@ -1,0 +1,227 @@
+//! Argument definitions and dispatch. Exit codes: 0 success, 1 error, 2 usage error,
+//! 3 attack finished without reaching its goal.
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use fool::labels::Labels;
+use fool::model::Classifier;
+use fool::preprocess::Preprocess;
+use fool::Error;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+mod apply;
+mod attack;
+mod predict;
+
+pub const EXIT_ERROR: u8 = 1;
+pub const EXIT_NOT_FOOLED: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fool",
+    version,
+    about = "How easily can your image classifier be fooled?",
+    long_about = "How easily can your image classifier be fooled?\n\n\
+        `fool IMAGE --target CLASS` runs a targeted attack (same as `fool attack`).\n\n\
+        Exit codes: 0 success, 1 error (bad input, unreadable file, …), 2 usage error, \
+        3 the attack finished without reaching its goal.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    attack: attack::AttackArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Classify an image: top-k classes with probabilities, optionally through a defense.
+    Predict(predict::PredictArgs),
+    /// Attack an image (the default command: `fool IMAGE --target CLASS`).
+    Attack(attack::AttackArgs),
+    /// Add a saved perturbation (.npy, normalized input space) to an image and classify it.
+    Apply(apply::ApplyArgs),
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Some(Command::Predict(a)) => predict::run(a),
+        Some(Command::Attack(a)) => attack::run(a),
+        Some(Command::Apply(a)) => apply::run(a),
+        None => attack::run(cli.attack),
+    }
+}
+
+/// Model, labels, preprocessing and device: shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// TorchScript classifier: (N,3,H,W) normalized input → (N,C) logits [default: assets/model.pt]
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Labels as JSON, {"0": "label", ...} or a list [default: assets/imagenet_labels.json]
+    #[arg(long, value_name = "PATH")]
+    labels: Option<PathBuf>,
+    /// Model input size (square crop side)
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+    /// Resize the shorter side to this before the center crop (torchvision Resize); the
+    /// tutorial used 224
+    #[arg(long, default_value_t = 256)]
+    resize: u32,
+    /// Resize and crop even images that are already SIZE×SIZE (by default they are used as they are)
+    #[arg(long)]
+    resize_always: bool,
+    /// Normalization mean, three comma-separated numbers
+    #[arg(long, value_name = "R,G,B", value_parser = parse_triple, default_value = "0.485,0.456,0.406")]
+    mean: [f64; 3],
+    /// Normalization std, three comma-separated numbers
+    #[arg(long, value_name = "R,G,B", value_parser = parse_triple, default_value = "0.229,0.224,0.225")]
+    std: [f64; 3],
+    /// auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Output switches shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Print a JSON record on stdout instead of the human-readable report
+    #[arg(long)]
+    json: bool,
+    /// No progress bars and no notes on stderr
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn parse_triple(s: &str) -> Result<[f64; 3], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}': expected three comma-separated numbers"))?;
+    v.try_into()
+        .map_err(|_| format!("'{s}': expected exactly three comma-separated numbers"))
+}
+
+/// A default asset: `assets/NAME` in the current directory, else next to the project the
+/// binary was built in (`target/release/fool` → `assets/`).
+fn default_asset(name: &str) -> PathBuf {
+    let local = Path::new("assets").join(name);
+    if local.exists() {
+        return local;
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
+            let p = root.join("assets").join(name);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    local
+}
+
+pub struct Loaded {
+    pub model: Classifier,
+    pub labels: Labels,
+    pub model_path: PathBuf,
+}
+
+impl ModelArgs {
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            size: self.size,
+            resize: self.resize,
+            mean: self.mean,
+            std: self.std,
+            resize_always: self.resize_always,
+        }
+    }
+
+    /// Load the model on the chosen device and its labels (checked against the output size).
+    pub fn load(&self, quiet: bool) -> Result<Loaded> {
+        let device = fool::device::parse_device(&self.device)?;
+        let model_path = self
+            .model
+            .clone()
+            .unwrap_or_else(|| default_asset("model.pt"));
+        if self.model.is_none() && !model_path.exists() {
+            return Err(Error::bad_file(
+                &model_path,
+                "default model not found; run scripts/setup.sh or pass --model PATH",
+            )
+            .into());
+        }
+        let model = Classifier::load(&model_path, device, self.preprocess())?;
+        let labels = match &self.labels {
+            Some(p) => {
+                let l = Labels::load(p)?;
+                model.check_labels(&l, p)?;
+                l
+            }
+            None => {
+                let p = default_asset("imagenet_labels.json");
+                match Labels::load(&p) {
+                    Ok(l) if l.len() == model.num_classes => l,
+                    _ => {
+                        if !quiet {
+                            eprintln!(
+                                "fool: note: no labels for a {}-class model; using class numbers (pass --labels)",
+                                model.num_classes
+                            );
+                        }
+                        Labels::numbered(model.num_classes)
+                    }
+                }
+            }
+        };
+        Ok(Loaded {
+            model,
+            labels,
+            model_path,
+        })
+    }
+}
+
+/// Refuse to write over an input file.
+pub fn refuse_overwrite(output: &Path, inputs: &[&Path]) -> Result<()> {
+    let out = output.canonicalize().ok();
+    for input in inputs {
+        if let (Some(o), Ok(i)) = (&out, input.canonicalize()) {
+            if *o == i {
+                anyhow::bail!(
+                    "{}: refusing to overwrite an input file; choose another --out",
+                    output.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr, hidden with --quiet/--json or when stderr is not a terminal.
+pub fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if hidden || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+        )
+        .expect("valid template"),
+    );
+    pb
+}
+
+/// Print a serializable value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).context("serializing JSON")?
+    );
+    Ok(())
+}

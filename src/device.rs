@@ -1,0 +1,88 @@
+//! `--device auto|cpu|cuda[:N]`, and making sure libtorch's CUDA backend is really loaded.
+//!
+//! The linker drops `libtorch_cuda.so` from the binary because no symbol of it is referenced,
+//! and libtorch then reports CUDA as unavailable even on a GPU machine. We `dlopen` it (found
+//! through the binary's rpath or `LD_LIBRARY_PATH`) before asking libtorch about CUDA.
+use crate::{Error, Result};
+use std::sync::Once;
+use tch::Device;
+
+static LOAD_CUDA: Once = Once::new();
+
+/// Load `libtorch_cuda.so` into the process if it can be found. Harmless when it cannot.
+pub fn load_cuda_backend() {
+    LOAD_CUDA.call_once(|| {
+        let mut candidates = vec!["libtorch_cuda.so".to_string()];
+        if let Some(dir) = option_env!("FOOL_LIBTORCH_LIB") {
+            candidates.push(format!("{dir}/libtorch_cuda.so"));
+        }
+        for name in candidates {
+            let Ok(c) = std::ffi::CString::new(name) else {
+                continue;
+            };
+            // SAFETY: dlopen with a valid NUL-terminated path; the handle is kept for the
+            // life of the process on purpose.
+            let handle = unsafe { libc::dlopen(c.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if !handle.is_null() {
+                break;
+            }
+        }
+    });
+}
+
+/// Whether a CUDA device is usable (after loading the CUDA backend).
+pub fn cuda_available() -> bool {
+    load_cuda_backend();
+    tch::Cuda::is_available()
+}
+
+/// Parse a `--device` value.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let spec = spec.trim().to_ascii_lowercase();
+    match spec.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(if cuda_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        }),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let index = match s.strip_prefix("cuda:") {
+                None => 0,
+                Some(n) => n.parse::<usize>().map_err(|_| {
+                    Error::bad_arg(
+                        "--device",
+                        format!("'{spec}': expected cuda:N with N a number"),
+                    )
+                })?,
+            };
+            if !cuda_available() {
+                return Err(Error::bad_arg(
+                    "--device",
+                    format!("'{spec}': CUDA is not available on this machine (no GPU, or libtorch_cuda.so not found)"),
+                ));
+            }
+            let count = tch::Cuda::device_count() as usize;
+            if index >= count {
+                return Err(Error::bad_arg(
+                    "--device",
+                    format!("'{spec}': only {count} CUDA device(s) present"),
+                ));
+            }
+            Ok(Device::Cuda(index))
+        }
+        _ => Err(Error::bad_arg(
+            "--device",
+            format!("'{spec}': expected auto, cpu, cuda or cuda:N"),
+        )),
+    }
+}
+
+/// A short name for reports: `cpu`, `cuda:0`.
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}

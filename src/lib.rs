@@ -1,0 +1,16 @@
+//! `fool`: how easily can an image classifier be fooled?
+//!
+//! Data flows one way: load ([`imageio`], [`model`]) → preprocess ([`preprocess`]) →
+//! attack / defend ([`attacks`], [`defenses`]) → measure → report ([`report`]).
+pub mod attacks;
+pub mod defenses;
+pub mod device;
+pub mod error;
+pub mod imageio;
+pub mod labels;
+pub mod model;
+pub mod perturbation;
+pub mod preprocess;
+pub mod report;
+
+pub use error::{Error, Result};
