@@ -17,15 +17,19 @@ pub struct SgdAttack {
     pub momentum: f64,
     /// Start from a uniform random point of the budget ball instead of the original image.
     pub random_start: bool,
+    /// Stop an image's optimization once its 8-bit form meets the goal. Off: run all steps
+    /// (the best image is still the one returned; used by benchmarks).
+    pub early_stop: bool,
 }
 
 impl Default for SgdAttack {
     fn default() -> Self {
         SgdAttack {
             steps: 100,
-            lr: 0.5,
+            lr: 0.01,
             momentum: 0.9,
             random_start: false,
+            early_stop: true,
         }
     }
 }
@@ -80,7 +84,8 @@ impl Attack for SgdAttack {
                 class_prob: prob.mean(Kind::Float).double_value(&[]),
                 reached: n_reached,
             });
-            if step == self.steps || n_reached == best.success.size()[0] as usize {
+            let all_reached = n_reached == best.success.size()[0] as usize;
+            if step == self.steps || (self.early_stop && all_reached) {
                 break;
             }
             let grad = Tensor::run_backward(&[loss.sum(Kind::Float)], &[&r_var], false, false)

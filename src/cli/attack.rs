@@ -36,7 +36,7 @@ pub struct AttackArgs {
     #[arg(long, default_value_t = 300)]
     steps: usize,
     /// SGD learning rate (pixel space)
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.01)]
     lr: f64,
     /// SGD momentum
     #[arg(long, default_value_t = 0.9)]
@@ -44,6 +44,9 @@ pub struct AttackArgs {
     /// Start from a random point of the budget ball (uses --seed)
     #[arg(long)]
     random_start: bool,
+    /// Run all --steps even after the goal is reached (for benchmarks)
+    #[arg(long)]
+    no_early_stop: bool,
     /// Random seed
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -174,6 +177,7 @@ pub fn run(a: AttackArgs) -> Result<ExitCode> {
         lr: a.lr,
         momentum: a.momentum,
         random_start: a.random_start,
+        early_stop: !a.no_early_stop,
     };
     let pb = progress_bar(a.steps as u64, oargs.quiet || oargs.json);
     let goal_word = if goal.is_targeted() {
