@@ -29,6 +29,11 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
             "not a recognised image (expected PNG, JPEG, BMP, GIF, TIFF, WebP or PNM)",
         ));
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        if let Some(img) = decode_jpeg_like_pillow(path)? {
+            return Ok(img);
+        }
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -46,6 +51,37 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
         return Err(Error::bad_file(path, "image has no pixels"));
     }
     Ok(img.to_rgb8())
+}
+
+/// Decode a YCbCr or greyscale JPEG with libjpeg-turbo's decoder (through mozjpeg, default
+/// settings: accurate integer IDCT, fancy upsampling) — the decoder Pillow uses, so pixels
+/// are identical to torchvision's. `None` for colour spaces it leaves to the `image` crate
+/// (CMYK/YCCK).
+fn decode_jpeg_like_pillow(path: &Path) -> Result<Option<RgbImage>> {
+    use mozjpeg::ColorSpace;
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // mozjpeg reports libjpeg errors by unwinding; turn them into an error value.
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<RgbImage>> {
+        let d = mozjpeg::Decompress::new_mem(&data)?;
+        if !matches!(d.color_space(), ColorSpace::JCS_YCbCr | ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_RGB) {
+            return Ok(None);
+        }
+        let (w, h) = d.size();
+        if w > MAX_SIDE as usize || h > MAX_SIDE as usize {
+            return Err(std::io::Error::other(format!(
+                "image too large ({w}×{h}; limit {MAX_SIDE}×{MAX_SIDE} pixels)"
+            )));
+        }
+        let mut started = d.rgb()?;
+        let pixels = started.read_scanlines::<u8>()?;
+        started.finish()?;
+        Ok(RgbImage::from_raw(w as u32, h as u32, pixels))
+    });
+    match decoded {
+        Ok(Ok(img)) => Ok(img),
+        Ok(Err(e)) => Err(Error::bad_file(path, format!("cannot decode JPEG: {e}"))),
+        Err(_) => Err(Error::bad_file(path, "cannot decode JPEG: corrupt or truncated data")),
+    }
 }
 
 /// 8-bit RGB image → float tensor (3,H,W) in [0,1] (torchvision `ToTensor`).
