@@ -30,7 +30,7 @@ pub fn fool() -> assert_cmd::Command {
 /// A small conv net (normalized (N,3,S,S) → (N,classes) logits) traced to TorchScript.
 pub fn tiny_model(path: &Path, classes: i64, size: i64, seed: i64) {
     tch::manual_seed(seed);
-    let vs = nn::VarStore::new(Device::Cpu);
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let p = vs.root();
     let conv1 = nn::conv2d(&p / "c1", 3, 8, 3, nn::ConvConfig { padding: 1, ..Default::default() });
     let conv2 = nn::conv2d(&p / "c2", 8, 16, 3, nn::ConvConfig { stride: 2, padding: 1, ..Default::default() });
@@ -39,14 +39,16 @@ pub fn tiny_model(path: &Path, classes: i64, size: i64, seed: i64) {
         let h = x.apply(&conv1).relu().apply(&conv2).relu();
         h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&fc)
     };
-    trace(path, size, move |x| net(x));
+    vs.freeze(); // traced weights become constants, which must not require grad
+    trace(path, size, net);
 }
 
 /// A ResNet-18 (tch's torchvision-equivalent architecture, random weights) traced to TorchScript.
 pub fn resnet18_model(path: &Path, classes: i64, size: i64) {
     tch::manual_seed(18);
-    let vs = nn::VarStore::new(Device::Cpu);
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let net = tch::vision::resnet::resnet18(&vs.root(), classes);
+    vs.freeze();
     trace(path, size, move |x| net.forward_t(x, false));
 }
 
