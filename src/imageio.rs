@@ -19,16 +19,21 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
             "is a directory, expected an image file",
         ));
     }
-    let reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
-    if reader.format().is_none() {
-        return Err(Error::bad_file(
+    // Trust the content, not the extension.
+    let mut head = [0u8; 64];
+    let n = {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        f.read(&mut head).map_err(|e| Error::io(path, e))?
+    };
+    let format = image::guess_format(&head[..n]).map_err(|_| {
+        Error::bad_file(
             path,
-            "not a recognised image (expected PNG, JPEG, BMP, GIF, TIFF, WebP or PNM)",
-        ));
-    }
+            "not a recognised image file (expected PNG, JPEG, BMP, GIF, TIFF, WebP or PNM)",
+        )
+    })?;
+    let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    reader.set_format(format);
     if reader.format() == Some(image::ImageFormat::Jpeg) {
         if let Some(img) = decode_jpeg_like_pillow(path)? {
             return Ok(img);
@@ -38,7 +43,6 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(2 << 30);
-    let mut reader = reader;
     reader.limits(limits);
     let img = reader.decode().map_err(|e| match e {
         image::ImageError::Limits(_) => Error::bad_file(
