@@ -7,11 +7,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("{}: {err}", path.display())]
+    Io { path: PathBuf, err: std::io::Error },
     /// A file was read but its content is not what was expected.
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
@@ -27,10 +24,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: &Path, source: std::io::Error) -> Self {
+    pub fn io(path: &Path, err: std::io::Error) -> Self {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            err,
         }
     }
     pub fn bad_file(path: &Path, msg: impl Into<String>) -> Self {
@@ -47,13 +44,18 @@ impl Error {
     }
 }
 
-/// libtorch errors carry a multi-line C++ backtrace; keep the first meaningful line.
+/// libtorch errors carry a multi-line C++ backtrace and long advice; keep the first
+/// sentence of the first meaningful line.
 pub fn first_line(msg: &str) -> String {
-    msg.lines()
+    let line = msg
+        .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or("unknown error")
-        .to_string()
+        .unwrap_or("unknown error");
+    match line.find(". ") {
+        Some(i) if line.len() > 100 => line[..i].to_string(),
+        _ => line.to_string(),
+    }
 }
 
 impl From<tch::TchError> for Error {
