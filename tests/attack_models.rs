@@ -125,3 +125,26 @@ fn projection_is_idempotent_and_exact_on_grid() {
     assert!(max_abs(&project_quantized(&x0, &p, b), &p) < 1e-7);
     assert!(max_abs(&p, &x0) <= 5.0 / 255.0 + 1e-6);
 }
+
+#[test]
+fn without_early_stop_all_steps_run_and_confidence_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.pt");
+    common::tiny_model(&path, 10, 32, 1);
+    let model = Classifier::load(&path, Device::Cpu, pre(32)).unwrap();
+    let x0 = image(32);
+    let logits = tch::no_grad(|| model.logits(&x0)).unwrap();
+    let target = logits.topk(2, -1, true, true).1.int64_value(&[0, 1]);
+    let goal = Goal::Targeted(Tensor::from_slice(&[target]));
+    let eps = 16.0 / 255.0;
+    let early = SgdAttack { steps: 300, lr: 0.5, ..SgdAttack::default() };
+    let a = early.run(&model, &x0, &goal, Budget { eps }, &mut |_| {}).unwrap();
+    let full = SgdAttack { early_stop: false, steps: a.steps + 30, ..early.clone() };
+    let mut seen = 0;
+    let b = full.run(&model, &x0, &goal, Budget { eps }, &mut |_| seen += 1).unwrap();
+    assert!(a.success[0] && b.success[0]);
+    assert_eq!(b.steps, a.steps + 30);
+    assert_eq!(seen, a.steps + 31, "one report per evaluation");
+    assert!(b.class_prob[0] > a.class_prob[0], "{} vs {}", b.class_prob[0], a.class_prob[0]);
+    check_output(&model, &x0, &b, &goal, eps);
+}

@@ -91,14 +91,15 @@ impl Attack for SgdAttack {
             let grad = Tensor::run_backward(&[loss.sum(Kind::Float)], &[&r_var], false, false)
                 .pop()
                 .expect("one gradient");
-            // Images already successful stop moving (their best image is kept).
-            let active = best
-                .success
-                .logical_not()
-                .to_kind(Kind::Float)
-                .view([-1, 1, 1, 1]);
             velocity = &velocity * self.momentum + &grad;
-            r = &r - velocity.shallow_clone() * (self.lr * &active);
+            let step_size = if self.early_stop {
+                // Images already successful stop moving (their best image is kept).
+                let active = best.success.logical_not().to_kind(Kind::Float);
+                (active * self.lr).view([-1, 1, 1, 1])
+            } else {
+                Tensor::from(self.lr).to_device(r.device())
+            };
+            r = &r - &velocity * &step_size;
             r = r.clamp(-eps, eps);
             r = (&x0 + &r).clamp(0.0, 1.0) - &x0;
             steps_taken = step + 1;
