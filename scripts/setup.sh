@@ -15,7 +15,7 @@ SHARED="${FOOL_SHARED:-$ROOT/../shared}"
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # --- 1. virtualenv with torch ------------------------------------------------------------
-if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import numpy, torch, sys; sys.exit(0 if torch.__version__.split('+')[0]=='$TORCH_VERSION' else 1)" 2>/dev/null; then
     if [ ! -x "$VENV/bin/python" ]; then
         say "creating virtualenv $VENV"
         python3 -m venv "$VENV" || {
@@ -23,8 +23,8 @@ if ! "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.__version__.sp
             exit 1
         }
     fi
-    say "installing torch==$TORCH_VERSION into $VENV (about 5 GB with the CUDA libraries; a few minutes)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    say "installing torch==$TORCH_VERSION (and numpy) into $VENV (about 5 GB with the CUDA libraries; a few minutes)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" numpy
 else
     say "torch $TORCH_VERSION already in $VENV"
 fi
