@@ -108,9 +108,11 @@ fn resnet18_architecture_loads_and_is_attacked() {
     let model = Classifier::load(&path, Device::Cpu, pre(64)).unwrap();
     assert_eq!(model.num_classes, 1000);
     let x0 = image(64);
-    let goal = Goal::Targeted(Tensor::from_slice(&[1i64]));
+    let logits = tch::no_grad(|| model.logits(&x0)).unwrap();
+    let target = logits.topk(5, -1, true, true).1.int64_value(&[0, 4]);
+    let goal = Goal::Targeted(Tensor::from_slice(&[target]));
     let eps = 10.0 / 255.0;
-    let attack = SgdAttack { steps: 100, lr: 0.05, ..SgdAttack::default() };
+    let attack = SgdAttack { steps: 100, lr: 0.5, ..SgdAttack::default() };
     let out = attack.run(&model, &x0, &goal, Budget { eps }, &mut |_| {}).unwrap();
     assert!(out.success[0], "ResNet-18 not fooled (p target {})", out.class_prob[0]);
     check_output(&model, &x0, &out, &goal, eps);

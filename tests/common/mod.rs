@@ -27,8 +27,13 @@ pub fn fool() -> assert_cmd::Command {
     c
 }
 
+/// libtorch's RNG is global and tests run on parallel threads: hold this while seeding and
+/// initializing a model so its weights do not depend on what other tests draw meanwhile.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A small conv net (normalized (N,3,S,S) → (N,classes) logits) traced to TorchScript.
 pub fn tiny_model(path: &Path, classes: i64, size: i64, seed: i64) {
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let p = vs.root();
@@ -45,6 +50,7 @@ pub fn tiny_model(path: &Path, classes: i64, size: i64, seed: i64) {
 
 /// A ResNet-18 (tch's torchvision-equivalent architecture, random weights) traced to TorchScript.
 pub fn resnet18_model(path: &Path, classes: i64, size: i64) {
+    let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(18);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let net = tch::vision::resnet::resnet18(&vs.root(), classes);
