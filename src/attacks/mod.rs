@@ -112,6 +112,73 @@ pub struct AttackOutput {
     pub queries: usize,
 }
 
+/// What an attack attacks: anything that maps a pixel-space batch to logits, differentiably
+/// (a bare [`Classifier`], or a model behind a defense with BPDA/EOT, see
+/// `defenses::Defended`).
+pub trait Victim {
+    /// Logits (N,C) for pixel-space input (N,3,H,W) in [0,1]; differentiable w.r.t. `x`.
+    fn logits(&self, x: &Tensor) -> Result<Tensor>;
+    /// Random draws to average gradients over (expectation over transformation); 1 when
+    /// the victim is deterministic.
+    fn eot_samples(&self) -> usize {
+        1
+    }
+}
+
+impl Victim for Classifier {
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Classifier::logits(self, x)
+    }
+}
+
+/// One gradient evaluation, averaged over the victim's EOT draws.
+pub struct GradEval {
+    /// Logits of the last draw, detached (N,C).
+    pub logits: Tensor,
+    /// Per-image loss averaged over draws, detached (N,).
+    pub loss: Tensor,
+    /// d(Σ loss)/d`var`, averaged over draws.
+    pub grad: Tensor,
+}
+
+/// Gradient of the summed per-image `loss(logits(input(var)))` with respect to `var`,
+/// averaged over `victim.eot_samples()` draws. `var` must not require grad; a copy that
+/// does is made here.
+pub fn grad_eval(
+    victim: &dyn Victim,
+    var: &Tensor,
+    input: &dyn Fn(&Tensor) -> Tensor,
+    loss: &dyn Fn(&Tensor) -> Tensor,
+) -> Result<GradEval> {
+    let draws = victim.eot_samples().max(1);
+    let mut grad_sum: Option<Tensor> = None;
+    let mut loss_sum: Option<Tensor> = None;
+    let mut last_logits = None;
+    for _ in 0..draws {
+        let v = var.detach().set_requires_grad(true);
+        let logits = victim.logits(&input(&v))?;
+        let l = loss(&logits);
+        let g = Tensor::run_backward(&[l.sum(Kind::Float)], &[&v], false, false)
+            .pop()
+            .expect("one gradient");
+        grad_sum = Some(match grad_sum {
+            None => g,
+            Some(s) => s + g,
+        });
+        let l = l.detach();
+        loss_sum = Some(match loss_sum {
+            None => l,
+            Some(s) => s + l,
+        });
+        last_logits = Some(logits.detach());
+    }
+    Ok(GradEval {
+        logits: last_logits.expect("at least one draw"),
+        loss: loss_sum.expect("at least one draw") / draws as f64,
+        grad: grad_sum.expect("at least one draw") / draws as f64,
+    })
+}
+
 /// One trait for all attacks.
 pub trait Attack {
     /// Short name, e.g. `sgd`.
@@ -119,7 +186,7 @@ pub trait Attack {
     /// Attack the pixel-space batch `x0` (on the 8-bit grid) within `budget`.
     fn run(
         &self,
-        model: &Classifier,
+        model: &dyn Victim,
         x0: &Tensor,
         goal: &Goal,
         budget: Budget,

@@ -5,8 +5,7 @@
 //! The forward pass sees the 8-bit image that would be saved (a straight-through estimator
 //! passes the gradient through the rounding), so the optimization continues through
 //! quantization, and the attack stops per image as soon as its saved form meets the goal.
-use super::{Attack, AttackOutput, BestSoFar, Budget, Goal, StepInfo};
-use crate::model::Classifier;
+use super::{grad_eval, Attack, AttackOutput, BestSoFar, Budget, Goal, StepInfo, Victim};
 use crate::Result;
 use tch::{Kind, Tensor};
 
@@ -41,7 +40,7 @@ impl Attack for SgdAttack {
 
     fn run(
         &self,
-        model: &Classifier,
+        model: &dyn Victim,
         x0: &Tensor,
         goal: &Goal,
         budget: Budget,
@@ -60,22 +59,25 @@ impl Attack for SgdAttack {
         let mut queries = 0;
         let mut steps_taken = 0;
         for step in 0..=self.steps {
-            let r_var = r.detach().set_requires_grad(true);
-            let x = (&x0 + &r_var).clamp(0.0, 1.0);
-            let xq = super::project_quantized(&x0, &x, budget);
-            // Straight-through: the value is the 8-bit image, the gradient that of `x`.
-            let x_ste = &x + (&xq - &x).detach();
-            let logits = model.logits(&x_ste)?;
-            queries += 1;
-            let reached = goal.reached(&logits);
-            let prob = goal.class_prob(&logits).detach();
+            // The forward pass sees the 8-bit image; the gradient passes straight through
+            // the rounding to the continuous perturbation.
+            let to_input = |r: &Tensor| {
+                let x = (&x0 + r).clamp(0.0, 1.0);
+                let xq = super::project_quantized(&x0, &x, budget);
+                &x + (xq - &x).detach()
+            };
+            let eval = grad_eval(model, &r, &to_input, &|logits| goal.loss(logits))?;
+            let xq = super::project_quantized(&x0, &(&x0 + &r), budget);
+            queries += model.eot_samples();
+            let reached = goal.reached(&eval.logits);
+            let prob = goal.class_prob(&eval.logits);
             let score = if goal.is_targeted() {
                 prob.shallow_clone()
             } else {
                 1.0 - &prob
             };
             best.update(&xq, &reached, &score);
-            let loss = goal.loss(&logits);
+            let loss = &eval.loss;
             let n_reached = best.success.sum(Kind::Int64).int64_value(&[]) as usize;
             on_step(StepInfo {
                 step,
@@ -88,10 +90,8 @@ impl Attack for SgdAttack {
             if step == self.steps || (self.early_stop && all_reached) {
                 break;
             }
-            let grad = Tensor::run_backward(&[loss.sum(Kind::Float)], &[&r_var], false, false)
-                .pop()
-                .expect("one gradient");
-            velocity = &velocity * self.momentum + &grad;
+            let grad = &eval.grad;
+            velocity = &velocity * self.momentum + grad;
             let step_size = if self.early_stop {
                 // Images already successful stop moving (their best image is kept).
                 let active = best.success.logical_not().to_kind(Kind::Float);

@@ -99,3 +99,37 @@ mod tests {
         }
     }
 }
+
+/// A model behind a defense, as an adaptive attacker sees it: gradients pass through
+/// non-differentiable defenses as if they were the identity (BPDA, straight-through), and
+/// random defenses are averaged over `eot` draws (EOT) — Athalye, Carlini & Wagner 2018.
+pub struct Defended<'a> {
+    pub model: &'a crate::model::Classifier,
+    pub defense: &'a dyn Defense,
+    pub eot: usize,
+}
+
+impl Defended<'_> {
+    /// The defense applied with a straight-through gradient when it has none of its own.
+    pub fn transform(&self, x: &Tensor) -> Result<Tensor> {
+        if self.defense.differentiable() {
+            self.defense.apply(x)
+        } else {
+            let y = self.defense.apply(&x.detach())?;
+            Ok(x + (y - x).detach())
+        }
+    }
+}
+
+impl crate::attacks::Victim for Defended<'_> {
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        self.model.logits(&self.transform(x)?)
+    }
+    fn eot_samples(&self) -> usize {
+        if self.defense.random() {
+            self.eot.max(1)
+        } else {
+            1
+        }
+    }
+}
