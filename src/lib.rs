@@ -3,6 +3,8 @@
 //! Data flows one way: load ([`imageio`], [`model`]) → preprocess ([`preprocess`]) →
 //! attack / defend ([`attacks`], [`defenses`]) → measure → report ([`report`]).
 pub mod attacks;
+pub mod bench;
+pub mod datasets;
 pub mod defenses;
 pub mod device;
 pub mod error;

@@ -15,7 +15,7 @@ pub struct TargetInfo {
     pub label: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct PreprocessInfo {
     pub size: u32,
     pub resize: u32,

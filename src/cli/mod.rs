@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 mod apply;
 mod attack;
+mod bench;
 mod predict;
 
 pub const EXIT_ERROR: u8 = 1;
@@ -43,6 +44,8 @@ enum Command {
     Attack(attack::AttackArgs),
     /// Add a saved perturbation (.npy, normalized input space) to an image and classify it.
     Apply(apply::ApplyArgs),
+    /// Attack success rate versus eps over a labelled image folder, with and without defenses.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Predict(a)) => predict::run(a),
         Some(Command::Attack(a)) => attack::run(a),
         Some(Command::Apply(a)) => apply::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
         None => attack::run(cli.attack),
     }
 }

@@ -1,0 +1,120 @@
+//! `success_vs_eps.png` / `.svg`: attack success rate versus eps, one panel per attack, one
+//! line per defense (adaptive dashed), with 95% Wilson intervals as error bars.
+use super::{BenchConfig, SummaryRow};
+use crate::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+static FONT: Once = Once::new();
+
+/// Register the embedded DejaVu Sans as plotters' sans-serif (no system fonts needed).
+fn register_font() {
+    FONT.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, cfg: &BenchConfig, rows: &[SummaryRow]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
+    root.fill(&WHITE).map_err(err)?;
+    let panels = root.split_evenly((1, cfg.attacks.len().max(1)));
+    let max_eps = cfg.eps.iter().cloned().fold(0.0, f64::max).max(1e-6) * 255.0;
+    let model = Path::new(&cfg.model).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    for (panel, attack) in panels.iter().zip(&cfg.attacks) {
+        let steps = cfg.steps.map(|s| format!(", {s} steps")).unwrap_or_default();
+        let target = match &cfg.targets {
+            super::TargetMode::Untargeted => "untargeted".to_string(),
+            t => format!("targeted ({})", serde_json::to_value(t).map(|v| v.to_string()).unwrap_or_default().trim_matches('"')),
+        };
+        let title = format!("{attack} on {model}{steps}, {target}");
+        let mut chart = ChartBuilder::on(panel)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..max_eps * 1.05, 0f64..1.02f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("eps (L∞, in 1/255 pixel steps)")
+            .y_desc("attack success rate (correctly classified images)")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        for (di, def) in cfg.defenses.iter().enumerate() {
+            let color = COLORS[di % COLORS.len()];
+            for mode in ["non-adaptive", "adaptive"] {
+                let mut pts: Vec<&SummaryRow> = rows
+                    .iter()
+                    .filter(|r| &r.attack == attack && &r.defense == def && r.mode == mode)
+                    .collect();
+                if pts.is_empty() {
+                    continue;
+                }
+                pts.sort_by(|a, b| a.eps.total_cmp(&b.eps));
+                let xy: Vec<(f64, f64)> = pts.iter().map(|r| (r.eps * 255.0, r.success_rate)).collect();
+                let label = if mode == "adaptive" { format!("{def} (adaptive)") } else { def.clone() };
+                let style = color.stroke_width(2);
+                let series = if mode == "adaptive" {
+                    chart.draw_series(DashedLineSeries::new(xy.clone(), 8, 5, style))
+                } else {
+                    chart.draw_series(LineSeries::new(xy.clone(), style))
+                }
+                .map_err(err)?;
+                series
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                chart
+                    .draw_series(pts.iter().map(|r| {
+                        let x = r.eps * 255.0;
+                        ErrorBar::new_vertical(x, r.ci_low, r.success_rate, r.ci_high, color.filled(), 6)
+                    }))
+                    .map_err(err)?;
+                chart
+                    .draw_series(xy.iter().map(|&(x, y)| Circle::new((x, y), 3, color.filled())))
+                    .map_err(err)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Write `success_vs_eps.png` and `.svg` into `out` (atomically).
+pub fn success_vs_eps(out: &Path, cfg: &BenchConfig, rows: &[SummaryRow]) -> Result<()> {
+    register_font();
+    let size = (640 * cfg.attacks.len().max(1) as u32, 480);
+    let png = out.join("success_vs_eps.png");
+    let svg = out.join("success_vs_eps.svg");
+    let tmp_png = out.join(".success_vs_eps.tmp.png");
+    let tmp_svg = out.join(".success_vs_eps.tmp.svg");
+    draw(BitMapBackend::new(&tmp_png, size).into_drawing_area(), cfg, rows)?;
+    draw(SVGBackend::new(&tmp_svg, size).into_drawing_area(), cfg, rows)?;
+    std::fs::rename(&tmp_png, &png).map_err(|e| Error::io(&png, e))?;
+    std::fs::rename(&tmp_svg, &svg).map_err(|e| Error::io(&svg, e))?;
+    Ok(())
+}
