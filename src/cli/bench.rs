@@ -208,7 +208,14 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let by_file: std::collections::HashMap<&str, &fool::datasets::Item> =
         items.iter().map(|i| (i.file.as_str(), i)).collect();
     let mut current: Option<(usize, bench::LoadedBatch)> = None;
-    for unit in &todo {
+    // Testing hook: stop after N units as an interruption would (exit code 130).
+    let stop_after: Option<usize> = std::env::var("FOOL_BENCH_STOP_AFTER").ok().and_then(|v| v.parse().ok());
+    for (done, unit) in todo.iter().enumerate() {
+        if stop_after == Some(done) {
+            overall.finish_and_clear();
+            eprintln!("fool: interrupted after {done} units; run the same command again to resume");
+            return Ok(ExitCode::from(130));
+        }
         if current.as_ref().map(|(b, _)| *b) != Some(unit.batch) {
             let lo = unit.batch * cfg.batch;
             let hi = (lo + cfg.batch).min(cfg.files.len());
