@@ -55,6 +55,7 @@ where
             .x_desc("eps (L∞, in 1/255 pixel steps)")
             .y_desc("attack success rate (correctly classified images)")
             .label_style(("sans-serif", 14))
+            .light_line_style(WHITE)
             .draw()
             .map_err(err)?;
         for (di, def) in cfg.defenses.iter().enumerate() {
@@ -77,9 +78,11 @@ where
                     chart.draw_series(LineSeries::new(xy.clone(), style))
                 }
                 .map_err(err)?;
-                series
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+                // Adaptive lines get a dashed legend sample (spacing 0 draws it solid).
+                let gap = if mode == "adaptive" { 4 } else { 0 };
+                series.label(label).legend(move |(x, y)| {
+                    plotters::element::DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, gap, color.stroke_width(2))
+                });
                 chart
                     .draw_series(pts.iter().map(|r| {
                         let x = r.eps * 255.0;
