@@ -17,7 +17,8 @@ pub struct PredictArgs {
     /// How many classes to show
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     top: u32,
-    /// Classify through a defense first, e.g. jpeg:75 (re-encode as JPEG quality 75 in memory)
+    /// Classify through a defense first: jpeg:Q (re-encode as JPEG quality Q in memory), bits:N,
+    /// median:K, blur:SIGMA, noise:SIGMA, resize-pad[:R]; compose with + (jpeg:75+median:3)
     #[arg(long, default_value = "none")]
     defense: String,
     #[command(flatten)]
