@@ -10,8 +10,20 @@ use crate::model::Classifier;
 use crate::Result;
 use tch::{Kind, Reduction, Tensor};
 
+pub mod apgd;
+pub mod cw;
+pub mod fgsm;
+pub mod mifgsm;
+pub mod pgd;
 pub mod sgd;
+pub mod square;
+pub use apgd::Apgd;
+pub use cw::CarliniWagner;
+pub use fgsm::Fgsm;
+pub use mifgsm::MiFgsm;
+pub use pgd::Pgd;
 pub use sgd::SgdAttack;
+pub use square::Square;
 
 /// What the attacker wants, per image of the batch.
 pub enum Goal {
@@ -314,4 +326,80 @@ pub fn verify_file(
         linf,
         l2,
     })
+}
+
+/// The 8-bit image of `x` (see [`project_quantized`]) in the forward pass, with the gradient
+/// passed straight through the rounding and clamping to `x` (a straight-through estimator):
+/// gradient attacks optimize a continuous iterate while the model sees the image as saved.
+pub fn ste_quantize(x0: &Tensor, x: &Tensor, budget: Budget) -> Tensor {
+    let xq = project_quantized(x0, x, budget);
+    x + (xq - x).detach()
+}
+
+/// The goal's logit margin per image (N,), positive while the goal is not reached:
+/// untargeted z_true − max_{j≠true} z_j, targeted max_{j≠target} z_j − z_target
+/// (Carlini–Wagner's f before the −κ clamp; Square Attack's margin loss). Differentiable.
+pub fn margin(goal: &Goal, logits: &Tensor) -> Tensor {
+    let cls = goal.classes().unsqueeze(1);
+    let z_cls = logits.gather(1, &cls, false).squeeze_dim(1);
+    let z_other = logits
+        .scatter_value(1, &cls, f64::NEG_INFINITY)
+        .amax([1], false);
+    match goal {
+        Goal::Targeted(_) => z_other - z_cls,
+        Goal::Untargeted(_) => z_cls - z_other,
+    }
+}
+
+/// The goal-class probability (N,) and the score [`BestSoFar`] ranks by (higher is better:
+/// the target's probability, or one minus the true class's).
+pub(crate) fn prob_and_score(goal: &Goal, logits: &Tensor) -> (Tensor, Tensor) {
+    let prob = goal.class_prob(logits);
+    let score = if goal.is_targeted() {
+        prob.shallow_clone()
+    } else {
+        1.0 - &prob
+    };
+    (prob, score)
+}
+
+/// One evaluation of a gradient attack at its continuous iterate `x` (within budget): the
+/// goal loss and its gradient w.r.t. `x` at the 8-bit image of `x` (through [`ste_quantize`],
+/// EOT-averaged by [`grad_eval`]). The quantized image is recorded in `best` and the step is
+/// reported to `on_step`. Returns the evaluation and the number of images whose best image
+/// meets the goal so far.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quantized_grad_step(
+    victim: &dyn Victim,
+    x0: &Tensor,
+    x: &Tensor,
+    goal: &Goal,
+    budget: Budget,
+    best: &mut BestSoFar,
+    (step, steps): (usize, usize),
+    on_step: &mut dyn FnMut(StepInfo),
+) -> Result<(GradEval, usize)> {
+    let to_input = |x: &Tensor| ste_quantize(x0, x, budget);
+    let eval = grad_eval(victim, x, &to_input, &|logits| goal.loss(logits))?;
+    let xq = project_quantized(x0, x, budget);
+    let reached = goal.reached(&eval.logits);
+    let (prob, score) = prob_and_score(goal, &eval.logits);
+    best.update(&xq, &reached, &score);
+    let n_reached = best.success.sum(Kind::Int64).int64_value(&[]) as usize;
+    on_step(StepInfo {
+        step,
+        steps,
+        loss: eval.loss.mean(Kind::Float).double_value(&[]),
+        class_prob: prob.mean(Kind::Float).double_value(&[]),
+        reached: n_reached,
+    });
+    Ok((eval, n_reached))
+}
+
+/// Projects a continuous iterate onto the L∞ ball of radius `eps` around `x0` and the valid
+/// range [0,1].
+pub(crate) fn clip_ball(x0: &Tensor, x: &Tensor, eps: f64) -> Tensor {
+    x.max_other(&(x0 - eps))
+        .min_other(&(x0 + eps))
+        .clamp(0.0, 1.0)
 }

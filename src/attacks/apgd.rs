@@ -1,0 +1,176 @@
+//! APGD-CE, Auto-PGD on the cross-entropy in L∞ (Croce & Hein 2020), following the logic of
+//! the reference implementation (fra31/auto-attack, `autopgd_base.py`):
+//!
+//! - start from a random point of the ball, step size 2·eps per image;
+//! - each step: a signed-gradient step z = P(x + η·sign ∇L), then momentum
+//!   x ← P(x + α·(z − x) + (1 − α)·(x − x_prev)) with α = 0.75 (1 on the first step);
+//! - checkpoints after k₀ = ⌈0.22·N⌉ steps, then every k steps with k shrinking by 0.03·N per
+//!   checkpoint down to 0.06·N (p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06));
+//! - at a checkpoint, an image's step size is halved and it restarts from its best point
+//!   (highest loss) when the loss increased in at most a fraction ρ = 0.75 of the steps since
+//!   the last checkpoint, or when its step size was not reduced at the last checkpoint and its
+//!   best loss has not improved since;
+//! - `n_restarts` runs from fresh random starts, keeping the best image per image.
+//!
+//! Untargeted, L is the cross-entropy of the true class (maximized); targeted, L is minus the
+//! cross-entropy of the target (the reference's APGD-T uses the targeted DLR loss instead;
+//! CE toward the target is what `Goal::loss` provides). In both cases L = −`goal.loss`.
+//!
+//! Differences from the reference: the forward pass sees the 8-bit image (straight-through
+//! estimator), success is judged on it, and the best successful image is kept per image; the
+//! first checkpoint counts the increase from the starting point's loss (the reference compares
+//! with an uninitialized zero row there); all images are attacked in every restart, and with
+//! `early_stop` the attack ends once every image meets the goal.
+use super::{clip_ball, quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal};
+use super::{StepInfo, Victim};
+use crate::Result;
+use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct Apgd {
+    /// Iterations per restart (100 in AutoAttack).
+    pub steps: usize,
+    /// Runs from independent random starts (1 in AutoAttack's standard APGD-CE).
+    pub n_restarts: usize,
+    /// Fraction of loss increases below which the step size is halved (0.75).
+    pub rho: f64,
+    /// Weight α of the new step against the previous move (0.75).
+    pub momentum: f64,
+    /// Stop once every image's 8-bit form meets the goal (the best images are kept either
+    /// way). Off: run all iterations of all restarts.
+    pub early_stop: bool,
+}
+
+impl Default for Apgd {
+    fn default() -> Self {
+        Apgd {
+            steps: 100,
+            n_restarts: 1,
+            rho: 0.75,
+            momentum: 0.75,
+            early_stop: true,
+        }
+    }
+}
+
+impl Attack for Apgd {
+    fn name(&self) -> String {
+        "apgd".into()
+    }
+
+    fn run(
+        &self,
+        model: &dyn Victim,
+        x0: &Tensor,
+        goal: &Goal,
+        budget: Budget,
+        on_step: &mut dyn FnMut(StepInfo),
+    ) -> Result<AttackOutput> {
+        let x0 = x0.detach();
+        let eps = budget.eps;
+        let n = x0.size()[0];
+        let dev = x0.device();
+        let iters = self.steps;
+        let k_first = ((0.22 * iters as f64) as usize).max(1);
+        let k_min = ((0.06 * iters as f64) as usize).max(1);
+        let k_decr = ((0.03 * iters as f64) as usize).max(1);
+        let restarts = self.n_restarts.max(1);
+        let total = restarts * (iters + 1) - 1;
+        let mut best = BestSoFar::new(&x0);
+        let mut evals = 0;
+        let mut steps_taken = 0;
+        let mut all_reached = false;
+        let view4 = |t: &Tensor| t.view([-1, 1, 1, 1]);
+
+        'restarts: for _ in 0..restarts {
+            if self.early_stop && all_reached {
+                break;
+            }
+            // Random start: a uniform draw scaled so its largest coordinate is eps.
+            let t = x0.rand_like() * 2.0 - 1.0;
+            let tmax = t.abs().amax([1i64, 2, 3].as_slice(), true).clamp_min(1e-12);
+            let mut x = (&x0 + t / tmax * eps).clamp(0.0, 1.0);
+            let (eval, reached) = quantized_grad_step(
+                model,
+                &x0,
+                &x,
+                goal,
+                budget,
+                &mut best,
+                (evals, total),
+                on_step,
+            )?;
+            evals += 1;
+            all_reached = reached == n as usize;
+            // L = −goal.loss is maximized: its gradient is −grad.
+            let mut grad = -eval.grad;
+            let mut loss_best = -eval.loss;
+            let mut x_best = x.shallow_clone();
+            let mut grad_best = grad.shallow_clone();
+            let mut step_size = Tensor::full([n, 1, 1, 1], 2.0 * eps, (Kind::Float, dev));
+            let mut x_old = x.shallow_clone();
+            let mut history = vec![loss_best.shallow_clone()];
+            let mut loss_best_last = loss_best.shallow_clone();
+            let mut reduced_last = Tensor::ones([n], (Kind::Bool, dev));
+            let mut k = k_first;
+            let mut since_check = 0;
+            for i in 0..iters {
+                if self.early_stop && all_reached {
+                    break 'restarts;
+                }
+                let moved = &x - &x_old;
+                x_old = x.shallow_clone();
+                let a = if i > 0 { self.momentum } else { 1.0 };
+                let z = clip_ball(&x0, &(&x + &step_size * grad.sign()), eps);
+                x = clip_ball(&x0, &(&x + (z - &x) * a + moved * (1.0 - a)), eps);
+                steps_taken += 1;
+
+                let (eval, reached) = quantized_grad_step(
+                    model,
+                    &x0,
+                    &x,
+                    goal,
+                    budget,
+                    &mut best,
+                    (evals, total),
+                    on_step,
+                )?;
+                evals += 1;
+                all_reached = reached == n as usize;
+                grad = -eval.grad;
+                let loss = -eval.loss;
+                let improved = loss.gt_tensor(&loss_best);
+                let improved4 = view4(&improved);
+                x_best = x.where_self(&improved4, &x_best);
+                grad_best = grad.where_self(&improved4, &grad_best);
+                loss_best = loss.where_self(&improved, &loss_best);
+                history.push(loss);
+
+                since_check += 1;
+                if since_check == k {
+                    // Fraction of the last k steps that increased the loss.
+                    let h = Tensor::stack(&history[history.len() - 1 - k..], 0);
+                    let increases = h
+                        .narrow(0, 1, k as i64)
+                        .gt_tensor(&h.narrow(0, 0, k as i64))
+                        .sum_dim_intlist(0, false, Kind::Float);
+                    let oscillating = increases.le(k as f64 * self.rho);
+                    let stalled = reduced_last
+                        .logical_not()
+                        .logical_and(&loss_best_last.ge_tensor(&loss_best));
+                    let reduce = oscillating.logical_or(&stalled);
+                    let reduce4 = view4(&reduce);
+                    step_size = (&step_size / 2.0).where_self(&reduce4, &step_size);
+                    x = x_best.where_self(&reduce4, &x);
+                    grad = grad_best.where_self(&reduce4, &grad);
+                    reduced_last = reduce;
+                    loss_best_last = loss_best.shallow_clone();
+                    k = k.saturating_sub(k_decr).max(k_min);
+                    since_check = 0;
+                }
+            }
+        }
+        let queries = evals * model.eot_samples();
+        Ok(best.into_output(goal, steps_taken, queries))
+    }
+}
