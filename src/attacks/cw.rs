@@ -179,6 +179,7 @@ impl Attack for CarliniWagner {
             adv: best_adv,
             steps: step,
             queries,
+            image_queries: None,
         })
     }
 }

@@ -120,8 +120,10 @@ pub struct AttackOutput {
     pub class_prob: Vec<f64>,
     /// Optimization steps taken (the largest over the batch).
     pub steps: usize,
-    /// Model evaluations (forward passes) per image.
+    /// Model evaluations (forward passes) per image: the largest over the batch.
     pub queries: usize,
+    /// Per-image query counts, for attacks whose images stop at different times (Square).
+    pub image_queries: Option<Vec<usize>>,
 }
 
 /// What an attack attacks: anything that maps a pixel-space batch to logits, differentiably
@@ -253,6 +255,7 @@ impl BestSoFar {
             class_prob,
             steps,
             queries,
+            image_queries: None,
         }
     }
 }

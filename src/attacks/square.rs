@@ -197,6 +197,9 @@ impl Square {
             class_prob,
             steps,
             queries: queries.max().int64_value(&[]) as usize,
+            image_queries: Vec::<i64>::try_from(queries.to_device(tch::Device::Cpu))
+                .ok()
+                .map(|v| v.into_iter().map(|q| q as usize).collect()),
         })
     }
 }

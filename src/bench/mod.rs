@@ -381,7 +381,8 @@ impl Runner<'_> {
                     attack.run(&victim as &dyn Victim, &b.x, &goal, budget, on_step)?
                 }
             };
-            (out.adv, vec![out.queries; b.items.len()])
+            let q = out.image_queries.unwrap_or_else(|| vec![out.queries; b.items.len()]);
+            (out.adv, q)
         };
         let adv = crate::attacks::project_quantized(&b.x, &adv, budget);
         // Both images are on the 8-bit grid: measure in integer levels, so the numbers are

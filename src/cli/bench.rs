@@ -17,8 +17,15 @@ pub struct BenchArgs {
     /// Folder of images with labels.csv (file,index) or WordNet-id file names (with --wnids)
     #[arg(required = true)]
     dir: Option<PathBuf>,
-    /// Attacks, comma-separated (see --help for the list)
-    #[arg(long, value_delimiter = ',', default_value = "sgd")]
+    /// Attacks, comma-separated: fgsm, pgd, bim, sgd, mifgsm, cw, apgd, square
+    ///
+    /// fgsm: one signed-gradient step of size eps. pgd: Madry et al., random start, step
+    /// 2.5·eps/steps, 20 steps. bim: pgd without random start. sgd: the tutorial's SGD with
+    /// momentum (lr 0.01), 100 steps. mifgsm: momentum iterative FGSM, 10 steps. cw:
+    /// Carlini–Wagner L2, 5 × 100 Adam steps (--steps per search), clipped to the L∞ budget.
+    /// apgd: APGD-CE, 100 iterations. square: Square Attack L∞, black box, 1000 queries
+    /// (--steps sets the query budget).
+    #[arg(long, value_delimiter = ',', default_value = "pgd")]
     attack: Vec<String>,
     /// L∞ budgets in pixel space, comma-separated: 0,1/255,2/255,4/255,8/255
     #[arg(long, value_delimiter = ',', default_value = "0,1/255,2/255,4/255,8/255")]
