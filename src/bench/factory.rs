@@ -14,25 +14,26 @@ pub const ATTACKS: &[(&str, &str)] = &[
     ("square", "Square Attack L∞ (black box): 1000 queries (--steps sets the query budget)"),
 ];
 
-/// Build an attack by name; `steps` overrides its default iteration count.
-pub fn build(name: &str, steps: Option<usize>) -> Result<Box<dyn Attack>> {
+/// Build an attack by name; `steps` overrides its default iteration count; `early_stop`
+/// false makes iterative attacks run all their steps (throughput benchmarks).
+pub fn build(name: &str, steps: Option<usize>, early_stop: bool) -> Result<Box<dyn Attack>> {
     Ok(match name {
         "fgsm" => Box::new(Fgsm::default()),
         "pgd" => {
             let d = Pgd::default();
-            Box::new(Pgd { steps: steps.unwrap_or(d.steps), ..d })
+            Box::new(Pgd { steps: steps.unwrap_or(d.steps), early_stop, ..d })
         }
         "bim" => {
             let d = Pgd::default();
-            Box::new(Pgd::bim(steps.unwrap_or(d.steps), None))
+            Box::new(Pgd { early_stop, ..Pgd::bim(steps.unwrap_or(d.steps), None) })
         }
         "sgd" => {
             let d = SgdAttack::default();
-            Box::new(SgdAttack { steps: steps.unwrap_or(d.steps), ..d })
+            Box::new(SgdAttack { steps: steps.unwrap_or(d.steps), early_stop, ..d })
         }
         "mifgsm" => {
             let d = MiFgsm::default();
-            Box::new(MiFgsm { steps: steps.unwrap_or(d.steps), ..d })
+            Box::new(MiFgsm { steps: steps.unwrap_or(d.steps), early_stop, ..d })
         }
         "cw" => {
             let d = CarliniWagner::default();
@@ -40,7 +41,7 @@ pub fn build(name: &str, steps: Option<usize>) -> Result<Box<dyn Attack>> {
         }
         "apgd" => {
             let d = Apgd::default();
-            Box::new(Apgd { steps: steps.unwrap_or(d.steps), ..d })
+            Box::new(Apgd { steps: steps.unwrap_or(d.steps), early_stop, ..d })
         }
         "square" => {
             let d = Square::default();

@@ -49,6 +49,7 @@ pub struct BenchConfig {
     pub files: Vec<String>,
     pub attacks: Vec<String>,
     pub steps: Option<usize>,
+    pub early_stop: bool,
     pub eps: Vec<f64>,
     pub defenses: Vec<String>,
     pub adaptive: bool,

@@ -45,6 +45,9 @@ pub struct BenchArgs {
     /// Attack iterations (default: each attack's own)
     #[arg(long)]
     steps: Option<usize>,
+    /// Run every iteration even after an image is fooled (throughput benchmarks)
+    #[arg(long)]
+    no_early_stop: bool,
     /// Images per batch
     #[arg(long, default_value_t = 32)]
     batch: usize,
@@ -134,7 +137,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     }
     let eps = parse_eps_list(&a.eps)?;
     for name in &a.attack {
-        bench::factory::build(name, a.steps)?;
+        bench::factory::build(name, a.steps, !a.no_early_stop)?;
     }
     let defense_list: Vec<String> = a.defense.iter().map(|d| d.trim().to_string()).collect();
     let defenses = bench::parse_defenses(&defense_list)?;
@@ -169,6 +172,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         files: items.iter().map(|i| i.file.clone()).collect(),
         attacks: a.attack.clone(),
         steps: a.steps,
+        early_stop: !a.no_early_stop,
         eps,
         defenses: defense_list,
         adaptive: a.adaptive,
@@ -203,7 +207,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             a.out.display()
         );
     }
-    let make = |name: &str| bench::factory::build(name, a.steps);
+    let make = |name: &str| bench::factory::build(name, a.steps, !a.no_early_stop);
     let runner = Runner { cfg: &cfg, model: m, defenses, make_attack: &make };
     let mp = indicatif::MultiProgress::new();
     let overall = mp.add(super::progress_bar(todo.len() as u64, quiet));
