@@ -203,3 +203,34 @@ fn bad_bench_input() {
     fails(&mut bench_cmd_eps(&f, &out, "4/255", &[]), "other settings");
     assert_eq!(sorted_lines(&out.join("results.jsonl")).len(), 10 * 5);
 }
+
+#[test]
+fn every_attack_runs_through_the_cli_within_budget() {
+    let f = fixture();
+    let out = f.root.join("all");
+    let o = fool()
+        .arg("bench")
+        .arg(&f.images)
+        .arg("--model")
+        .arg(&f.model)
+        .args(["--size", "32", "--resize", "32", "--quiet", "--json", "--batch", "5", "--steps", "3", "--limit", "5"])
+        .args(["--attack", "fgsm,pgd,bim,sgd,mifgsm,cw,apgd,square", "--eps", "16/255", "--defense", "none,noise:0.02"])
+        .args(["--adaptive", "--eot", "2", "--targets", "random", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s.as_array().unwrap().len(), 8 * 3);
+    for l in sorted_lines(&out.join("results.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert!(v["linf"].as_f64().unwrap() <= 16.0 / 255.0 + 1e-9, "{l}");
+        let target = v["target"].as_u64().unwrap();
+        assert_ne!(target, v["label"].as_u64().unwrap(), "random target equals the label: {l}");
+        assert_eq!(v["success"].as_bool().unwrap(), v["adv_pred"].as_u64().unwrap() == target, "{l}");
+        if v["attack"] == "square" {
+            let q = v["queries"].as_u64().unwrap();
+            assert!((1..=3).contains(&q), "square queries {q} with --steps 3: {l}");
+        }
+    }
+}
