@@ -15,17 +15,22 @@
 //!   backward, momentum update, L∞ and range projection); the state carries over between
 //!   iterations as in a real attack.
 //! - `sgd_run_steps1`: the library call `SgdAttack { steps: 1, early_stop: false, .. }.run`,
-//!   i.e. one step plus the evaluation of the final point (2 forwards, 1 backward) and the
-//!   attack's set-up/tear-down.
+//!   i.e. one step plus the evaluation of the final point and the attack's set-up and
+//!   tear-down: 2 forwards and 1 backward, plus 1 more backward where the library also
+//!   differentiates the final evaluation (it does since `grad_eval`).
 //! - `forward_no_grad` (MobileNetV2 only): a plain inference forward, for scale.
+//!
+//! After each case the bench prints how much of the machine's CPU other processes used while
+//! it ran: libtorch's OpenMP threads slow down many times when the cores are shared, so a
+//! case run next to a build or a test suite is not a measurement of fool.
 //!
 //! Run: `cargo bench --bench attack_step` (libtorch threads: `OMP_NUM_THREADS`, default =
 //! physical cores). Sample sizes are kept small; the full run takes about two minutes on 2 cores.
 use criterion::Criterion;
-use std::hint::black_box;
 use fool::attacks::{project_quantized, Attack, Budget, Goal, SgdAttack};
 use fool::model::Classifier;
 use fool::preprocess::Preprocess;
+use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tch::{nn, nn::Module, Device, Kind, Tensor};
@@ -60,7 +65,7 @@ impl StepState {
     }
 
     /// One attack step with the same tensor operations as the loop body of `SgdAttack::run`
-    /// (targeted goal). Returns the mean loss so the work cannot be optimized away.
+    /// (targeted goal, no early stop). Returns the mean loss so the work cannot be optimized away.
     fn step(&mut self, model: &Classifier, goal: &Goal, budget: Budget) -> f64 {
         let x0 = &self.x0;
         let r_var = self.r.detach().set_requires_grad(true);
@@ -90,16 +95,65 @@ impl StepState {
         let grad = Tensor::run_backward(&[loss.sum(Kind::Float)], &[&r_var], false, false)
             .pop()
             .expect("one gradient");
-        let active = self
-            .best_success
-            .logical_not()
-            .to_kind(Kind::Float)
-            .view([-1, 1, 1, 1]);
+        // Without early stop every image keeps moving: r -= lr * velocity.
         self.velocity = &self.velocity * MOMENTUM + &grad;
-        let r = &self.r - self.velocity.shallow_clone() * (LR * &active);
+        let step_size = Tensor::from(LR).to_device(self.r.device());
+        let r = &self.r - &self.velocity * &step_size;
         let r = r.clamp(-budget.eps, budget.eps);
         self.r = (x0 + &r).clamp(0.0, 1.0) - x0;
         mean_loss
+    }
+}
+
+/// CPU seconds the whole machine spent busy (/proc/stat), if readable.
+fn machine_busy_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 7 {
+        return None;
+    }
+    // user nice system idle iowait irq softirq steal
+    let busy = v[0] + v[1] + v[2] + v[5] + v[6] + v.get(7).copied().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some(busy / hz)
+}
+
+/// CPU seconds used by this process.
+fn own_cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// Run `f` and report the share of the machine's CPUs other processes used meanwhile.
+fn with_load_report(id: &str, f: impl FnOnce()) {
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let (t0, b0, o0) = (std::time::Instant::now(), machine_busy_s(), own_cpu_s());
+    f();
+    let wall = t0.elapsed().as_secs_f64();
+    if wall < 0.5 {
+        return; // filtered out (or `--test`): nothing was measured
+    }
+    if let (Some(b0), Some(b1)) = (b0, machine_busy_s()) {
+        let foreign = ((b1 - b0) - (own_cpu_s() - o0)).max(0.0) / (wall * ncpu);
+        let verdict = if foreign > 0.05 {
+            "  WARNING: machine not quiet, this case's times are not reliable"
+        } else {
+            ""
+        };
+        eprintln!(
+            "{id}: other processes used {:.0}% of the {ncpu} CPUs meanwhile{verdict}",
+            foreign * 100.0
+        );
     }
 }
 
@@ -112,8 +166,10 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Classifier, x0: &Tensor, f
         .measurement_time(Duration::from_secs(10));
 
     let mut state = StepState::new(x0);
-    g.bench_function("sgd_step", |b| {
-        b.iter(|| black_box(state.step(model, &goal, budget)))
+    with_load_report(&format!("{name}/sgd_step"), || {
+        g.bench_function("sgd_step", |b| {
+            b.iter(|| black_box(state.step(model, &goal, budget)))
+        });
     });
 
     let attack = SgdAttack {
@@ -123,18 +179,22 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Classifier, x0: &Tensor, f
         random_start: false,
         early_stop: false,
     };
-    g.bench_function("sgd_run_steps1", |b| {
-        b.iter(|| {
-            let out = attack
-                .run(model, x0, &goal, budget, &mut |_| {})
-                .expect("attack");
-            black_box(out.adv)
-        })
+    with_load_report(&format!("{name}/sgd_run_steps1"), || {
+        g.bench_function("sgd_run_steps1", |b| {
+            b.iter(|| {
+                let out = attack
+                    .run(model, x0, &goal, budget, &mut |_| {})
+                    .expect("attack");
+                black_box(out.adv)
+            })
+        });
     });
 
     if forward {
-        g.bench_function("forward_no_grad", |b| {
-            b.iter(|| black_box(model.probs(x0).expect("forward")))
+        with_load_report(&format!("{name}/forward_no_grad"), || {
+            g.bench_function("forward_no_grad", |b| {
+                b.iter(|| black_box(model.probs(x0).expect("forward")))
+            });
         });
     }
     g.finish();
@@ -158,10 +218,7 @@ fn tiny_model(path: &Path) -> tch::Result<()> {
             16,
             32,
             3,
-            nn::ConvConfig {
-                stride: 2,
-                ..cfg
-            },
+            nn::ConvConfig { stride: 2, ..cfg },
         ))
         .add_fn(|x| x.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1))
         .add(nn::linear(&root / "fc", 32, 10, Default::default()));

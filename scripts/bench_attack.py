@@ -9,7 +9,8 @@ with the ImageNet mean/std, takes the cross-entropy to the target class, back-pr
 and updates velocity = momentum * velocity + grad, r -= lr * velocity, then clamps r to
 [-eps, eps] and x0 + r to [0, 1]. It keeps the best 8-bit image and reads the mean loss and
 probability every step, as fool does. `--steps N --no-early-stop` is N + 1 forwards and N
-backwards on both sides.
+backwards here (fool may also differentiate its final evaluation: one more backward, a
+constant that the per-step difference below cancels).
 
 Per-step time = (time at HI steps - time at LO steps) / (HI - LO), which removes start-up,
 model loading and fool's output writing and verification. For fool the time is `elapsed_s`
@@ -159,9 +160,8 @@ def attack(model, x0, target, steps, eps, lr, momentum, mean, std):
         if step == steps:
             break
         (grad,) = torch.autograd.grad(loss.sum(), [r_var])
-        active = (~best_success).float().view(-1, 1, 1, 1)
         velocity = velocity * momentum + grad
-        r = r - velocity * (lr * active)
+        r = r - velocity * lr  # no early stop: every image keeps moving
         r = r.clamp(-eps, eps)
         r = (x0 + r).clamp(0.0, 1.0) - x0
     del n_reached

@@ -36,7 +36,9 @@ fn csv_fields(line: &str) -> Vec<String> {
     out
 }
 
-const IMAGE_EXTS: [&str; 9] = ["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "ppm"];
+const IMAGE_EXTS: [&str; 9] = [
+    "png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "ppm",
+];
 
 /// List the labelled images of `dir`, sorted by file name.
 pub fn image_folder(dir: &Path, wnids: Option<&Path>) -> Result<Vec<Item>> {
@@ -67,16 +69,25 @@ fn from_labels_csv(dir: &Path, csv: &Path) -> Result<Vec<Item>> {
     let header = csv_fields(lines.next().unwrap_or(""));
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
     let (Some(fcol), Some(icol)) = (col("file"), col("index")) else {
-        return Err(Error::bad_file(csv, "header must have the columns file and index"));
+        return Err(Error::bad_file(
+            csv,
+            "header must have the columns file and index",
+        ));
     };
     let mut items = Vec::new();
     for (n, line) in lines.enumerate() {
         let f = csv_fields(line);
         let (Some(file), Some(index)) = (f.get(fcol), f.get(icol)) else {
-            return Err(Error::bad_file(csv, format!("line {}: missing fields", n + 2)));
+            return Err(Error::bad_file(
+                csv,
+                format!("line {}: missing fields", n + 2),
+            ));
         };
         let label = index.trim().parse::<usize>().map_err(|_| {
-            Error::bad_file(csv, format!("line {}: index '{index}' is not a class number", n + 2))
+            Error::bad_file(
+                csv,
+                format!("line {}: index '{index}' is not a class number", n + 2),
+            )
         })?;
         items.push(Item {
             file: file.clone(),
@@ -133,17 +144,33 @@ mod tests {
     #[test]
     fn folder_from_labels_csv_and_wnids() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("labels.csv"), "index,wnid,file,label\n1,n1,b.png,x\n0,n0,a.png,y\n").unwrap();
+        std::fs::write(
+            d.path().join("labels.csv"),
+            "index,wnid,file,label\n1,n1,b.png,x\n0,n0,a.png,y\n",
+        )
+        .unwrap();
         let items = image_folder(d.path(), None).unwrap();
-        assert_eq!(items.iter().map(|i| (i.file.as_str(), i.label)).collect::<Vec<_>>(), vec![("a.png", 0), ("b.png", 1)]);
+        assert_eq!(
+            items
+                .iter()
+                .map(|i| (i.file.as_str(), i.label))
+                .collect::<Vec<_>>(),
+            vec![("a.png", 0), ("b.png", 1)]
+        );
         std::fs::remove_file(d.path().join("labels.csv")).unwrap();
-        assert!(image_folder(d.path(), None).unwrap_err().to_string().contains("--wnids"));
+        assert!(image_folder(d.path(), None)
+            .unwrap_err()
+            .to_string()
+            .contains("--wnids"));
         std::fs::write(d.path().join("n00000002_x.JPEG"), "").unwrap();
         std::fs::write(d.path().join("n00000001_y.png"), "").unwrap();
         std::fs::write(d.path().join("notes.txt"), "").unwrap();
         let w = d.path().join("wnids.txt");
         std::fs::write(&w, "n00000001 first\nn00000002 second\n").unwrap();
         let items = image_folder(d.path(), Some(&w)).unwrap();
-        assert_eq!(items.iter().map(|i| i.label).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            items.iter().map(|i| i.label).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
     }
 }

@@ -67,7 +67,10 @@ fn decode_jpeg_like_pillow(path: &Path) -> Result<Option<RgbImage>> {
     // mozjpeg reports libjpeg errors by unwinding; turn them into an error value.
     let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<RgbImage>> {
         let d = mozjpeg::Decompress::new_mem(&data)?;
-        if !matches!(d.color_space(), ColorSpace::JCS_YCbCr | ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_RGB) {
+        if !matches!(
+            d.color_space(),
+            ColorSpace::JCS_YCbCr | ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_RGB
+        ) {
             return Ok(None);
         }
         let (w, h) = d.size();
@@ -84,7 +87,10 @@ fn decode_jpeg_like_pillow(path: &Path) -> Result<Option<RgbImage>> {
     match decoded {
         Ok(Ok(img)) => Ok(img),
         Ok(Err(e)) => Err(Error::bad_file(path, format!("cannot decode JPEG: {e}"))),
-        Err(_) => Err(Error::bad_file(path, "cannot decode JPEG: corrupt or truncated data")),
+        Err(_) => Err(Error::bad_file(
+            path,
+            "cannot decode JPEG: corrupt or truncated data",
+        )),
     }
 }
 

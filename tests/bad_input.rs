@@ -10,7 +10,11 @@ use std::path::Path;
 fn fails(args: &[&std::ffi::OsStr], code: i32, needles: &[&str]) {
     let out = fool().args(args).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "args {args:?}\nstderr: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "args {args:?}\nstderr: {err}"
+    );
     assert!(!err.contains("panicked"), "panic: {err}");
     for n in needles {
         assert!(err.contains(n), "stderr lacks {n:?}: {err}");
@@ -26,7 +30,9 @@ fn os(s: &str) -> &std::ffi::OsStr {
 }
 
 fn empty(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map(|mut d| d.next().is_none()).unwrap_or(true)
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(true)
 }
 
 #[test]
@@ -46,7 +52,17 @@ fn unreadable_and_non_image_inputs() {
         (dir.path(), "is a directory"),
     ] {
         fails(&[os("predict"), img.as_os_str()], 1, &[needle]);
-        fails(&[img.as_os_str(), os("--target"), os("1"), os("--out"), out.as_os_str()], 1, &[needle]);
+        fails(
+            &[
+                img.as_os_str(),
+                os("--target"),
+                os("1"),
+                os("--out"),
+                out.as_os_str(),
+            ],
+            1,
+            &[needle],
+        );
     }
     assert!(empty(&out), "output left behind after failures");
 }
@@ -62,7 +78,11 @@ fn huge_image_is_refused_before_decoding() {
         buf.append(&mut enc);
     }
     std::fs::write(&p, &buf).unwrap();
-    fails(&[os("predict"), p.as_os_str()], 1, &["huge.png", "too large"]);
+    fails(
+        &[os("predict"), p.as_os_str()],
+        1,
+        &["huge.png", "too large"],
+    );
 }
 
 /// PNG signature + IHDR chunk (8-bit RGB) for the given size.
@@ -83,7 +103,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         c ^= b as u32;
         for _ in 0..8 {
-            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
         }
     }
     !c
@@ -101,8 +125,16 @@ fn greyscale_rgba_16bit_and_cmyk_images_are_converted() {
     for (name, img) in cases {
         let p = dir.path().join(name);
         img.save(&p).unwrap();
-        let out = fool().args(["predict", "--json", "--quiet"]).arg(&p).output().unwrap();
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = fool()
+            .args(["predict", "--json", "--quiet"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v = json(&out);
         if name != "grey.png" {
             // Colour preserved exactly (RGBA drops alpha; 16-bit rounds back to 8).
@@ -110,12 +142,23 @@ fn greyscale_rgba_16bit_and_cmyk_images_are_converted() {
         }
     }
     let cmyk = common::root().join("tests/fixtures/cmyk.jpg");
-    let out = fool().args(["predict", "--json", "--quiet"]).arg(&cmyk).output().unwrap();
-    assert!(out.status.success(), "cmyk: {}", String::from_utf8_lossy(&out.stderr));
+    let out = fool()
+        .args(["predict", "--json", "--quiet"])
+        .arg(&cmyk)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cmyk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The CMYK pixels decode to the RGB gradient the fixture was made from (not inverted).
     let img = fool::imageio::load_rgb(&cmyk).unwrap();
     let px = img.get_pixel(39, 29).0;
-    assert!(px[0] > 200 && px[1] > 200 && (px[2] as i32 - 128).abs() < 20, "{px:?}");
+    assert!(
+        px[0] > 200 && px[1] > 200 && (px[2] as i32 - 128).abs() < 20,
+        "{px:?}"
+    );
 }
 
 #[test]
@@ -124,17 +167,53 @@ fn bad_models_and_labels() {
     let dog = asset("dog.png");
     let not_model = dir.path().join("model.pt");
     std::fs::write(&not_model, "this is not TorchScript").unwrap();
-    fails(&[os("predict"), dog.as_os_str(), os("--model"), not_model.as_os_str()], 1, &["model.pt", "not a loadable TorchScript model"]);
+    fails(
+        &[
+            os("predict"),
+            dog.as_os_str(),
+            os("--model"),
+            not_model.as_os_str(),
+        ],
+        1,
+        &["model.pt", "not a loadable TorchScript model"],
+    );
 
     let bad_shape = dir.path().join("spatial.pt");
     common::bad_shape_model(&bad_shape, 224);
-    fails(&[os("predict"), dog.as_os_str(), os("--model"), bad_shape.as_os_str()], 1, &["spatial.pt", "expected (N, C) logits"]);
+    fails(
+        &[
+            os("predict"),
+            dog.as_os_str(),
+            os("--model"),
+            bad_shape.as_os_str(),
+        ],
+        1,
+        &["spatial.pt", "expected (N, C) logits"],
+    );
 
     let labels = dir.path().join("labels.json");
     std::fs::write(&labels, r#"{"0": "cat", "1": "dog", "2": "bird"}"#).unwrap();
-    fails(&[os("predict"), dog.as_os_str(), os("--labels"), labels.as_os_str()], 1, &["labels.json", "3 labels", "1000 classes"]);
+    fails(
+        &[
+            os("predict"),
+            dog.as_os_str(),
+            os("--labels"),
+            labels.as_os_str(),
+        ],
+        1,
+        &["labels.json", "3 labels", "1000 classes"],
+    );
     std::fs::write(&labels, "[1, 2").unwrap();
-    fails(&[os("predict"), dog.as_os_str(), os("--labels"), labels.as_os_str()], 1, &["labels.json", "not valid JSON"]);
+    fails(
+        &[
+            os("predict"),
+            dog.as_os_str(),
+            os("--labels"),
+            labels.as_os_str(),
+        ],
+        1,
+        &["labels.json", "not valid JSON"],
+    );
 
     // A 10-class model with matching labels works, and targets resolve against them.
     let tiny = dir.path().join("tiny.pt");
@@ -148,7 +227,11 @@ fn bad_models_and_labels() {
         .arg(&dog)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json(&out)["top"].as_array().unwrap().len(), 3);
 }
 
@@ -162,15 +245,31 @@ fn bad_targets_and_budgets() {
         args.extend(extra.iter().map(|s| os(s)));
         fails(&args, code, needles);
     };
-    run(&["--target", "zzyzxq"], 1, &["--target", "no class matches", "closest"]);
-    run(&["--target", "cat"], 1, &["--target", "ambiguous", "tiger cat"]);
+    run(
+        &["--target", "zzyzxq"],
+        1,
+        &["--target", "no class matches", "closest"],
+    );
+    run(
+        &["--target", "cat"],
+        1,
+        &["--target", "ambiguous", "tiger cat"],
+    );
     run(&["--target", "1000"], 1, &["--target", "out of range"]);
     run(&["--target", "1", "--eps", "0"], 2, &["--eps"]);
     run(&["--target", "1", "--eps=-0.1"], 2, &["--eps"]);
     run(&["--target", "1", "--eps", "1.5"], 2, &["--eps", "(0, 1]"]);
     run(&["--target", "1", "--eps", "1/0"], 2, &["--eps"]);
-    run(&["--target", "1", "--eps", "0.001"], 2, &["--eps", "8-bit step"]);
-    run(&["--target", "1", "--device", "tpu"], 1, &["--device", "expected auto, cpu"]);
+    run(
+        &["--target", "1", "--eps", "0.001"],
+        2,
+        &["--eps", "8-bit step"],
+    );
+    run(
+        &["--target", "1", "--device", "tpu"],
+        1,
+        &["--device", "expected auto, cpu"],
+    );
     run(&[], 2, &["--target"]);
     assert!(empty(&out), "output left behind after failures");
 }
@@ -185,13 +284,28 @@ fn bad_perturbation_files() {
         arr(std::fs::File::create(&p).unwrap());
         p
     };
-    let wrong_shape = write("shape.npy", &|f| Array4::<f32>::zeros((1, 3, 32, 32)).write_npy(f).unwrap());
-    let wrong_dtype = write("dtype.npy", &|f| Array4::<f64>::zeros((1, 3, 224, 224)).write_npy(f).unwrap());
+    let wrong_shape = write("shape.npy", &|f| {
+        Array4::<f32>::zeros((1, 3, 32, 32)).write_npy(f).unwrap()
+    });
+    let wrong_dtype = write("dtype.npy", &|f| {
+        Array4::<f64>::zeros((1, 3, 224, 224)).write_npy(f).unwrap()
+    });
     let not_npy = dir.path().join("text.npy");
     std::fs::write(&not_npy, "hello").unwrap();
-    for (p, needle) in [(&wrong_shape, "got shape [1, 3, 32, 32]"), (&wrong_dtype, "float32"), (&not_npy, "text.npy")] {
+    for (p, needle) in [
+        (&wrong_shape, "got shape [1, 3, 32, 32]"),
+        (&wrong_dtype, "float32"),
+        (&not_npy, "text.npy"),
+    ] {
         fails(
-            &[os("apply"), dog.as_os_str(), os("--perturbation"), p.as_os_str(), os("--out"), out.as_os_str()],
+            &[
+                os("apply"),
+                dog.as_os_str(),
+                os("--perturbation"),
+                p.as_os_str(),
+                os("--out"),
+                out.as_os_str(),
+            ],
             1,
             &[needle, "(1, 3, 224, 224)"],
         );
@@ -206,14 +320,37 @@ fn unwritable_output_and_input_protection() {
     let file = dir.path().join("a_file");
     std::fs::write(&file, "x").unwrap();
     let under_file = file.join("sub");
-    fails(&[dog.as_os_str(), os("--target"), os("1"), os("--out"), under_file.as_os_str()], 1, &["--out", "cannot create output directory"]);
+    fails(
+        &[
+            dog.as_os_str(),
+            os("--target"),
+            os("1"),
+            os("--out"),
+            under_file.as_os_str(),
+        ],
+        1,
+        &["--out", "cannot create output directory"],
+    );
 
     // `apply -o` onto its own input is refused and the input is untouched.
     let copy = dir.path().join("dog.png");
     std::fs::copy(&dog, &copy).unwrap();
     let before = std::fs::read(&copy).unwrap();
     let r = dir.path().join("r.npy");
-    Array4::<f32>::from_elem((1, 3, 224, 224), 0.1).write_npy(std::fs::File::create(&r).unwrap()).unwrap();
-    fails(&[os("apply"), copy.as_os_str(), os("--perturbation"), r.as_os_str(), os("-o"), copy.as_os_str()], 1, &["refusing to overwrite an input"]);
+    Array4::<f32>::from_elem((1, 3, 224, 224), 0.1)
+        .write_npy(std::fs::File::create(&r).unwrap())
+        .unwrap();
+    fails(
+        &[
+            os("apply"),
+            copy.as_os_str(),
+            os("--perturbation"),
+            r.as_os_str(),
+            os("-o"),
+            copy.as_os_str(),
+        ],
+        1,
+        &["refusing to overwrite an input"],
+    );
     assert_eq!(std::fs::read(&copy).unwrap(), before);
 }

@@ -23,7 +23,11 @@ fn fixture() -> Fixture {
     common::tiny_model(&model, 10, 32, 11);
     let images = root.join("images");
     std::fs::create_dir(&images).unwrap();
-    let pre = Preprocess { size: 32, resize: 32, ..Preprocess::default() };
+    let pre = Preprocess {
+        size: 32,
+        resize: 32,
+        ..Preprocess::default()
+    };
     let m = Classifier::load(&model, Device::Cpu, pre).unwrap();
     let mut csv = String::from("file,index\n");
     for i in 0..10u32 {
@@ -34,12 +38,20 @@ fn fixture() -> Fixture {
         let name = format!("img{i:02}.png");
         img.save(images.join(&name)).unwrap();
         let x = m.pre.pixels(&img, Device::Cpu).unsqueeze(0);
-        let pred = tch::no_grad(|| m.logits(&x)).unwrap().argmax(-1, false).int64_value(&[0]);
+        let pred = tch::no_grad(|| m.logits(&x))
+            .unwrap()
+            .argmax(-1, false)
+            .int64_value(&[0]);
         let label = if i < 8 { pred } else { (pred + 1) % 10 };
         csv.push_str(&format!("{name},{label}\n"));
     }
     std::fs::write(images.join("labels.csv"), csv).unwrap();
-    Fixture { _dir: dir, root, model, images }
+    Fixture {
+        _dir: dir,
+        root,
+        model,
+        images,
+    }
 }
 
 const EPS: &str = "0,2/255,8/255";
@@ -52,8 +64,18 @@ fn bench_cmd(f: &Fixture, out: &Path, extra: &[&str]) -> assert_cmd::Command {
 fn bench_cmd_eps(f: &Fixture, out: &Path, eps: &str, extra: &[&str]) -> assert_cmd::Command {
     let mut c = fool();
     c.arg("bench").arg(&f.images).arg("--model").arg(&f.model);
-    c.args(["--size", "32", "--resize", "32", "--quiet", "--batch", "3", "--steps", "5", "--seed", "3"]);
-    c.args(["--attack", "sgd", "--eps", eps, "--defense", "none,jpeg:75,bits:4", "--adaptive"]);
+    c.args([
+        "--size", "32", "--resize", "32", "--quiet", "--batch", "3", "--steps", "5", "--seed", "3",
+    ]);
+    c.args([
+        "--attack",
+        "sgd",
+        "--eps",
+        eps,
+        "--defense",
+        "none,jpeg:75,bits:4",
+        "--adaptive",
+    ]);
     c.arg("--out").arg(out);
     c.args(extra);
     c
@@ -64,7 +86,11 @@ fn summary(out: &Path) -> serde_json::Value {
 }
 
 fn sorted_lines(p: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_to_string(p).unwrap().lines().map(String::from).collect();
+    let mut v: Vec<String> = std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     v.sort();
     v
 }
@@ -80,24 +106,44 @@ fn sweep_writes_results_summary_and_chart() {
     // 3 eps × (3 defenses non-adaptive + 2 adaptive)
     assert_eq!(rows.len(), 15);
     for r in rows {
-        for k in ["attack", "eps", "defense", "mode", "n", "success_rate", "ci_low", "ci_high", "clean_accuracy", "robust_accuracy"] {
+        for k in [
+            "attack",
+            "eps",
+            "defense",
+            "mode",
+            "n",
+            "success_rate",
+            "ci_low",
+            "ci_high",
+            "clean_accuracy",
+            "robust_accuracy",
+        ] {
             assert!(!r[k].is_null(), "missing {k}");
         }
         assert!(r["ci_low"].as_f64().unwrap() <= r["success_rate"].as_f64().unwrap());
         assert!(r["success_rate"].as_f64().unwrap() <= r["ci_high"].as_f64().unwrap());
         assert_eq!(r["n_images"], 10);
     }
-    let none0 = rows.iter().find(|r| r["defense"] == "none" && r["eps"] == 0.0).unwrap();
+    let none0 = rows
+        .iter()
+        .find(|r| r["defense"] == "none" && r["eps"] == 0.0)
+        .unwrap();
     assert_eq!(none0["clean_accuracy"], 0.8);
     assert_eq!(none0["n"], 8);
-    assert_eq!(none0["success_rate"], 0.0, "eps 0 cannot change an 8-bit image");
+    assert_eq!(
+        none0["success_rate"], 0.0,
+        "eps 0 cannot change an 8-bit image"
+    );
     assert_eq!(none0["robust_accuracy"], 0.8);
     // results.jsonl: one line per image × setting, within budget.
     let lines = sorted_lines(&out.join("results.jsonl"));
     assert_eq!(lines.len(), 150);
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        assert!(v["linf"].as_f64().unwrap() <= v["eps"].as_f64().unwrap() + 1e-9, "{l}");
+        assert!(
+            v["linf"].as_f64().unwrap() <= v["eps"].as_f64().unwrap() + 1e-9,
+            "{l}"
+        );
         let success = v["adv_pred"] != v["label"];
         assert_eq!(v["success"].as_bool().unwrap(), success, "{l}");
     }
@@ -105,7 +151,10 @@ fn sweep_writes_results_summary_and_chart() {
     assert!(csv.starts_with("attack,eps,defense,mode,n,"));
     assert_eq!(csv.lines().count(), 16);
     for chart in ["success_vs_eps.png", "success_vs_eps.svg"] {
-        assert!(std::fs::metadata(out.join(chart)).unwrap().len() > 1000, "{chart}");
+        assert!(
+            std::fs::metadata(out.join(chart)).unwrap().len() > 1000,
+            "{chart}"
+        );
     }
     assert!(image::open(out.join("success_vs_eps.png")).unwrap().width() >= 640);
 }
@@ -114,11 +163,23 @@ fn sweep_writes_results_summary_and_chart() {
 fn interrupted_run_resumes_to_the_same_summary() {
     let f = fixture();
     let whole = f.root.join("whole");
-    assert!(bench_cmd(&f, &whole, &[]).output().unwrap().status.success());
+    assert!(bench_cmd(&f, &whole, &[])
+        .output()
+        .unwrap()
+        .status
+        .success());
 
     let part = f.root.join("part");
-    let o = bench_cmd(&f, &part, &[]).env("FOOL_BENCH_STOP_AFTER", "7").output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = bench_cmd(&f, &part, &[])
+        .env("FOOL_BENCH_STOP_AFTER", "7")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let partial = sorted_lines(&part.join("results.jsonl"));
     assert!(!partial.is_empty() && partial.len() < 150);
     // A kill in the middle of a write leaves a torn line: it must be dropped, not kept.
@@ -128,7 +189,10 @@ fn interrupted_run_resumes_to_the_same_summary() {
 
     let o = bench_cmd(&f, &part, &[]).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(sorted_lines(&part.join("results.jsonl")), sorted_lines(&whole.join("results.jsonl")));
+    assert_eq!(
+        sorted_lines(&part.join("results.jsonl")),
+        sorted_lines(&whole.join("results.jsonl"))
+    );
     assert_eq!(summary(&part), summary(&whole));
     // Running again does nothing and changes nothing.
     assert!(bench_cmd(&f, &part, &[]).output().unwrap().status.success());
@@ -139,10 +203,18 @@ fn interrupted_run_resumes_to_the_same_summary() {
 fn shards_merge_into_the_single_machine_summary() {
     let f = fixture();
     let whole = f.root.join("whole");
-    assert!(bench_cmd(&f, &whole, &[]).output().unwrap().status.success());
+    assert!(bench_cmd(&f, &whole, &[])
+        .output()
+        .unwrap()
+        .status
+        .success());
     let s0 = f.root.join("s0");
     let s1 = f.root.join("s1");
-    assert!(bench_cmd(&f, &s0, &["--shard", "0/2"]).output().unwrap().status.success());
+    assert!(bench_cmd(&f, &s0, &["--shard", "0/2"])
+        .output()
+        .unwrap()
+        .status
+        .success());
     // The second shard takes its index from a Slurm job array's environment.
     let o = bench_cmd(&f, &s1, &[])
         .env("SLURM_ARRAY_TASK_ID", "2")
@@ -155,10 +227,20 @@ fn shards_merge_into_the_single_machine_summary() {
     let n1 = sorted_lines(&s1.join("results.jsonl")).len();
     assert!(n0 > 0 && n1 > 0 && n0 + n1 == 150, "{n0} + {n1}");
     let merged = f.root.join("merged");
-    let o = fool().args(["bench", "merge", "--quiet"]).arg(&s0).arg(&s1).arg("--out").arg(&merged).output().unwrap();
+    let o = fool()
+        .args(["bench", "merge", "--quiet"])
+        .arg(&s0)
+        .arg(&s1)
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(summary(&merged), summary(&whole));
-    assert_eq!(sorted_lines(&merged.join("results.jsonl")), sorted_lines(&whole.join("results.jsonl")));
+    assert_eq!(
+        sorted_lines(&merged.join("results.jsonl")),
+        sorted_lines(&whole.join("results.jsonl"))
+    );
     assert!(merged.join("success_vs_eps.png").exists());
 }
 
@@ -191,15 +273,35 @@ fn bad_bench_input() {
         assert!(err.contains(needle), "{needle:?} not in {err}");
         assert!(!err.contains("panicked"));
     };
-    fails(fool().args(["bench"]).arg(f.root.join("nope")).args(["--out"]).arg(&out), "not a directory");
+    fails(
+        fool()
+            .args(["bench"])
+            .arg(f.root.join("nope"))
+            .args(["--out"])
+            .arg(&out),
+        "not a directory",
+    );
     let empty = f.root.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    fails(fool().args(["bench"]).arg(&empty).args(["--out"]).arg(&out), "labels.csv");
-    fails(&mut bench_cmd(&f, &out, &["--attack", "nosuch"]), "unknown attack 'nosuch'");
+    fails(
+        fool().args(["bench"]).arg(&empty).args(["--out"]).arg(&out),
+        "labels.csv",
+    );
+    fails(
+        &mut bench_cmd(&f, &out, &["--attack", "nosuch"]),
+        "unknown attack 'nosuch'",
+    );
     fails(&mut bench_cmd(&f, &out, &["--shard", "2/2"]), "--shard");
-    fails(&mut bench_cmd(&f, &out, &["--defense", "none,blurry"]), "--defense");
+    fails(
+        &mut bench_cmd(&f, &out, &["--defense", "none,blurry"]),
+        "--defense",
+    );
     // A run with other settings in the same --out is refused, the old results kept.
-    assert!(bench_cmd_eps(&f, &out, "2/255", &[]).output().unwrap().status.success());
+    assert!(bench_cmd_eps(&f, &out, "2/255", &[])
+        .output()
+        .unwrap()
+        .status
+        .success());
     fails(&mut bench_cmd_eps(&f, &out, "4/255", &[]), "other settings");
     assert_eq!(sorted_lines(&out.join("results.jsonl")).len(), 10 * 5);
 }
@@ -213,8 +315,18 @@ fn every_attack_runs_through_the_cli_within_budget() {
         .arg(&f.images)
         .arg("--model")
         .arg(&f.model)
-        .args(["--size", "32", "--resize", "32", "--quiet", "--json", "--batch", "5", "--steps", "3", "--limit", "5"])
-        .args(["--attack", "fgsm,pgd,bim,sgd,mifgsm,cw,apgd,square", "--eps", "16/255", "--defense", "none,noise:0.02"])
+        .args([
+            "--size", "32", "--resize", "32", "--quiet", "--json", "--batch", "5", "--steps", "3",
+            "--limit", "5",
+        ])
+        .args([
+            "--attack",
+            "fgsm,pgd,bim,sgd,mifgsm,cw,apgd,square",
+            "--eps",
+            "16/255",
+            "--defense",
+            "none,noise:0.02",
+        ])
         .args(["--adaptive", "--eot", "2", "--targets", "random", "--out"])
         .arg(&out)
         .output()
@@ -226,11 +338,22 @@ fn every_attack_runs_through_the_cli_within_budget() {
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
         assert!(v["linf"].as_f64().unwrap() <= 16.0 / 255.0 + 1e-9, "{l}");
         let target = v["target"].as_u64().unwrap();
-        assert_ne!(target, v["label"].as_u64().unwrap(), "random target equals the label: {l}");
-        assert_eq!(v["success"].as_bool().unwrap(), v["adv_pred"].as_u64().unwrap() == target, "{l}");
+        assert_ne!(
+            target,
+            v["label"].as_u64().unwrap(),
+            "random target equals the label: {l}"
+        );
+        assert_eq!(
+            v["success"].as_bool().unwrap(),
+            v["adv_pred"].as_u64().unwrap() == target,
+            "{l}"
+        );
         if v["attack"] == "square" {
             let q = v["queries"].as_u64().unwrap();
-            assert!((1..=3).contains(&q), "square queries {q} with --steps 3: {l}");
+            assert!(
+                (1..=3).contains(&q),
+                "square queries {q} with --steps 3: {l}"
+            );
         }
     }
 }

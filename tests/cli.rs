@@ -8,15 +8,27 @@ use ndarray_npy::ReadNpyExt;
 
 #[test]
 fn predict_dog_top5() {
-    let out = fool().args(["predict", "--json", "--quiet"]).arg(asset("dog.png")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fool()
+        .args(["predict", "--json", "--quiet"])
+        .arg(asset("dog.png"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 5);
     assert_eq!(top[0]["index"], 263);
     assert!(top[0]["label"].as_str().unwrap().starts_with("Pembroke"));
     // Same number as torchvision's (tests/fixtures/torchvision_logits.json, dog_as_is).
-    assert!((top[0]["prob"].as_f64().unwrap() - 0.9427).abs() < 1e-3, "{}", top[0]);
+    assert!(
+        (top[0]["prob"].as_f64().unwrap() - 0.9427).abs() < 1e-3,
+        "{}",
+        top[0]
+    );
     let probs: Vec<f64> = top.iter().map(|c| c["prob"].as_f64().unwrap()).collect();
     assert!(probs.windows(2).all(|w| w[0] >= w[1]));
 }
@@ -26,11 +38,17 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = fool()
         .arg(asset("dog.png"))
-        .args(["--target", "goldfish", "--json", "--quiet", "--seed", "7", "--out"])
+        .args([
+            "--target", "goldfish", "--json", "--quiet", "--seed", "7", "--out",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rec = json(&out);
     assert_eq!(rec["success"], true);
     assert_eq!(rec["original"]["top"][0]["index"], 263);
@@ -49,24 +67,44 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
     let adv = image::open(&png).unwrap().to_rgb8();
     let dog = image::open(asset("dog.png")).unwrap().to_rgb8();
     assert_eq!(adv.dimensions(), (224, 224));
-    let max_levels = adv.as_raw().iter().zip(dog.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+    let max_levels = adv
+        .as_raw()
+        .iter()
+        .zip(dog.as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
     assert!(max_levels <= 10, "L∞ {max_levels}/255 > 10/255");
     assert!(max_levels > 0);
 
     // The record file equals what was printed.
     let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(rec["record"].as_str().unwrap()).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(rec["record"].as_str().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(saved["success"], true);
     assert_eq!(saved["linf"], rec["linf"]);
 
     // A fresh `fool predict` of the saved PNG says goldfish.
-    let p = fool().args(["predict", "--json", "--quiet"]).arg(&png).output().unwrap();
+    let p = fool()
+        .args(["predict", "--json", "--quiet"])
+        .arg(&png)
+        .output()
+        .unwrap();
     let pv = json(&p);
     assert_eq!(pv["top"][0]["index"], 1);
-    assert!((pv["top"][0]["prob"].as_f64().unwrap() - rec["adversarial"]["top"][0]["prob"].as_f64().unwrap()).abs() < 1e-6);
+    assert!(
+        (pv["top"][0]["prob"].as_f64().unwrap()
+            - rec["adversarial"]["top"][0]["prob"].as_f64().unwrap())
+        .abs()
+            < 1e-6
+    );
 
     // Through the JPEG defense: both predictions are reported.
-    let d = fool().args(["predict", "--json", "--quiet", "--defense", "jpeg:75"]).arg(&png).output().unwrap();
+    let d = fool()
+        .args(["predict", "--json", "--quiet", "--defense", "jpeg:75"])
+        .arg(&png)
+        .output()
+        .unwrap();
     assert!(d.status.success());
     let dv = json(&d);
     assert_eq!(dv["defense"], "jpeg:75");
@@ -78,7 +116,10 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
     let r = Array4::<f32>::read_npy(std::fs::File::open(npy).unwrap()).unwrap();
     assert_eq!(r.shape(), &[1, 3, 224, 224]);
     let max_norm = r.iter().fold(0f32, |m, v| m.max(v.abs()));
-    assert!(max_norm <= (eps / 0.224) as f32 + 1e-4, "normalized-space max {max_norm}");
+    assert!(
+        max_norm <= (eps / 0.224) as f32 + 1e-4,
+        "normalized-space max {max_norm}"
+    );
     let applied = dir.path().join("reapplied.png");
     let a = fool()
         .args(["apply", "--json", "--quiet", "--perturbation", npy, "-o"])
@@ -89,7 +130,11 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     let av = json(&a);
     assert_eq!(av["perturbed"][0]["index"], 1);
-    assert_eq!(image::open(&applied).unwrap().to_rgb8(), adv, "apply did not reproduce the PNG");
+    assert_eq!(
+        image::open(&applied).unwrap().to_rgb8(),
+        adv,
+        "apply did not reproduce the PNG"
+    );
 
     // The side-by-side picture: three panels.
     let sbs = image::open(rec["side_by_side"].as_str().unwrap()).unwrap();
@@ -101,11 +146,22 @@ fn untargeted_attack_changes_the_label() {
     let dir = tempfile::tempdir().unwrap();
     let out = fool()
         .arg(asset("dog.png"))
-        .args(["--untargeted", "--eps", "4/255", "--json", "--quiet", "--out"])
+        .args([
+            "--untargeted",
+            "--eps",
+            "4/255",
+            "--json",
+            "--quiet",
+            "--out",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rec = json(&out);
     assert_eq!(rec["success"], true);
     assert_eq!(rec["untargeted"], true);
@@ -128,8 +184,10 @@ fn goal_not_reached_exits_3_and_says_so() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("not fooled"), "{stdout}");
     assert!(stdout.contains("best p(target)"), "{stdout}");
-    let rec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("dog_goldfish.json")).unwrap()).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("dog_goldfish.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(rec["success"], false);
     assert_eq!(rec["steps_run"], 0);
 }
@@ -145,7 +203,11 @@ fn apply_accepts_the_tutorials_perturbation_file() {
         .arg(asset("dog.png"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json(&out);
     assert!(dir.path().join("dog_applied.png").exists());
     assert!(v["linf"].as_f64().unwrap() > 0.0);
@@ -161,7 +223,11 @@ fn human_output_names_both_predictions() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("original:    Pembroke"), "{s}");
     assert!(s.contains("adversarial: tabby"), "{s}");

@@ -28,14 +28,30 @@ fn logits_match_torchvision() {
         let model = Classifier::load(&model_path, Device::Cpu, pre).unwrap();
         let img = load_rgb(&common::root().join(case["image"].as_str().unwrap())).unwrap();
         let x = model.pre.pixels(&img, Device::Cpu).unsqueeze(0);
-        let ours = tch::no_grad(|| model.logits(&x)).unwrap().get(0).to_kind(Kind::Double);
-        let theirs: Vec<f64> = case["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let ours = tch::no_grad(|| model.logits(&x))
+            .unwrap()
+            .get(0)
+            .to_kind(Kind::Double);
+        let theirs: Vec<f64> = case["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let theirs = Tensor::from_slice(&theirs);
         let max_diff = (&ours - &theirs).abs().max().double_value(&[]);
         let top5: Vec<i64> = Vec::try_from(ours.topk(5, 0, true, true).1).unwrap();
-        let want: Vec<i64> = case["top5"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        let want: Vec<i64> = case["top5"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
         println!("{name}: max |logit diff| = {max_diff:.6}, top5 {top5:?}");
         assert_eq!(top5, want, "{name}: top-5 differs from torchvision");
-        assert!(max_diff < LOGIT_TOL, "{name}: max |logit diff| {max_diff} ≥ {LOGIT_TOL}");
+        assert!(
+            max_diff < LOGIT_TOL,
+            "{name}: max |logit diff| {max_diff} ≥ {LOGIT_TOL}"
+        );
     }
 }

@@ -103,7 +103,7 @@ impl Attack for Apgd {
             evals += 1;
             all_reached = reached == n as usize;
             // L = −goal.loss is maximized: its gradient is −grad.
-            let mut grad = -eval.grad;
+            let mut grad = -eval.grad();
             let mut loss_best = -eval.loss;
             let mut x_best = x.shallow_clone();
             let mut grad_best = grad.shallow_clone();
@@ -137,7 +137,7 @@ impl Attack for Apgd {
                 )?;
                 evals += 1;
                 all_reached = reached == n as usize;
-                grad = -eval.grad;
+                grad = -eval.grad();
                 let loss = -eval.loss;
                 let improved = loss.gt_tensor(&loss_best);
                 let improved4 = view4(&improved);

@@ -156,7 +156,7 @@ impl Attack for CarliniWagner {
                     reached: best_success.sum(Kind::Int64).int64_value(&[]) as usize,
                 });
                 step += 1;
-                w = adam.step(&w, &(eval.grad + grad_dist));
+                w = adam.step(&w, &(eval.grad() + grad_dist));
             }
             // Binary search on c: succeeded → smaller c (bisect); failed → larger c
             // (×10 until an upper bound is known, then bisect).

@@ -50,7 +50,11 @@ impl Attack for Fgsm {
         let mut best = BestSoFar::new(&x0);
         let (eval, _) =
             quantized_grad_step(model, &x0, &x, goal, budget, &mut best, (0, 1), on_step)?;
-        let x = clip_ball(&x0, &(&x - eval.grad.sign() * (self.step_scale * eps)), eps);
+        let x = clip_ball(
+            &x0,
+            &(&x - eval.grad().sign() * (self.step_scale * eps)),
+            eps,
+        );
         let xq = project_quantized(&x0, &x, budget);
         let logits = tch::no_grad(|| model.logits(&xq))?;
         let reached = goal.reached(&logits);

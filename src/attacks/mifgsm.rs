@@ -72,10 +72,10 @@ impl Attack for MiFgsm {
                 break;
             }
             let l1 = eval
-                .grad
+                .grad()
                 .abs()
                 .sum_dim_intlist([1i64, 2, 3].as_slice(), true, Kind::Float);
-            g = &g * self.decay + &eval.grad / (l1 + 1e-12);
+            g = &g * self.decay + eval.grad() / (l1 + 1e-12);
             x = clip_ball(&x0, &(&x - g.sign() * alpha), eps);
             steps_taken = step + 1;
         }

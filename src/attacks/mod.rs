@@ -151,13 +151,29 @@ pub struct GradEval {
     pub logits: Tensor,
     /// Per-image loss averaged over draws, detached (N,).
     pub loss: Tensor,
-    /// d(Σ loss)/d`var`, averaged over draws.
-    pub grad: Tensor,
+    /// The gradient, once computed.
+    grad: std::cell::OnceCell<Tensor>,
+    /// With a single draw the backward pass is deferred until [`GradEval::grad`] asks for it,
+    /// so an attack that stops after looking at the logits never pays for it:
+    /// (summed loss with its graph, the variable).
+    pending: std::cell::RefCell<Option<(Tensor, Tensor)>>,
+}
+
+impl GradEval {
+    /// d(Σ loss)/d`var`, averaged over draws (computed on first use).
+    pub fn grad(&self) -> &Tensor {
+        self.grad.get_or_init(|| {
+            let (loss, var) = self.pending.borrow_mut().take().expect("pending backward");
+            Tensor::run_backward(&[loss], &[&var], false, false)
+                .pop()
+                .expect("one gradient")
+        })
+    }
 }
 
 /// Gradient of the summed per-image `loss(logits(input(var)))` with respect to `var`,
 /// averaged over `victim.eot_samples()` draws. `var` must not require grad; a copy that
-/// does is made here.
+/// does is made here. With one draw the backward pass runs only when the gradient is used.
 pub fn grad_eval(
     victim: &dyn Victim,
     var: &Tensor,
@@ -165,6 +181,17 @@ pub fn grad_eval(
     loss: &dyn Fn(&Tensor) -> Tensor,
 ) -> Result<GradEval> {
     let draws = victim.eot_samples().max(1);
+    if draws == 1 {
+        let v = var.detach().set_requires_grad(true);
+        let logits = victim.logits(&input(&v))?;
+        let l = loss(&logits);
+        return Ok(GradEval {
+            logits: logits.detach(),
+            loss: l.detach(),
+            grad: std::cell::OnceCell::new(),
+            pending: std::cell::RefCell::new(Some((l.sum(Kind::Float), v))),
+        });
+    }
     let mut grad_sum: Option<Tensor> = None;
     let mut loss_sum: Option<Tensor> = None;
     let mut last_logits = None;
@@ -186,10 +213,13 @@ pub fn grad_eval(
         });
         last_logits = Some(logits.detach());
     }
+    let grad = std::cell::OnceCell::new();
+    let _ = grad.set(grad_sum.expect("at least one draw") / draws as f64);
     Ok(GradEval {
         logits: last_logits.expect("at least one draw"),
         loss: loss_sum.expect("at least one draw") / draws as f64,
-        grad: grad_sum.expect("at least one draw") / draws as f64,
+        grad,
+        pending: std::cell::RefCell::new(None),
     })
 }
 

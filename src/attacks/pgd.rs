@@ -93,7 +93,7 @@ impl Attack for Pgd {
             if step == self.steps || (self.early_stop && reached == n) {
                 break;
             }
-            x = clip_ball(&x0, &(&x - eval.grad.sign() * alpha), eps);
+            x = clip_ball(&x0, &(&x - eval.grad().sign() * alpha), eps);
             steps_taken = step + 1;
         }
         Ok(best.into_output(goal, steps_taken, queries))

@@ -90,7 +90,7 @@ impl Attack for SgdAttack {
             if step == self.steps || (self.early_stop && all_reached) {
                 break;
             }
-            let grad = &eval.grad;
+            let grad = eval.grad();
             velocity = &velocity * self.momentum + grad;
             let step_size = if self.early_stop {
                 // Images already successful stop moving (their best image is kept).

@@ -12,7 +12,11 @@ static FONT: Once = Once::new();
 /// Register the embedded DejaVu Sans as plotters' sans-serif (no system fonts needed).
 fn register_font() {
     FONT.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -27,7 +31,11 @@ const COLORS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, cfg: &BenchConfig, rows: &[SummaryRow]) -> Result<()>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    cfg: &BenchConfig,
+    rows: &[SummaryRow],
+) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
@@ -35,12 +43,24 @@ where
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((1, cfg.attacks.len().max(1)));
     let max_eps = cfg.eps.iter().cloned().fold(0.0, f64::max).max(1e-6) * 255.0;
-    let model = Path::new(&cfg.model).file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let model = Path::new(&cfg.model)
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     for (panel, attack) in panels.iter().zip(&cfg.attacks) {
-        let steps = cfg.steps.map(|s| format!(", {s} steps")).unwrap_or_default();
+        let steps = cfg
+            .steps
+            .map(|s| format!(", {s} steps"))
+            .unwrap_or_default();
         let target = match &cfg.targets {
             super::TargetMode::Untargeted => "untargeted".to_string(),
-            t => format!("targeted ({})", serde_json::to_value(t).map(|v| v.to_string()).unwrap_or_default().trim_matches('"')),
+            t => format!(
+                "targeted ({})",
+                serde_json::to_value(t)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+                    .trim_matches('"')
+            ),
         };
         let title = format!("{attack} on {model}{steps}, {target}");
         let mut chart = ChartBuilder::on(panel)
@@ -69,8 +89,15 @@ where
                     continue;
                 }
                 pts.sort_by(|a, b| a.eps.total_cmp(&b.eps));
-                let xy: Vec<(f64, f64)> = pts.iter().map(|r| (r.eps * 255.0, r.success_rate)).collect();
-                let label = if mode == "adaptive" { format!("{def} (adaptive)") } else { def.clone() };
+                let xy: Vec<(f64, f64)> = pts
+                    .iter()
+                    .map(|r| (r.eps * 255.0, r.success_rate))
+                    .collect();
+                let label = if mode == "adaptive" {
+                    format!("{def} (adaptive)")
+                } else {
+                    def.clone()
+                };
                 let style = color.stroke_width(2);
                 let series = if mode == "adaptive" {
                     chart.draw_series(DashedLineSeries::new(xy.clone(), 8, 5, style))
@@ -81,16 +108,31 @@ where
                 // Adaptive lines get a dashed legend sample (spacing 0 draws it solid).
                 let gap = if mode == "adaptive" { 4 } else { 0 };
                 series.label(label).legend(move |(x, y)| {
-                    plotters::element::DashedPathElement::new(vec![(x, y), (x + 20, y)], 6, gap, color.stroke_width(2))
+                    plotters::element::DashedPathElement::new(
+                        vec![(x, y), (x + 20, y)],
+                        6,
+                        gap,
+                        color.stroke_width(2),
+                    )
                 });
                 chart
                     .draw_series(pts.iter().map(|r| {
                         let x = r.eps * 255.0;
-                        ErrorBar::new_vertical(x, r.ci_low, r.success_rate, r.ci_high, color.filled(), 6)
+                        ErrorBar::new_vertical(
+                            x,
+                            r.ci_low,
+                            r.success_rate,
+                            r.ci_high,
+                            color.filled(),
+                            6,
+                        )
                     }))
                     .map_err(err)?;
                 chart
-                    .draw_series(xy.iter().map(|&(x, y)| Circle::new((x, y), 3, color.filled())))
+                    .draw_series(
+                        xy.iter()
+                            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                    )
                     .map_err(err)?;
             }
         }
@@ -115,8 +157,16 @@ pub fn success_vs_eps(out: &Path, cfg: &BenchConfig, rows: &[SummaryRow]) -> Res
     let svg = out.join("success_vs_eps.svg");
     let tmp_png = out.join(".success_vs_eps.tmp.png");
     let tmp_svg = out.join(".success_vs_eps.tmp.svg");
-    draw(BitMapBackend::new(&tmp_png, size).into_drawing_area(), cfg, rows)?;
-    draw(SVGBackend::new(&tmp_svg, size).into_drawing_area(), cfg, rows)?;
+    draw(
+        BitMapBackend::new(&tmp_png, size).into_drawing_area(),
+        cfg,
+        rows,
+    )?;
+    draw(
+        SVGBackend::new(&tmp_svg, size).into_drawing_area(),
+        cfg,
+        rows,
+    )?;
     std::fs::rename(&tmp_png, &png).map_err(|e| Error::io(&png, e))?;
     std::fs::rename(&tmp_svg, &svg).map_err(|e| Error::io(&svg, e))?;
     Ok(())

@@ -21,37 +21,65 @@ pub fn build(name: &str, steps: Option<usize>, early_stop: bool) -> Result<Box<d
         "fgsm" => Box::new(Fgsm::default()),
         "pgd" => {
             let d = Pgd::default();
-            Box::new(Pgd { steps: steps.unwrap_or(d.steps), early_stop, ..d })
+            Box::new(Pgd {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
         }
         "bim" => {
             let d = Pgd::default();
-            Box::new(Pgd { early_stop, ..Pgd::bim(steps.unwrap_or(d.steps), None) })
+            Box::new(Pgd {
+                early_stop,
+                ..Pgd::bim(steps.unwrap_or(d.steps), None)
+            })
         }
         "sgd" => {
             let d = SgdAttack::default();
-            Box::new(SgdAttack { steps: steps.unwrap_or(d.steps), early_stop, ..d })
+            Box::new(SgdAttack {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
         }
         "mifgsm" => {
             let d = MiFgsm::default();
-            Box::new(MiFgsm { steps: steps.unwrap_or(d.steps), early_stop, ..d })
+            Box::new(MiFgsm {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
         }
         "cw" => {
             let d = CarliniWagner::default();
-            Box::new(CarliniWagner { steps: steps.unwrap_or(d.steps), ..d })
+            Box::new(CarliniWagner {
+                steps: steps.unwrap_or(d.steps),
+                ..d
+            })
         }
         "apgd" => {
             let d = Apgd::default();
-            Box::new(Apgd { steps: steps.unwrap_or(d.steps), early_stop, ..d })
+            Box::new(Apgd {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
         }
         "square" => {
             let d = Square::default();
-            Box::new(Square { max_queries: steps.unwrap_or(d.max_queries), ..d })
+            Box::new(Square {
+                max_queries: steps.unwrap_or(d.max_queries),
+                ..d
+            })
         }
         other => {
             let names: Vec<&str> = ATTACKS.iter().map(|(n, _)| *n).collect();
             return Err(Error::bad_arg(
                 "--attack",
-                format!("unknown attack '{other}'; expected one of {}", names.join(", ")),
+                format!(
+                    "unknown attack '{other}'; expected one of {}",
+                    names.join(", ")
+                ),
             ));
         }
     })

@@ -84,7 +84,13 @@ pub struct Row {
 
 impl Row {
     fn key(&self) -> RowKey {
-        (self.file.clone(), self.attack.clone(), eps_key(self.eps), self.defense.clone(), self.mode.clone())
+        (
+            self.file.clone(),
+            self.attack.clone(),
+            eps_key(self.eps),
+            self.defense.clone(),
+            self.mode.clone(),
+        )
     }
 }
 
@@ -142,9 +148,17 @@ impl Shard {
     pub const ALL: Shard = Shard { index: 0, count: 1 };
 
     pub fn parse(s: &str) -> Result<Shard> {
-        let bad = || Error::bad_arg("--shard", format!("'{s}': expected I/N with 0 ≤ I < N, e.g. 0/4"));
+        let bad = || {
+            Error::bad_arg(
+                "--shard",
+                format!("'{s}': expected I/N with 0 ≤ I < N, e.g. 0/4"),
+            )
+        };
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
-        let (index, count) = (i.trim().parse::<usize>().map_err(|_| bad())?, n.trim().parse::<usize>().map_err(|_| bad())?);
+        let (index, count) = (
+            i.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
         if count == 0 || index >= count {
             return Err(bad());
         }
@@ -156,7 +170,8 @@ impl Shard {
     /// (`JOB_COMPLETION_INDEX`, with the count in `FOOL_SHARD_COUNT`).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>> {
         let num = |k: &str| get(k).and_then(|v| v.trim().parse::<usize>().ok());
-        if let (Some(id), Some(count)) = (num("SLURM_ARRAY_TASK_ID"), num("SLURM_ARRAY_TASK_COUNT")) {
+        if let (Some(id), Some(count)) = (num("SLURM_ARRAY_TASK_ID"), num("SLURM_ARRAY_TASK_COUNT"))
+        {
             let min = num("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
             return Shard::parse(&format!("{}/{count}", id.saturating_sub(min))).map(Some);
         }
@@ -181,10 +196,20 @@ pub fn units(cfg: &BenchConfig) -> Vec<Unit> {
     for batch in 0..n_batches {
         for attack in &cfg.attacks {
             for &eps in &cfg.eps {
-                out.push(Unit { batch, attack: attack.clone(), eps, adaptive: None });
+                out.push(Unit {
+                    batch,
+                    attack: attack.clone(),
+                    eps,
+                    adaptive: None,
+                });
                 if cfg.adaptive {
                     for d in cfg.defenses.iter().filter(|d| *d != "none") {
-                        out.push(Unit { batch, attack: attack.clone(), eps, adaptive: Some(d.clone()) });
+                        out.push(Unit {
+                            batch,
+                            attack: attack.clone(),
+                            eps,
+                            adaptive: Some(d.clone()),
+                        });
                     }
                 }
             }
@@ -204,7 +229,13 @@ fn unit_row_keys(cfg: &BenchConfig, unit: &Unit, skipped: &HashSet<String>) -> V
     let mut keys = Vec::new();
     for f in cfg.files[lo..hi].iter().filter(|f| !skipped.contains(*f)) {
         for d in &defenses {
-            keys.push((f.clone(), unit.attack.clone(), eps_key(unit.eps), (*d).clone(), unit.mode().to_string()));
+            keys.push((
+                f.clone(),
+                unit.attack.clone(),
+                eps_key(unit.eps),
+                (*d).clone(),
+                unit.mode().to_string(),
+            ));
         }
     }
     keys
@@ -253,13 +284,31 @@ pub fn load_results(path: &Path) -> Result<Vec<Row>> {
                 }
             }
             Err(_) if i + 1 == lines.len() => dirty = true, // torn by an interruption
-            Err(e) => return Err(Error::bad_file(path, format!("line {}: not a result row ({e})", i + 1))),
+            Err(e) => {
+                return Err(Error::bad_file(
+                    path,
+                    format!("line {}: not a result row ({e})", i + 1),
+                ))
+            }
         }
     }
     if dirty {
         write_rows(path, &rows)?;
     }
     Ok(rows)
+}
+
+/// Rows of several runs (shards) as one set: duplicates dropped (a unit may have run in two
+/// shards' directories), in a canonical order.
+pub fn merge_rows(rows: Vec<Row>) -> Vec<Row> {
+    let mut seen = HashSet::new();
+    let mut out: Vec<Row> = rows.into_iter().filter(|r| seen.insert(r.key())).collect();
+    out.sort_by(|a, b| {
+        (&a.attack, &a.mode, &a.defense, &a.file)
+            .cmp(&(&b.attack, &b.mode, &b.defense, &b.file))
+            .then(a.eps.total_cmp(&b.eps))
+    });
+    out
 }
 
 /// Write rows as JSON lines, atomically.
@@ -269,7 +318,9 @@ pub fn write_rows(path: &Path, rows: &[Row]) -> Result<()> {
         text.push_str(&serde_json::to_string(r).expect("row serializes"));
         text.push('\n');
     }
-    crate::imageio::write_atomic(path, |f| f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e)))
+    crate::imageio::write_atomic(path, |f| {
+        f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+    })
 }
 
 /// The images of one batch, loaded and preprocessed. Unreadable files are returned as
@@ -300,7 +351,12 @@ pub fn load_batch(model: &Classifier, items: &[Item]) -> LoadedBatch {
     } else {
         Tensor::stack(&xs, 0).to_device(model.device)
     };
-    LoadedBatch { items: ok, x, labels: Tensor::from_slice(&labels).to_device(model.device), failed }
+    LoadedBatch {
+        items: ok,
+        x,
+        labels: Tensor::from_slice(&labels).to_device(model.device),
+        failed,
+    }
 }
 
 /// Everything a unit needs.
@@ -321,7 +377,12 @@ fn argmax(logits: &Tensor) -> Vec<usize> {
 
 impl Runner<'_> {
     fn defense(&self, name: &str) -> &defenses::Chain {
-        &self.defenses.iter().find(|(n, _)| n == name).expect("configured defense").1
+        &self
+            .defenses
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("configured defense")
+            .1
     }
 
     /// Predictions through `defense`, with the randomness of a random defense seeded by `key`.
@@ -342,8 +403,13 @@ impl Runner<'_> {
                 b.items
                     .iter()
                     .map(|it| {
-                        let r = (fnv(&[&self.cfg.seed.to_string(), "target", &it.file]) % (classes as u64 - 1)) as usize;
-                        if r >= it.label { r + 1 } else { r }
+                        let r = (fnv(&[&self.cfg.seed.to_string(), "target", &it.file])
+                            % (classes as u64 - 1)) as usize;
+                        if r >= it.label {
+                            r + 1
+                        } else {
+                            r
+                        }
                     })
                     .collect(),
             ),
@@ -355,7 +421,12 @@ impl Runner<'_> {
     }
 
     /// Run one unit on a loaded batch; returns its rows.
-    pub fn run_unit(&self, unit: &Unit, b: &LoadedBatch, on_step: &mut dyn FnMut(crate::attacks::StepInfo)) -> Result<Vec<Row>> {
+    pub fn run_unit(
+        &self,
+        unit: &Unit,
+        b: &LoadedBatch,
+        on_step: &mut dyn FnMut(crate::attacks::StepInfo),
+    ) -> Result<Vec<Row>> {
         if b.items.is_empty() {
             return Ok(Vec::new());
         }
@@ -378,11 +449,17 @@ impl Runner<'_> {
             let out = match &unit.adaptive {
                 None => attack.run(self.model, &b.x, &goal, budget, on_step)?,
                 Some(d) => {
-                    let victim = Defended { model: self.model, defense: self.defense(d), eot: self.cfg.eot };
+                    let victim = Defended {
+                        model: self.model,
+                        defense: self.defense(d),
+                        eot: self.cfg.eot,
+                    };
                     attack.run(&victim as &dyn Victim, &b.x, &goal, budget, on_step)?
                 }
             };
-            let q = out.image_queries.unwrap_or_else(|| vec![out.queries; b.items.len()]);
+            let q = out
+                .image_queries
+                .unwrap_or_else(|| vec![out.queries; b.items.len()]);
             (out.adv, q)
         };
         let adv = crate::attacks::project_quantized(&b.x, &adv, budget);
@@ -390,16 +467,21 @@ impl Runner<'_> {
         // exact and identical however the work was split or resumed.
         let levels = |t: &Tensor| (t * 255.0).round().to_kind(Kind::Int64);
         let d = (levels(&adv) - levels(&b.x)).flatten(1, -1);
-        let linf: Vec<f64> = Vec::<i64>::try_from(d.abs().amax([1], false).to_device(tch::Device::Cpu))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| v as f64 / 255.0)
-            .collect();
-        let l2: Vec<f64> = Vec::<i64>::try_from(d.square().sum_dim_intlist(&[1i64][..], false, Kind::Int64).to_device(tch::Device::Cpu))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|v| (v as f64).sqrt() / 255.0)
-            .collect();
+        let linf: Vec<f64> =
+            Vec::<i64>::try_from(d.abs().amax([1], false).to_device(tch::Device::Cpu))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v as f64 / 255.0)
+                .collect();
+        let l2: Vec<f64> = Vec::<i64>::try_from(
+            d.square()
+                .sum_dim_intlist(&[1i64][..], false, Kind::Int64)
+                .to_device(tch::Device::Cpu),
+        )
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| (v as f64).sqrt() / 255.0)
+        .collect();
         let defenses: Vec<String> = match &unit.adaptive {
             None => self.cfg.defenses.clone(),
             Some(d) => vec![d.clone()],
@@ -436,12 +518,21 @@ impl Runner<'_> {
 }
 
 /// Which units still have to run: those of this shard whose rows are not all in `done`.
-pub fn pending(cfg: &BenchConfig, shard: Shard, done: &[Row], skipped: &HashSet<String>) -> Vec<Unit> {
+pub fn pending(
+    cfg: &BenchConfig,
+    shard: Shard,
+    done: &[Row],
+    skipped: &HashSet<String>,
+) -> Vec<Unit> {
     let have: HashSet<RowKey> = done.iter().map(Row::key).collect();
     units(cfg)
         .into_iter()
         .filter(|u| shard.owns(u.batch))
-        .filter(|u| !unit_row_keys(cfg, u, skipped).iter().all(|k| have.contains(k)))
+        .filter(|u| {
+            !unit_row_keys(cfg, u, skipped)
+                .iter()
+                .all(|k| have.contains(k))
+        })
         .collect()
 }
 
@@ -452,14 +543,23 @@ pub fn load_skipped(out: &Path) -> Result<HashSet<String>> {
         return Ok(HashSet::new());
     }
     let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-    Ok(text.lines().filter(|l| !l.is_empty()).map(|l| l.split('\t').next().unwrap_or(l).to_string()).collect())
+    Ok(text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split('\t').next().unwrap_or(l).to_string())
+        .collect())
 }
 
 /// Record an unreadable file (`file<TAB>error`).
 pub fn record_skipped(out: &Path, file: &str, err: &Error) -> Result<()> {
     let p = out.join("skipped.txt");
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).map_err(|e| Error::io(&p, e))?;
-    writeln!(f, "{file}\t{}", err.to_string().replace(['\n', '\t'], " ")).map_err(|e| Error::io(&p, e))
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .map_err(|e| Error::io(&p, e))?;
+    writeln!(f, "{file}\t{}", err.to_string().replace(['\n', '\t'], " "))
+        .map_err(|e| Error::io(&p, e))
 }
 
 /// Append rows to `results.jsonl` in one write, flushed to disk.
@@ -474,7 +574,8 @@ pub fn append_rows(path: &Path, rows: &[Row]) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
     f.sync_data().map_err(|e| Error::io(path, e))
 }
 
@@ -483,7 +584,9 @@ pub fn write_reports(out: &Path, cfg: &BenchConfig, rows: &[Row]) -> Result<Vec<
     let summary = summarize(rows, &cfg.attacks, &cfg.eps, &cfg.defenses);
     let json = serde_json::to_string_pretty(&summary).expect("summary serializes");
     let p = out.join("summary.json");
-    crate::imageio::write_atomic(&p, |f| f.write_all(json.as_bytes()).map_err(|e| Error::io(&p, e)))?;
+    crate::imageio::write_atomic(&p, |f| {
+        f.write_all(json.as_bytes()).map_err(|e| Error::io(&p, e))
+    })?;
     let mut csv = String::from(stats::CSV_HEADER);
     csv.push('\n');
     for s in &summary {
@@ -491,7 +594,9 @@ pub fn write_reports(out: &Path, cfg: &BenchConfig, rows: &[Row]) -> Result<Vec<
         csv.push('\n');
     }
     let p = out.join("summary.csv");
-    crate::imageio::write_atomic(&p, |f| f.write_all(csv.as_bytes()).map_err(|e| Error::io(&p, e)))?;
+    crate::imageio::write_atomic(&p, |f| {
+        f.write_all(csv.as_bytes()).map_err(|e| Error::io(&p, e))
+    })?;
     chart::success_vs_eps(out, cfg, &summary)?;
     Ok(summary)
 }
@@ -521,10 +626,14 @@ pub fn check_or_save_config(out: &Path, cfg: &BenchConfig) -> Result<()> {
         return Ok(());
     }
     let text = serde_json::to_string_pretty(cfg).expect("config serializes");
-    crate::imageio::write_atomic(&p, |f| f.write_all(text.as_bytes()).map_err(|e| Error::io(&p, e)))
+    crate::imageio::write_atomic(&p, |f| {
+        f.write_all(text.as_bytes()).map_err(|e| Error::io(&p, e))
+    })
 }
 
 /// Parse a defense list (`none,jpeg:75,bits:4`) into named chains; names are kept as given.
 pub fn parse_defenses(list: &[String]) -> Result<Vec<(String, defenses::Chain)>> {
-    list.iter().map(|s| Ok((s.clone(), defenses::parse(s)?))).collect()
+    list.iter()
+        .map(|s| Ok((s.clone(), defenses::parse(s)?)))
+        .collect()
 }

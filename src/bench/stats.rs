@@ -83,12 +83,26 @@ impl SummaryRow {
 
 /// Group rows by setting (attack, eps, defense, mode) in a stable order: the order of
 /// `attacks`, `eps`, `defenses` as configured, non-adaptive before adaptive.
-pub fn summarize(rows: &[Row], attacks: &[String], eps: &[f64], defenses: &[String]) -> Vec<SummaryRow> {
+pub fn summarize(
+    rows: &[Row],
+    attacks: &[String],
+    eps: &[f64],
+    defenses: &[String],
+) -> Vec<SummaryRow> {
     let mut groups: BTreeMap<(usize, usize, usize, usize), Vec<&Row>> = BTreeMap::new();
     for r in rows {
-        let a = attacks.iter().position(|x| *x == r.attack).unwrap_or(usize::MAX);
-        let e = eps.iter().position(|x| super::eps_key(*x) == super::eps_key(r.eps)).unwrap_or(usize::MAX);
-        let d = defenses.iter().position(|x| *x == r.defense).unwrap_or(usize::MAX);
+        let a = attacks
+            .iter()
+            .position(|x| *x == r.attack)
+            .unwrap_or(usize::MAX);
+        let e = eps
+            .iter()
+            .position(|x| super::eps_key(*x) == super::eps_key(r.eps))
+            .unwrap_or(usize::MAX);
+        let d = defenses
+            .iter()
+            .position(|x| *x == r.defense)
+            .unwrap_or(usize::MAX);
         let m = usize::from(r.mode != "non-adaptive");
         groups.entry((a, m, d, e)).or_default().push(r);
     }
@@ -138,7 +152,10 @@ mod tests {
     fn wilson_matches_reference_values() {
         // statsmodels proportion_confint(k, n, method="wilson")
         let (lo, hi) = wilson(8, 10);
-        assert!((lo - 0.490_162).abs() < 1e-5 && (hi - 0.943_318).abs() < 1e-5, "{lo} {hi}");
+        assert!(
+            (lo - 0.490_162).abs() < 1e-5 && (hi - 0.943_318).abs() < 1e-5,
+            "{lo} {hi}"
+        );
         let (lo, hi) = wilson(0, 20);
         assert!(lo == 0.0 && (hi - 0.161_125).abs() < 1e-5, "{hi}");
         assert_eq!(wilson(0, 0), (0.0, 1.0));

@@ -28,7 +28,11 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "pgd")]
     attack: Vec<String>,
     /// L∞ budgets in pixel space, comma-separated: 0,1/255,2/255,4/255,8/255
-    #[arg(long, value_delimiter = ',', default_value = "0,1/255,2/255,4/255,8/255")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,1/255,2/255,4/255,8/255"
+    )]
     eps: Vec<String>,
     /// Defenses, comma-separated; each may compose with + (none,jpeg:75,bits:4,median:3)
     #[arg(long, value_delimiter = ',', default_value = "none")]
@@ -156,7 +160,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let loaded = a.model.load(a.output.quiet)?;
     let m = &loaded.model;
     if let Some(bad) = items.iter().find(|i| i.label >= m.num_classes) {
-        bail!("{}: label {} is out of range for a {}-class model", bad.file, bad.label, m.num_classes);
+        bail!(
+            "{}: label {} is out of range for a {}-class model",
+            bad.file,
+            bad.label,
+            m.num_classes
+        );
     }
     let targets = match a.targets.as_str() {
         "untargeted" => TargetMode::Untargeted,
@@ -195,7 +204,10 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let todo = bench::pending(&cfg, shard, &rows, &skipped);
     let quiet = a.output.quiet || a.output.json;
     if !quiet {
-        let total = bench::units(&cfg).into_iter().filter(|u| shard.owns(u.batch)).count();
+        let total = bench::units(&cfg)
+            .into_iter()
+            .filter(|u| shard.owns(u.batch))
+            .count();
         eprintln!(
             "fool bench: {} images, {} units of work in shard {}/{} ({} done, {} to run) → {}",
             items.len(),
@@ -208,19 +220,28 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         );
     }
     let make = |name: &str| bench::factory::build(name, a.steps, !a.no_early_stop);
-    let runner = Runner { cfg: &cfg, model: m, defenses, make_attack: &make };
+    let runner = Runner {
+        cfg: &cfg,
+        model: m,
+        defenses,
+        make_attack: &make,
+    };
     let mp = indicatif::MultiProgress::new();
     let overall = mp.add(super::progress_bar(todo.len() as u64, quiet));
     overall.set_style(
-        indicatif::ProgressStyle::with_template("overall  [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} units {msg}")
-            .expect("template"),
+        indicatif::ProgressStyle::with_template(
+            "overall  [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} units {msg}",
+        )
+        .expect("template"),
     );
     let step_bar = mp.add(super::progress_bar(0, quiet));
     let by_file: std::collections::HashMap<&str, &fool::datasets::Item> =
         items.iter().map(|i| (i.file.as_str(), i)).collect();
     let mut current: Option<(usize, bench::LoadedBatch)> = None;
     // Testing hook: stop after N units as an interruption would (exit code 130).
-    let stop_after: Option<usize> = std::env::var("FOOL_BENCH_STOP_AFTER").ok().and_then(|v| v.parse().ok());
+    let stop_after: Option<usize> = std::env::var("FOOL_BENCH_STOP_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok());
     for (done, unit) in todo.iter().enumerate() {
         if stop_after == Some(done) {
             overall.finish_and_clear();
@@ -251,7 +272,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         let mut on_step = |s: fool::attacks::StepInfo| {
             step_bar.set_length(s.steps as u64);
             step_bar.set_position(s.step as u64);
-            step_bar.set_message(format!("batch {} reached {}/{}", unit.batch, s.reached, lb.items.len()));
+            step_bar.set_message(format!(
+                "batch {} reached {}/{}",
+                unit.batch,
+                s.reached,
+                lb.items.len()
+            ));
         };
         let new_rows = runner.run_unit(unit, lb, &mut on_step)?;
         bench::append_rows(&results, &new_rows)?;
@@ -264,7 +290,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     report(&summary, &a.output, &a.out, skipped.len())
 }
 
-fn report(summary: &[SummaryRow], out: &OutputArgs, dir: &std::path::Path, skipped: usize) -> Result<ExitCode> {
+fn report(
+    summary: &[SummaryRow],
+    out: &OutputArgs,
+    dir: &std::path::Path,
+    skipped: usize,
+) -> Result<ExitCode> {
     if out.json {
         print_json(&summary)?;
         return Ok(ExitCode::SUCCESS);
@@ -290,7 +321,10 @@ fn report(summary: &[SummaryRow], out: &OutputArgs, dir: &std::path::Path, skipp
     }
     println!("success rates are over the images each (defended) model classifies correctly when clean (n); clean and robust accuracy over all images");
     if skipped > 0 {
-        println!("skipped {skipped} unreadable image(s); see {}", dir.join("skipped.txt").display());
+        println!(
+            "skipped {skipped} unreadable image(s); see {}",
+            dir.join("skipped.txt").display()
+        );
     }
     println!(
         "wrote {0}/results.jsonl, {0}/summary.csv, {0}/summary.json, {0}/success_vs_eps.png, {0}/success_vs_eps.svg",
@@ -306,12 +340,16 @@ fn merge(m: MergeArgs) -> Result<ExitCode> {
     for d in &m.dirs {
         let p = bench::config_path(d);
         let text = std::fs::read_to_string(&p).map_err(|e| fool::Error::io(&p, e))?;
-        let c: BenchConfig =
-            serde_json::from_str(&text).map_err(|e| fool::Error::bad_file(&p, format!("not a fool bench config ({e})")))?;
+        let c: BenchConfig = serde_json::from_str(&text)
+            .map_err(|e| fool::Error::bad_file(&p, format!("not a fool bench config ({e})")))?;
         match &cfg {
             None => cfg = Some(c),
             Some(first) if *first != c => {
-                bail!("{}: settings differ from {} (not shards of one run)", p.display(), m.dirs[0].display())
+                bail!(
+                    "{}: settings differ from {} (not shards of one run)",
+                    p.display(),
+                    m.dirs[0].display()
+                )
             }
             _ => {}
         }
@@ -320,10 +358,7 @@ fn merge(m: MergeArgs) -> Result<ExitCode> {
     }
     let cfg = cfg.expect("at least one dir");
     ensure_writable_dir(&m.out, "--out")?;
-    // Deduplicate (a unit may have run in two shards' directories) and order canonically.
-    let mut seen = std::collections::HashSet::new();
-    rows.retain(|r| seen.insert(serde_json::to_string(&(&r.file, &r.attack, bench::eps_key(r.eps), &r.defense, &r.mode)).unwrap_or_default()));
-    rows.sort_by(|a, b| (&a.attack, a.eps, &a.mode, &a.defense, &a.file).partial_cmp(&(&b.attack, b.eps, &b.mode, &b.defense, &b.file)).unwrap_or(std::cmp::Ordering::Equal));
+    let rows = bench::merge_rows(rows);
     let missing = bench::pending(&cfg, Shard::ALL, &rows, &skipped).len();
     bench::check_or_save_config(&m.out, &cfg)?;
     bench::write_rows(&bench::results_path(&m.out), &rows)?;
@@ -334,7 +369,8 @@ fn merge(m: MergeArgs) -> Result<ExitCode> {
         let p = m.out.join("skipped.txt");
         fool::imageio::write_atomic(&p, |f| {
             use std::io::Write;
-            f.write_all(text.as_bytes()).map_err(|e| fool::Error::io(&p, e))
+            f.write_all(text.as_bytes())
+                .map_err(|e| fool::Error::io(&p, e))
         })?;
     }
     let summary = bench::write_reports(&m.out, &cfg, &rows)?;

@@ -37,8 +37,27 @@ pub fn tiny_model(path: &Path, classes: i64, size: i64, seed: i64) {
     tch::manual_seed(seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let p = vs.root();
-    let conv1 = nn::conv2d(&p / "c1", 3, 8, 3, nn::ConvConfig { padding: 1, ..Default::default() });
-    let conv2 = nn::conv2d(&p / "c2", 8, 16, 3, nn::ConvConfig { stride: 2, padding: 1, ..Default::default() });
+    let conv1 = nn::conv2d(
+        &p / "c1",
+        3,
+        8,
+        3,
+        nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        },
+    );
+    let conv2 = nn::conv2d(
+        &p / "c2",
+        8,
+        16,
+        3,
+        nn::ConvConfig {
+            stride: 2,
+            padding: 1,
+            ..Default::default()
+        },
+    );
     let fc = nn::linear(&p / "fc", 16, classes, Default::default());
     let net = move |x: &Tensor| {
         let h = x.apply(&conv1).relu().apply(&conv2).relu();
