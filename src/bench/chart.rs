@@ -48,10 +48,11 @@ where
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
     for (panel, attack) in panels.iter().zip(&cfg.attacks) {
-        let steps = cfg
-            .steps
-            .map(|s| format!(", {s} steps"))
-            .unwrap_or_default();
+        let steps = match super::factory::steps_label(attack) {
+            Some(("step", _)) => ", 1 step".to_string(),
+            Some((label, default)) => format!(", {} {label}", cfg.steps.unwrap_or(default)),
+            None => String::new(),
+        };
         let target = match &cfg.targets {
             super::TargetMode::Untargeted => "untargeted".to_string(),
             t => format!(

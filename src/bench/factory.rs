@@ -14,6 +14,20 @@ pub const ATTACKS: &[(&str, &str)] = &[
     ("square", "Square Attack L∞ (black box): 1000 queries (--steps sets the query budget)"),
 ];
 
+/// What `--steps` means for an attack, and its default: (label, default count).
+pub fn steps_label(name: &str) -> Option<(&'static str, usize)> {
+    Some(match name {
+        "fgsm" => ("step", 1),
+        "pgd" | "bim" => ("steps", Pgd::default().steps),
+        "sgd" => ("steps", SgdAttack::default().steps),
+        "mifgsm" => ("steps", MiFgsm::default().steps),
+        "cw" => ("Adam steps per search", CarliniWagner::default().steps),
+        "apgd" => ("iterations", Apgd::default().steps),
+        "square" => ("queries", Square::default().max_queries),
+        _ => return None,
+    })
+}
+
 /// Build an attack by name; `steps` overrides its default iteration count; `early_stop`
 /// false makes iterative attacks run all their steps (throughput benchmarks).
 pub fn build(name: &str, steps: Option<usize>, early_stop: bool) -> Result<Box<dyn Attack>> {
