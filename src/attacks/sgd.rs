@@ -5,7 +5,7 @@
 //! The forward pass sees the 8-bit image that would be saved (a straight-through estimator
 //! passes the gradient through the rounding), so the optimization continues through
 //! quantization, and the attack stops per image as soon as its saved form meets the goal.
-use super::{grad_eval, Attack, AttackOutput, BestSoFar, Budget, Goal, StepInfo, Victim};
+use super::{quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal, StepInfo, Victim};
 use crate::Result;
 use tch::{Kind, Tensor};
 
@@ -58,36 +58,21 @@ impl Attack for SgdAttack {
         let mut best = BestSoFar::new(&x0);
         let mut queries = 0;
         let mut steps_taken = 0;
+        let n = x0.size()[0] as usize;
         for step in 0..=self.steps {
-            // The forward pass sees the 8-bit image; the gradient passes straight through
-            // the rounding to the continuous perturbation.
-            let to_input = |r: &Tensor| {
-                let x = (&x0 + r).clamp(0.0, 1.0);
-                let xq = super::project_quantized(&x0, &x, budget);
-                &x + (xq - &x).detach()
-            };
-            let eval = grad_eval(model, &r, &to_input, &|logits| goal.loss(logits))?;
-            let xq = super::project_quantized(&x0, &(&x0 + &r), budget);
+            // x0 + r is kept in [0,1], so the gradient w.r.t. x is the gradient w.r.t. r.
+            let (eval, n_reached) = quantized_grad_step(
+                model,
+                &x0,
+                &(&x0 + &r),
+                goal,
+                budget,
+                &mut best,
+                (step, self.steps),
+                on_step,
+            )?;
             queries += model.eot_samples();
-            let reached = goal.reached(&eval.logits);
-            let prob = goal.class_prob(&eval.logits);
-            let score = if goal.is_targeted() {
-                prob.shallow_clone()
-            } else {
-                1.0 - &prob
-            };
-            best.update(&xq, &reached, &score);
-            let loss = &eval.loss;
-            let n_reached = best.success.sum(Kind::Int64).int64_value(&[]) as usize;
-            on_step(StepInfo {
-                step,
-                steps: self.steps,
-                loss: loss.mean(Kind::Float).double_value(&[]),
-                class_prob: prob.mean(Kind::Float).double_value(&[]),
-                reached: n_reached,
-            });
-            let all_reached = n_reached == best.success.size()[0] as usize;
-            if step == self.steps || (self.early_stop && all_reached) {
+            if step == self.steps || (self.early_stop && n_reached == n) {
                 break;
             }
             let grad = eval.grad();

@@ -463,25 +463,7 @@ impl Runner<'_> {
             (out.adv, q)
         };
         let adv = crate::attacks::project_quantized(&b.x, &adv, budget);
-        // Both images are on the 8-bit grid: measure in integer levels, so the numbers are
-        // exact and identical however the work was split or resumed.
-        let levels = |t: &Tensor| (t * 255.0).round().to_kind(Kind::Int64);
-        let d = (levels(&adv) - levels(&b.x)).flatten(1, -1);
-        let linf: Vec<f64> =
-            Vec::<i64>::try_from(d.abs().amax([1], false).to_device(tch::Device::Cpu))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|v| v as f64 / 255.0)
-                .collect();
-        let l2: Vec<f64> = Vec::<i64>::try_from(
-            d.square()
-                .sum_dim_intlist(&[1i64][..], false, Kind::Int64)
-                .to_device(tch::Device::Cpu),
-        )
-        .unwrap_or_default()
-        .into_iter()
-        .map(|v| (v as f64).sqrt() / 255.0)
-        .collect();
+        let (linf, l2) = crate::attacks::distances(&adv, &b.x);
         let defenses: Vec<String> = match &unit.adaptive {
             None => self.cfg.defenses.clone(),
             Some(d) => vec![d.clone()],

@@ -8,7 +8,6 @@ use fool::report::format_top;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tch::Kind;
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
@@ -75,15 +74,15 @@ pub fn run(a: ApplyArgs) -> Result<ExitCode> {
     save_png(&tensor_to_rgb(&x), &output)?;
     // Classify the file as saved.
     let saved = m.pre.pixels(&load_rgb(&output)?, m.device).unsqueeze(0);
-    let d = (&saved - &x0).to_kind(Kind::Double);
+    let (linf, l2) = fool::attacks::distances(&saved, &x0);
     let record = ApplyRecord {
         image: a.image.display().to_string(),
         perturbation: a.perturbation.display().to_string(),
         output: output.display().to_string(),
         original: Classifier::top_k(&m.probs(&x0)?, 5, &loaded.labels),
         perturbed: Classifier::top_k(&m.probs(&saved)?, 5, &loaded.labels),
-        linf: d.abs().max().double_value(&[]),
-        l2: d.square().sum(Kind::Double).sqrt().double_value(&[]),
+        linf: linf[0],
+        l2: l2[0],
     };
     if a.out_args.json {
         print_json(&record)?;
