@@ -11,8 +11,10 @@ pub mod error;
 pub mod imageio;
 pub mod labels;
 pub mod model;
+pub mod nets;
 pub mod perturbation;
 pub mod preprocess;
+pub mod privacy;
 pub mod report;
 
 pub use error::{Error, Result};

@@ -1,0 +1,5 @@
+//! Privacy: differentially private training (per-example gradients, DP-SGD) and its
+//! accounting (RDP and PRV accountants), kept apart as Opacus does: the optimizer never
+//! knows how ε is computed.
+pub mod accountant;
+pub mod grad_sample;
