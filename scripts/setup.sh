@@ -58,6 +58,17 @@ else
         say "downloading the tutorial's dog photo to assets/dog.png"
         python scripts/fetch_dog.py assets/dog.png
     fi
+    # MNIST and CIFAR-10 for `fool train` (md5-checked; about 175 MB). Not fatal: only
+    # training and the data set tests need them.
+    for f in mnist/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz \
+        cifar10/data_batch_{1..5}.bin cifar10/test_batch.bin; do
+        if [ ! -s "assets/$f" ]; then
+            say "downloading MNIST and CIFAR-10 to assets/mnist and assets/cifar10"
+            python scripts/fetch_datasets.py --out assets ||
+                say "warning: MNIST / CIFAR-10 unavailable; fool train will need --data DIR"
+            break
+        fi
+    done
     say "assets/ prepared from public sources (ResNet-18 instead of the MobileNetV2 of ../shared)"
 fi
 

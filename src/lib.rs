@@ -13,8 +13,10 @@ pub mod labels;
 pub mod model;
 pub mod nets;
 pub mod perturbation;
+pub mod plot;
 pub mod preprocess;
 pub mod privacy;
 pub mod report;
+pub mod train;
 
 pub use error::{Error, Result};

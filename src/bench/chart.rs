@@ -1,35 +1,11 @@
 //! `success_vs_eps.png` / `.svg`: attack success rate versus eps, one panel per attack, one
 //! line per defense (adaptive dashed), with 95% Wilson intervals as error bars.
 use super::{BenchConfig, SummaryRow};
+use crate::plot::{register_font, COLORS};
 use crate::{Error, Result};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
-use std::sync::Once;
-
-static FONT: Once = Once::new();
-
-/// Register the embedded DejaVu Sans as plotters' sans-serif (no system fonts needed).
-fn register_font() {
-    FONT.call_once(|| {
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
-}
-
-const COLORS: [RGBColor; 8] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-];
 
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
@@ -154,21 +130,11 @@ where
 pub fn success_vs_eps(out: &Path, cfg: &BenchConfig, rows: &[SummaryRow]) -> Result<()> {
     register_font();
     let size = (640 * cfg.attacks.len().max(1) as u32, 480);
-    let png = out.join("success_vs_eps.png");
-    let svg = out.join("success_vs_eps.svg");
-    let tmp_png = out.join(".success_vs_eps.tmp.png");
-    let tmp_svg = out.join(".success_vs_eps.tmp.svg");
-    draw(
-        BitMapBackend::new(&tmp_png, size).into_drawing_area(),
-        cfg,
-        rows,
-    )?;
-    draw(
-        SVGBackend::new(&tmp_svg, size).into_drawing_area(),
-        cfg,
-        rows,
-    )?;
-    std::fs::rename(&tmp_png, &png).map_err(|e| Error::io(&png, e))?;
-    std::fs::rename(&tmp_svg, &svg).map_err(|e| Error::io(&svg, e))?;
-    Ok(())
+    crate::plot::write_png_svg(
+        out,
+        "success_vs_eps",
+        size,
+        |a| draw(a, cfg, rows),
+        |a| draw(a, cfg, rows),
+    )
 }

@@ -42,7 +42,7 @@ struct ApplyRecord {
 
 pub fn run(a: ApplyArgs) -> Result<ExitCode> {
     let img = load_rgb(&a.image)?;
-    let r = fool::perturbation::load(&a.perturbation, a.model.preprocess().size)?;
+    let r = fool::perturbation::load(&a.perturbation, a.model.preprocess()?.size)?;
     let output = match &a.output {
         Some(p) => p.clone(),
         None => {

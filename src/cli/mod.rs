@@ -13,6 +13,7 @@ mod apply;
 mod attack;
 mod bench;
 mod predict;
+mod train;
 
 pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_NOT_FOOLED: u8 = 3;
@@ -46,6 +47,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Attack success rate versus eps over a labelled image folder, with and without defenses.
     Bench(bench::BenchArgs),
+    /// Train a classifier on MNIST or CIFAR-10, optionally with DP-SGD, and export it.
+    Train(train::TrainArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -54,6 +57,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Attack(a)) => attack::run(a),
         Some(Command::Apply(a)) => apply::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Train(a)) => train::run(a),
         None => attack::run(cli.attack),
     }
 }
@@ -67,22 +71,22 @@ pub struct ModelArgs {
     /// Labels as JSON, {"0": "label", ...} or a list [default: assets/imagenet_labels.json]
     #[arg(long, value_name = "PATH")]
     labels: Option<PathBuf>,
-    /// Model input size (square crop side)
-    #[arg(long, default_value_t = 224)]
-    size: u32,
+    /// Model input size (square crop side) [default: 224, or the model's model.json]
+    #[arg(long)]
+    size: Option<u32>,
     /// Resize the shorter side to this before the center crop (torchvision Resize); the
-    /// tutorial used 224
-    #[arg(long, default_value_t = 256)]
-    resize: u32,
+    /// tutorial used 224 [default: 256, or the model's model.json]
+    #[arg(long)]
+    resize: Option<u32>,
     /// Resize and crop even images that are already SIZE×SIZE (by default they are used as they are)
     #[arg(long)]
     resize_always: bool,
-    /// Normalization mean, three comma-separated numbers
-    #[arg(long, value_name = "R,G,B", value_parser = parse_triple, default_value = "0.485,0.456,0.406")]
-    mean: [f64; 3],
-    /// Normalization std, three comma-separated numbers
-    #[arg(long, value_name = "R,G,B", value_parser = parse_triple, default_value = "0.229,0.224,0.225")]
-    std: [f64; 3],
+    /// Normalization mean, three comma-separated numbers [default: 0.485,0.456,0.406 (ImageNet), or the model's model.json]
+    #[arg(long, value_name = "R,G,B", value_parser = parse_triple)]
+    mean: Option<[f64; 3]>,
+    /// Normalization std, three comma-separated numbers [default: 0.229,0.224,0.225, or the model's model.json]
+    #[arg(long, value_name = "R,G,B", value_parser = parse_triple)]
+    std: Option<[f64; 3]>,
     /// auto, cpu, cuda or cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
@@ -134,23 +138,34 @@ pub struct Loaded {
 }
 
 impl ModelArgs {
-    pub fn preprocess(&self) -> Preprocess {
-        Preprocess {
-            size: self.size,
-            resize: self.resize,
-            mean: self.mean,
-            std: self.std,
+    /// The model file: --model, else assets/model.pt.
+    fn model_path(&self) -> PathBuf {
+        self.model
+            .clone()
+            .unwrap_or_else(|| default_asset("model.pt"))
+    }
+
+    /// Preprocessing: flags first, then the `model.json` beside the model (written by
+    /// `fool train`), then the ImageNet defaults.
+    pub fn preprocess(&self) -> Result<Preprocess> {
+        let card = fool::train::export::ModelCard::beside(&self.model_path())?;
+        let d = Preprocess::default();
+        Ok(Preprocess {
+            size: self.size.or(card.as_ref().map(|c| c.size)).unwrap_or(d.size),
+            resize: self
+                .resize
+                .or(card.as_ref().map(|c| c.resize))
+                .unwrap_or(d.resize),
+            mean: self.mean.or(card.as_ref().map(|c| c.mean)).unwrap_or(d.mean),
+            std: self.std.or(card.as_ref().map(|c| c.std)).unwrap_or(d.std),
             resize_always: self.resize_always,
-        }
+        })
     }
 
     /// Load the model on the chosen device and its labels (checked against the output size).
     pub fn load(&self, quiet: bool) -> Result<Loaded> {
         let device = fool::device::parse_device(&self.device)?;
-        let model_path = self
-            .model
-            .clone()
-            .unwrap_or_else(|| default_asset("model.pt"));
+        let model_path = self.model_path();
         if self.model.is_none() && !model_path.exists() {
             return Err(Error::bad_file(
                 &model_path,
@@ -158,8 +173,12 @@ impl ModelArgs {
             )
             .into());
         }
-        let model = Classifier::load(&model_path, device, self.preprocess())?;
-        let labels = match &self.labels {
+        let model = Classifier::load(&model_path, device, self.preprocess()?)?;
+        let card_labels = fool::train::export::ModelCard::beside(&model_path)?.and_then(|c| {
+            let p = model_path.parent().unwrap_or(Path::new(".")).join(c.labels);
+            p.is_file().then_some(p)
+        });
+        let labels = match self.labels.as_ref().or(card_labels.as_ref()) {
             Some(p) => {
                 let l = Labels::load(p)?;
                 model.check_labels(&l, p)?;

@@ -2,4 +2,5 @@
 //! accounting (RDP and PRV accountants), kept apart as Opacus does: the optimizer never
 //! knows how ε is computed.
 pub mod accountant;
+pub mod dpsgd;
 pub mod grad_sample;

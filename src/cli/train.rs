@@ -1,0 +1,294 @@
+//! `fool train`: train on MNIST / CIFAR-10, with or without DP-SGD.
+use super::{print_json, progress_bar, OutputArgs};
+use anyhow::{bail, Result};
+use clap::Args;
+use fool::datasets::DatasetName;
+use fool::imageio::ensure_writable_dir;
+use fool::nets::Arch;
+use fool::privacy::accountant::AccountantKind;
+use fool::privacy::dpsgd::StepStats;
+use fool::train::optim::OptKind;
+use fool::train::{self, DpConfig, EpochRecord, Observer, RunDir, TrainConfig, Trainer};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// mnist or cifar10
+    #[arg(long)]
+    dataset: String,
+    /// Folder with the dataset files [default: assets/mnist or assets/cifar10]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// cnn (TF-Privacy MNIST CNN), small-cnn:conv=2|3 (membership-inference tutorial),
+    /// resnet18 (GroupNorm; resnet18:norm=batch without --dp); options: act=relu|tanh
+    /// [default: cnn for mnist, small-cnn:conv=3 for cifar10]
+    #[arg(long)]
+    arch: Option<String>,
+    /// Passes over the training set (with --dp: ⌊n/batch⌋ Poisson-sampled steps each)
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Batch size; with --dp the expected batch size (sampling rate q = batch / n)
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Learning rate [default: 0.05 for sgd, 0.001 for adam]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// sgd (with --momentum) or adam
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    /// SGD momentum
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Train on the first N training examples only
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seed for initialisation, batches and noise
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Train with DP-SGD (per-example clipping + Gaussian noise, Poisson sampling)
+    #[arg(long)]
+    dp: bool,
+    /// Per-example gradient clipping norm C (with --dp)
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// Noise multiplier σ (with --dp; or give --target-epsilon)
+    #[arg(long)]
+    noise: Option<f64>,
+    /// Calibrate σ so that the whole run spends this ε (with --dp)
+    #[arg(long)]
+    target_epsilon: Option<f64>,
+    /// δ of the (ε, δ) guarantee (with --dp)
+    #[arg(long, default_value_t = 1e-5)]
+    delta: f64,
+    /// rdp (Mironov et al.) or prv (Gopi et al., tighter)
+    #[arg(long, default_value = "rdp")]
+    accountant: String,
+    /// Largest chunk of a logical batch pushed through the network at once (memory bound)
+    #[arg(long, default_value_t = 512)]
+    max_physical_batch: usize,
+    /// Also keep a loadable model every K epochs in OUT/checkpoints/epoch-NNN (0: none)
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: usize,
+    /// Continue the run in --out from its last finished epoch
+    #[arg(long)]
+    resume: bool,
+    /// Output folder: model.pt, model.json, labels.json, metadata.json, training.png/svg
+    #[arg(long)]
+    out: PathBuf,
+    /// Test images saved as PNG into OUT/samples (to attack with `fool`)
+    #[arg(long, default_value_t = 10)]
+    samples: usize,
+    /// auto, cpu, cuda or cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+fn config(a: &TrainArgs) -> Result<TrainConfig> {
+    let dataset: DatasetName = a.dataset.parse()?;
+    let arch: Arch = match &a.arch {
+        Some(s) => s.parse()?,
+        None => match dataset {
+            DatasetName::Mnist => "cnn".parse()?,
+            DatasetName::Cifar10 => "small-cnn:conv=3".parse()?,
+        },
+    };
+    let optimizer = match a.optimizer.as_str() {
+        "sgd" => OptKind::Sgd {
+            momentum: a.momentum,
+        },
+        "adam" => OptKind::Adam,
+        o => bail!("--optimizer: unknown optimizer '{o}' (expected sgd or adam)"),
+    };
+    let lr = a.lr.unwrap_or(match optimizer {
+        OptKind::Sgd { .. } => 0.05,
+        OptKind::Adam => 0.001,
+    });
+    if !a.dp && (a.noise.is_some() || a.target_epsilon.is_some()) {
+        bail!("--noise/--target-epsilon: only meaningful with --dp");
+    }
+    let dp = if a.dp {
+        if a.noise.is_some() == a.target_epsilon.is_some() {
+            bail!("--dp: give exactly one of --noise SIGMA or --target-epsilon EPS");
+        }
+        if let Some(t) = a.target_epsilon {
+            if !(t > 0.0 && t.is_finite()) {
+                bail!("--target-epsilon: {t} must be a positive number");
+            }
+        }
+        Some(DpConfig {
+            clip: a.clip,
+            noise: a.noise.unwrap_or(0.0),
+            delta: a.delta,
+            target_epsilon: a.target_epsilon,
+            accountant: a.accountant.parse::<AccountantKind>()?,
+            max_physical_batch: a.max_physical_batch,
+        })
+    } else {
+        None
+    };
+    Ok(TrainConfig {
+        dataset,
+        data_dir: a.data.clone().unwrap_or_else(|| dataset.default_dir()),
+        arch,
+        epochs: a.epochs,
+        batch: a.batch,
+        lr,
+        optimizer,
+        seed: a.seed,
+        limit: a.limit,
+        dp,
+        checkpoint_every: a.checkpoint_every,
+    })
+}
+
+/// Progress bar per epoch: running loss/accuracy, ε at the end of the previous epoch.
+struct Bars {
+    pb: indicatif::ProgressBar,
+    hidden: bool,
+    epochs: usize,
+    epoch: usize,
+    running: StepStats,
+    eps: Option<f64>,
+    lines: bool,
+}
+
+impl Observer for Bars {
+    fn epoch_start(&mut self, epoch: usize, steps: u64) {
+        self.pb = progress_bar(steps, self.hidden);
+        self.epoch = epoch;
+        self.running = StepStats::default();
+    }
+    fn step(&mut self, s: &StepStats) {
+        self.running.add(s);
+        let n = self.running.examples.max(1) as f64;
+        let eps = self.eps.map(|e| format!(", ε {e:.2}")).unwrap_or_default();
+        self.pb.set_message(format!(
+            "epoch {}/{}: loss {:.3}, acc {:.1}%{eps}",
+            self.epoch,
+            self.epochs,
+            self.running.loss_sum / n,
+            100.0 * self.running.correct as f64 / n
+        ));
+        self.pb.inc(1);
+    }
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        self.pb.finish_and_clear();
+        self.eps = r.epsilon;
+        if self.lines {
+            println!("{}", epoch_line(r, self.epochs));
+        }
+    }
+}
+
+fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
+    let eps = r.epsilon.map(|e| format!(", ε = {e:.3}")).unwrap_or_default();
+    format!(
+        "epoch {}/{epochs}: train loss {:.4} acc {:.2}%, test loss {:.4} acc {:.2}%{eps} ({:.1} s)",
+        r.epoch,
+        r.train_loss,
+        100.0 * r.train_accuracy,
+        r.test_loss,
+        100.0 * r.test_accuracy,
+        r.seconds
+    )
+}
+
+pub fn run(a: TrainArgs) -> Result<ExitCode> {
+    let mut cfg = config(&a)?;
+    train::validate(&cfg)?;
+    let device = fool::device::parse_device(&a.device)?;
+    let data = train::load_data(&cfg)?;
+    train::resolve_noise(&mut cfg, data.train_len)?;
+    ensure_writable_dir(&a.out, "--out")?;
+    let run_dir = RunDir {
+        root: a.out.clone(),
+    };
+    let state = run_dir.state_dir();
+    let mut trainer = Trainer::new(cfg.clone(), device)?;
+    if state.exists() {
+        if !a.resume {
+            bail!(
+                "--out: {} already holds a training run; pass --resume to continue it or choose another folder",
+                a.out.display()
+            );
+        }
+        trainer.load_state(&state)?;
+    } else if a.resume && !a.output.quiet {
+        eprintln!("fool: note: nothing to resume in {}; starting a new run", a.out.display());
+    }
+    let quiet = a.output.quiet || a.output.json;
+    if !quiet {
+        let dp = match &cfg.dp {
+            Some(d) => format!(
+                "DP-SGD: clip {}, σ = {:.4}{}, q = {:.6}, δ = {:e}, {} accountant",
+                d.clip,
+                d.noise,
+                d.target_epsilon
+                    .map(|t| format!(" (calibrated for ε = {t})"))
+                    .unwrap_or_default(),
+                cfg.batch as f64 / data.train_len as f64,
+                d.delta,
+                d.accountant
+            ),
+            None => "not private".into(),
+        };
+        println!(
+            "training {} on {} ({} examples, {} test) for {} epochs on {}; {dp}",
+            cfg.arch,
+            cfg.dataset,
+            data.train_len,
+            data.test.len(),
+            cfg.epochs,
+            fool::device::device_name(device)
+        );
+        for r in &trainer.history {
+            println!("{} (resumed)", epoch_line(r, cfg.epochs));
+        }
+    }
+    let mut bars = Bars {
+        pb: indicatif::ProgressBar::hidden(),
+        hidden: quiet,
+        epochs: cfg.epochs,
+        epoch: 0,
+        running: StepStats::default(),
+        eps: trainer.history.last().and_then(|r| r.epsilon),
+        lines: !quiet,
+    };
+    for epoch in trainer.history.len() + 1..=cfg.epochs {
+        trainer.epoch(&data, epoch, &mut bars)?;
+        trainer.save_state(&state)?;
+        if cfg.checkpoint_every > 0 && epoch % cfg.checkpoint_every == 0 {
+            let meta = trainer.metadata(&data);
+            train::export::export(&trainer.net, &data.train, &meta, &run_dir.checkpoint_dir(epoch))?;
+        }
+    }
+    let meta = trainer.metadata(&data);
+    train::export::export(&trainer.net, &data.train, &meta, &a.out)?;
+    train::chart::training(&a.out, &meta)?;
+    if a.samples > 0 {
+        train::export::save_samples(&data.test, a.samples, &a.out.join("samples"))?;
+    }
+    if a.output.json {
+        print_json(&meta)?;
+    } else {
+        let model = a.out.join("model.pt");
+        println!(
+            "test accuracy {:.2}%{}",
+            100.0 * meta.test_accuracy.unwrap_or(0.0),
+            match (meta.epsilon, meta.delta) {
+                (Some(e), Some(d)) => format!(", ε = {e:.3} at δ = {d:e} ({} steps)", meta.steps),
+                _ => ", not private (ε = ∞)".into(),
+            }
+        );
+        println!("model: {} (attack it: fool IMAGE --model {} --target CLASS)", model.display(), model.display());
+        println!(
+            "wrote metadata.json, training.png/svg{} in {}",
+            if a.samples > 0 { ", samples/" } else { "" },
+            a.out.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

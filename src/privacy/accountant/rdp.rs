@@ -1,0 +1,210 @@
+//! Rényi DP of the Poisson-subsampled Gaussian mechanism (Mironov, Talwar & Zhang 2019,
+//! "Rényi Differential Privacy of the Sampled Gaussian Mechanism", §3.3) and its conversion
+//! to (ε, δ)-DP (Balle et al. 2020, Theorem 21), as in Opacus's `RDPAccountant` and TF
+//! Privacy's `rdp_accountant`.
+//!
+//! For a sampling rate `q` and noise multiplier `σ`, RDP at order `α` is `ln(A_α)/(α−1)`
+//! where `A_α = E_{z∼μ0}[(μ(z)/μ0(z))^α]`, `μ0 = N(0, σ²)`, `μ = (1−q)μ0 + qN(1, σ²)`.
+//! `A_α` is summed in log space: a finite binomial sum for integer orders, and for
+//! fractional orders the two-sided series split at `z0 = σ² ln(1/q − 1) + 1/2`, whose terms
+//! carry Gaussian tail factors `erfc(·)/2` and binomial coefficients of both signs.
+
+/// Opacus's `RDPAccountant.DEFAULT_ALPHAS`: 1.1, 1.2, …, 10.9, then 12, 13, …, 63.
+pub fn default_orders() -> Vec<f64> {
+    (1..100)
+        .map(|x| 1.0 + f64::from(x) / 10.0)
+        .chain((12..64).map(f64::from))
+        .collect()
+}
+
+/// ln(e^a + e^b).
+fn log_add(a: f64, b: f64) -> f64 {
+    let (lo, hi) = if a < b { (a, b) } else { (b, a) };
+    if lo == f64::NEG_INFINITY {
+        return hi;
+    }
+    hi + (lo - hi).exp().ln_1p()
+}
+
+/// ln(e^a − e^b) for a ≥ b; NaN when a < b (the series went numerically wrong).
+fn log_sub(a: f64, b: f64) -> f64 {
+    if a < b {
+        return f64::NAN;
+    }
+    if b == f64::NEG_INFINITY {
+        return a;
+    }
+    if a == b {
+        return f64::NEG_INFINITY;
+    }
+    let d = (a - b).exp_m1();
+    if d.is_infinite() {
+        a
+    } else {
+        d.ln() + b
+    }
+}
+
+/// ln(erfc(x)), accurate far into the upper tail where erfc underflows.
+pub(crate) fn log_erfc(x: f64) -> f64 {
+    if x < 26.0 {
+        return libm::erfc(x).ln();
+    }
+    // erfc(x) = e^{−x²}/(x√π) · Σ_k (−1)^k (2k−1)!!/(2x²)^k, asymptotic; at x ≥ 26 the
+    // terms fall below 1e-20 well before they start to grow.
+    let u = 1.0 / (2.0 * x * x);
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..12 {
+        term *= -f64::from(2 * k - 1) * u;
+        sum += term;
+    }
+    -x * x - x.ln() - 0.5 * std::f64::consts::PI.ln() + sum.ln()
+}
+
+/// ln(A_α) for an integer order α ≥ 2 and 0 < q < 1.
+fn log_a_int(q: f64, sigma: f64, alpha: u32) -> f64 {
+    let (lq, l1q) = (q.ln(), (-q).ln_1p());
+    let a = f64::from(alpha);
+    let mut log_binom = 0.0; // ln C(α, i)
+    let mut log_a = f64::NEG_INFINITY;
+    for i in 0..=alpha {
+        let fi = f64::from(i);
+        if i > 0 {
+            log_binom += (a - fi + 1.0).ln() - fi.ln();
+        }
+        let s = log_binom + fi * lq + (a - fi) * l1q + (fi * fi - fi) / (2.0 * sigma * sigma);
+        log_a = log_add(log_a, s);
+    }
+    log_a
+}
+
+/// Safety net for the fractional series: far more terms than any sane setting needs.
+const MAX_TERMS: u32 = 5_000_000;
+
+/// ln(A_α) for a fractional order α > 1 and 0 < q < 1.
+fn log_a_frac(q: f64, sigma: f64, alpha: f64) -> f64 {
+    let (lq, l1q) = (q.ln(), (-q).ln_1p());
+    let z0 = sigma * sigma * (1.0 / q - 1.0).ln() + 0.5;
+    let s2 = std::f64::consts::SQRT_2 * sigma;
+    let ln_half = 0.5f64.ln();
+    let (mut log_a0, mut log_a1) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+    // Generalized binomial coefficient C(α, i), as sign and ln|·|.
+    let (mut log_coef, mut positive) = (0.0f64, true);
+    let mut i = 0u32;
+    loop {
+        let fi = f64::from(i);
+        let j = alpha - fi;
+        let log_t0 = log_coef + fi * lq + j * l1q;
+        let log_t1 = log_coef + j * lq + fi * l1q;
+        let log_e0 = ln_half + log_erfc((fi - z0) / s2);
+        let log_e1 = ln_half + log_erfc((z0 - j) / s2);
+        let log_s0 = log_t0 + (fi * fi - fi) / (2.0 * sigma * sigma) + log_e0;
+        let log_s1 = log_t1 + (j * j - j) / (2.0 * sigma * sigma) + log_e1;
+        if positive {
+            log_a0 = log_add(log_a0, log_s0);
+            log_a1 = log_add(log_a1, log_s1);
+        } else {
+            log_a0 = log_sub(log_a0, log_s0);
+            log_a1 = log_sub(log_a1, log_s1);
+        }
+        if log_a0.is_nan() || log_a1.is_nan() || i >= MAX_TERMS {
+            return f64::NAN;
+        }
+        if log_s0.max(log_s1) < -30.0 {
+            break;
+        }
+        // C(α, i+1) = C(α, i)·(α − i)/(i + 1)
+        let ratio = (alpha - fi) / (fi + 1.0);
+        log_coef += ratio.abs().ln();
+        if ratio < 0.0 {
+            positive = !positive;
+        }
+        i += 1;
+    }
+    log_add(log_a0, log_a1)
+}
+
+/// RDP of one step of the sampled Gaussian mechanism at order `alpha` (> 1); can be +∞.
+pub fn rdp_one_step(q: f64, sigma: f64, alpha: f64) -> f64 {
+    if q == 0.0 {
+        return 0.0;
+    }
+    if sigma == 0.0 {
+        return f64::INFINITY;
+    }
+    if q == 1.0 {
+        return alpha / (2.0 * sigma * sigma);
+    }
+    if alpha.is_infinite() {
+        return f64::INFINITY;
+    }
+    let log_a = if alpha.fract() == 0.0 && alpha <= f64::from(u32::MAX) {
+        log_a_int(q, sigma, alpha as u32)
+    } else {
+        log_a_frac(q, sigma, alpha)
+    };
+    log_a / (alpha - 1.0)
+}
+
+/// RDP of `steps` compositions of the sampled Gaussian mechanism (sampling rate `q`, noise
+/// multiplier `noise`), one value per order. Orders must be > 1; arguments are not checked
+/// here (see [`super::epsilon`]); a numerically failed order gives NaN, which
+/// [`eps_from_rdp`] skips.
+pub fn compute_rdp(q: f64, noise: f64, steps: u64, orders: &[f64]) -> Vec<f64> {
+    orders
+        .iter()
+        .map(|&a| rdp_one_step(q, noise, a) * steps as f64)
+        .collect()
+}
+
+/// (ε, best order) for a target δ from RDP values at the given orders: the smallest over the
+/// orders of `rdp − (ln δ + ln α)/(α − 1) + ln((α − 1)/α)` (Balle et al. 2020), NaNs skipped.
+/// (∞, NaN) when every order is NaN.
+pub fn eps_from_rdp(orders: &[f64], rdp: &[f64], delta: f64) -> (f64, f64) {
+    let mut best = (f64::INFINITY, f64::NAN);
+    let mut found = false;
+    for (&a, &r) in orders.iter().zip(rdp) {
+        let eps = r - (delta.ln() + a.ln()) / (a - 1.0) + ((a - 1.0) / a).ln();
+        if eps.is_nan() {
+            continue;
+        }
+        if !found || eps < best.0 {
+            best = (eps, a);
+            found = true;
+        }
+    }
+    best
+}
+
+/// (ε, best order) after `steps` steps with Opacus's default orders.
+pub fn epsilon_and_order(noise: f64, q: f64, steps: u64, delta: f64) -> (f64, f64) {
+    let orders = default_orders();
+    let rdp = compute_rdp(q, noise, steps, &orders);
+    eps_from_rdp(&orders, &rdp, delta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_erfc_matches_direct_and_asymptotic() {
+        for x in [-3.0, 0.0, 1.0, 5.0, 20.0, 25.9] {
+            let d = libm::erfc(x).ln();
+            assert!((log_erfc(x) - d).abs() <= 1e-13 * d.abs().max(1.0), "{x}");
+        }
+        // Continuity across the switch to the asymptotic series.
+        let (a, b) = (libm::erfc(25.999_999).ln(), log_erfc(26.0));
+        assert!((a - b).abs() < 1e-4 && b < a, "{a} {b}");
+    }
+
+    #[test]
+    fn integer_and_fractional_paths_agree_near_integers() {
+        for &(q, s) in &[(0.01, 1.0), (0.1, 0.7), (0.004, 1.1)] {
+            let int = rdp_one_step(q, s, 3.0);
+            let frac = rdp_one_step(q, s, 3.0 + 1e-9);
+            assert!((int - frac).abs() < 1e-6 * int, "{q} {s}: {int} {frac}");
+        }
+    }
+}

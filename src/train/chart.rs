@@ -1,0 +1,141 @@
+//! `training.png` / `.svg`: train and test accuracy versus epoch (left) and ε spent versus
+//! epoch (right; test loss instead for a non-private run).
+use super::{EpochRecord, Metadata};
+use crate::plot::{write_png_svg, COLORS};
+use crate::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::Path;
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, meta: &Metadata) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
+    root.fill(&WHITE).map_err(err)?;
+    let h: &[EpochRecord] = &meta.history;
+    let max_epoch = h.len().max(1) as f64;
+    let private = meta.epsilon.is_some();
+    let title = format!(
+        "{} on {}{}",
+        meta.arch,
+        meta.dataset,
+        match (meta.noise, meta.clip) {
+            (Some(s), Some(c)) => format!(", DP-SGD σ={s:.3} C={c}"),
+            _ => ", not private".to_string(),
+        }
+    );
+    let panels = root.split_evenly((1, 2));
+    let lo = h
+        .iter()
+        .flat_map(|r| [r.train_accuracy, r.test_accuracy])
+        .fold(1.0f64, f64::min);
+    let lo = ((lo * 10.0).floor() / 10.0).clamp(0.0, 0.9);
+    let mut chart = ChartBuilder::on(&panels[0])
+        .caption(format!("accuracy — {title}"), ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.5f64..max_epoch + 0.5, lo..1.0f64)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc("accuracy")
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
+    for (i, (name, get)) in [
+        (
+            "train (running, before each update)",
+            (|r: &EpochRecord| r.train_accuracy) as fn(&EpochRecord) -> f64,
+        ),
+        ("test", |r: &EpochRecord| r.test_accuracy),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let color = COLORS[i];
+        let xy: Vec<(f64, f64)> = h.iter().map(|r| (r.epoch as f64, get(r))).collect();
+        chart
+            .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(xy.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(err)?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)?;
+
+    let (desc, ys): (String, Vec<f64>) = if private {
+        (
+            format!(
+                "ε spent (δ = {:e}, {} accountant)",
+                meta.delta.unwrap_or(0.0),
+                meta.accountant.map(|a| a.to_string()).unwrap_or_default()
+            ),
+            h.iter().map(|r| r.epsilon.unwrap_or(0.0)).collect(),
+        )
+    } else {
+        ("test loss".into(), h.iter().map(|r| r.test_loss).collect())
+    };
+    let top = ys.iter().cloned().fold(0.0f64, f64::max).max(1e-3) * 1.1;
+    let mut chart = ChartBuilder::on(&panels[1])
+        .caption(
+            if private {
+                "privacy spent"
+            } else {
+                "test loss"
+            },
+            ("sans-serif", 16),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.5f64..max_epoch + 0.5, 0f64..top)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch")
+        .y_desc(desc)
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
+    let color = COLORS[3];
+    let xy: Vec<(f64, f64)> = h
+        .iter()
+        .zip(&ys)
+        .map(|(r, &y)| (r.epoch as f64, y))
+        .collect();
+    chart
+        .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
+        .map_err(err)?;
+    chart
+        .draw_series(xy.iter().map(|&p| Circle::new(p, 3, color.filled())))
+        .map_err(err)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Write `training.png` and `training.svg` into `dir`.
+pub fn training(dir: &Path, meta: &Metadata) -> Result<()> {
+    write_png_svg(
+        dir,
+        "training",
+        (1280, 480),
+        |a| draw(a, meta),
+        |a| draw(a, meta),
+    )
+}

@@ -1,0 +1,152 @@
+//! A trained model as the rest of fool loads it: `model.pt` (TorchScript), `model.json` (how
+//! to feed it: size and normalization, read by `fool --model`), `labels.json` and
+//! `metadata.json`, plus a few test images as PNG to attack.
+//!
+//! The exported module takes (N,3,H,W) *pixels* in [0,1] (so its `model.json` says mean 0,
+//! std 1) and does the dataset normalization itself; a single-channel network averages the
+//! three channels first, so a grey PNG (R = G = B) gives exactly the training input.
+use super::Metadata;
+use crate::datasets::TensorDataset;
+use crate::imageio::{save_png, tensor_to_rgb, write_atomic};
+use crate::nets::{Net, Pass};
+use crate::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+use tch::{CModule, Kind, Tensor};
+
+/// `model.json`: how `fool` should preprocess images for a model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelCard {
+    pub format: String,
+    pub size: u32,
+    pub resize: u32,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+    /// Labels file, relative to the card.
+    pub labels: String,
+    pub input: String,
+}
+
+impl ModelCard {
+    /// The card beside a model file: `model.pt` → `model.json`, if there is one.
+    pub fn beside(model: &Path) -> Result<Option<ModelCard>> {
+        let p = model.with_extension("json");
+        if !p.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        let card: ModelCard = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(&p, format!("not a fool model card: {e}")))?;
+        Ok(Some(card))
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Other(e.to_string()))?;
+    write_atomic(path, |f| {
+        f.write_all(text.as_bytes())
+            .and_then(|_| f.write_all(b"\n"))
+            .map_err(|e| Error::io(path, e))
+    })
+}
+
+/// Trace `net` (with the normalization in front) into a TorchScript module saved at `path`.
+///
+/// The parameters become constants of the traced graph, sharing storage with the live
+/// parameters: they must not require grad while tracing *and saving* (a constant saved with
+/// requires_grad cannot be loaded again), so both happen with the parameters frozen.
+pub fn trace_to_file(net: &Net, mean: &[f64], std: &[f64], path: &Path) -> Result<()> {
+    let params = net.params();
+    let device = params[0].device();
+    for p in &params {
+        let _ = p.set_requires_grad(false);
+    }
+    let c = net.in_channels;
+    let mean_t = Tensor::from_slice(mean)
+        .to_kind(Kind::Float)
+        .view([1, c, 1, 1])
+        .to_device(device);
+    let std_t = Tensor::from_slice(std)
+        .to_kind(Kind::Float)
+        .view([1, c, 1, 1])
+        .to_device(device);
+    let mut f = |inputs: &[Tensor]| {
+        let x = &inputs[0];
+        let x = if c == 1 {
+            x.mean_dim(1, true, Kind::Float)
+        } else {
+            x.shallow_clone()
+        };
+        let x = (x - &mean_t) / &std_t;
+        vec![net.forward(&x, &mut Pass::eval())]
+    };
+    let example = Tensor::zeros([1, 3, net.side, net.side], (Kind::Float, device));
+    let saved =
+        tch::no_grad(|| CModule::create_by_tracing("FoolNet", "forward", &[example], &mut f))
+            .and_then(|m| m.save(path));
+    for p in &params {
+        let _ = p.set_requires_grad(true);
+    }
+    saved.map_err(|e| Error::Torch(crate::error::first_line(&e.to_string()).to_string()))
+}
+
+/// Write model.pt, model.json, labels.json and metadata.json into `dir` (each atomically).
+pub fn export(net: &Net, ds: &TensorDataset, meta: &Metadata, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let model = dir.join("model.pt");
+    // (The temp name must not start with '.': TorchScript names the archive's root folder
+    // after the file, and a dotted one cannot be loaded again.)
+    let tmp = tempfile::Builder::new()
+        .prefix("tmp-model-")
+        .suffix(".pt")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    trace_to_file(net, &ds.name.mean(), &ds.name.std(), tmp.path())?;
+    tmp.persist(&model)
+        .map_err(|e| Error::io(&model, e.error))?;
+    let side = net.side as u32;
+    write_json(
+        &dir.join("model.json"),
+        &ModelCard {
+            format: "fool-model/1".into(),
+            size: side,
+            resize: side,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            labels: "labels.json".into(),
+            input: format!(
+                "(N,3,{side},{side}) pixels in [0,1]; the module normalizes ({} mean {:?}, std {:?}){}",
+                ds.name,
+                ds.name.mean(),
+                ds.name.std(),
+                if net.in_channels == 1 { " after averaging the channels to grey" } else { "" }
+            ),
+        },
+    )?;
+    write_json(&dir.join("labels.json"), &ds.classes)?;
+    write_json(&dir.join("metadata.json"), meta)?;
+    Ok(())
+}
+
+/// Save the first `n` images of `ds` as PNGs named `NNNNN-CLASS.png` into `dir`.
+pub fn save_samples(ds: &TensorDataset, n: usize, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let n = n.min(ds.len());
+    let idx = Tensor::arange(n as i64, (Kind::Int64, tch::Device::Cpu));
+    let px = ds.pixels(&idx, tch::Device::Cpu);
+    let labels = ds.labels_at(&idx, tch::Device::Cpu);
+    for i in 0..n as i64 {
+        let img = px.get(i).expand([3, -1, -1], false);
+        let label = labels.int64_value(&[i]) as usize;
+        let name = ds
+            .classes
+            .get(label)
+            .cloned()
+            .unwrap_or_else(|| label.to_string());
+        save_png(
+            &tensor_to_rgb(&img),
+            &dir.join(format!("{i:05}-{name}.png")),
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! SGD with momentum and Adam over explicit gradients (the DP path produces its own noisy
+//! gradients, so the optimizer never reads `.grad()`), with state that can be saved and
+//! restored so a resumed run continues exactly.
+use crate::{Error, Result};
+use tch::Tensor;
+
+/// Which optimizer, with PyTorch's semantics.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "name", rename_all = "lowercase")]
+pub enum OptKind {
+    /// `torch.optim.SGD(lr, momentum)`: buf = μ·buf + g; θ -= lr·buf.
+    Sgd { momentum: f64 },
+    /// `torch.optim.Adam(lr)` with β = (0.9, 0.999), ε = 1e-8, bias correction.
+    Adam,
+}
+
+pub struct Optimizer {
+    pub kind: OptKind,
+    pub lr: f64,
+    step: i64,
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl Optimizer {
+    pub fn new(kind: OptKind, lr: f64, params: &[&Tensor]) -> Optimizer {
+        let zeros = || params.iter().map(|p| p.zeros_like().detach()).collect();
+        Optimizer {
+            kind,
+            lr,
+            step: 0,
+            m: zeros(),
+            v: if matches!(kind, OptKind::Adam) {
+                zeros()
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    /// One update of `params` (in place) with `grads`.
+    pub fn step(&mut self, params: &[&Tensor], grads: &[Tensor]) {
+        self.step += 1;
+        tch::no_grad(|| match self.kind {
+            OptKind::Sgd { momentum } => {
+                for ((p, g), m) in params.iter().zip(grads).zip(&mut self.m) {
+                    if momentum > 0.0 {
+                        if self.step == 1 {
+                            m.copy_(g);
+                        } else {
+                            let _ = m.g_mul_scalar_(momentum).g_add_(g);
+                        }
+                        let _ = p.shallow_clone().g_sub_(&(&*m * self.lr));
+                    } else {
+                        let _ = p.shallow_clone().g_sub_(&(g * self.lr));
+                    }
+                }
+            }
+            OptKind::Adam => {
+                let (b1, b2, eps) = (0.9, 0.999, 1e-8);
+                let t = self.step as i32;
+                let bc1 = 1.0 - f64::powi(b1, t);
+                let bc2 = 1.0 - f64::powi(b2, t);
+                for (((p, g), m), v) in params.iter().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+                    let _ = m.g_mul_scalar_(b1).g_add_(&(g * (1.0 - b1)));
+                    let _ = v.g_mul_scalar_(b2).g_add_(&(g * g * (1.0 - b2)));
+                    let denom = (&*v / bc2).sqrt() + eps;
+                    let _ = p.shallow_clone().g_sub_(&(&*m / denom * (self.lr / bc1)));
+                }
+            }
+        });
+    }
+
+    /// Named state tensors for a checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("optim.step".to_string(), Tensor::from(self.step))];
+        for (i, m) in self.m.iter().enumerate() {
+            out.push((format!("optim.m.{i}"), m.shallow_clone()));
+        }
+        for (i, v) in self.v.iter().enumerate() {
+            out.push((format!("optim.v.{i}"), v.shallow_clone()));
+        }
+        out
+    }
+
+    /// Restore what [`Optimizer::state`] saved.
+    pub fn load_state(&mut self, named: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let get = |k: &str| {
+            named
+                .get(k)
+                .ok_or_else(|| Error::Other(format!("checkpoint has no '{k}'")))
+        };
+        self.step = get("optim.step")?.int64_value(&[]);
+        tch::no_grad(|| -> Result<()> {
+            for (i, m) in self.m.iter_mut().enumerate() {
+                m.copy_(get(&format!("optim.m.{i}"))?);
+            }
+            for (i, v) in self.v.iter_mut().enumerate() {
+                v.copy_(get(&format!("optim.v.{i}"))?);
+            }
+            Ok(())
+        })
+    }
+}
