@@ -13,6 +13,7 @@ mod apply;
 mod attack;
 mod bench;
 mod predict;
+mod privacy;
 mod train;
 
 pub const EXIT_ERROR: u8 = 1;
@@ -49,6 +50,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train a classifier on MNIST or CIFAR-10, optionally with DP-SGD, and export it.
     Train(train::TrainArgs),
+    /// DP-SGD privacy accounting: ε for a noise multiplier, or the noise for an ε budget.
+    Privacy(privacy::PrivacyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -58,6 +61,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Apply(a)) => apply::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Train(a)) => train::run(a),
+        Some(Command::Privacy(a)) => privacy::run(a),
         None => attack::run(cli.attack),
     }
 }
@@ -151,12 +155,18 @@ impl ModelArgs {
         let card = fool::train::export::ModelCard::beside(&self.model_path())?;
         let d = Preprocess::default();
         Ok(Preprocess {
-            size: self.size.or(card.as_ref().map(|c| c.size)).unwrap_or(d.size),
+            size: self
+                .size
+                .or(card.as_ref().map(|c| c.size))
+                .unwrap_or(d.size),
             resize: self
                 .resize
                 .or(card.as_ref().map(|c| c.resize))
                 .unwrap_or(d.resize),
-            mean: self.mean.or(card.as_ref().map(|c| c.mean)).unwrap_or(d.mean),
+            mean: self
+                .mean
+                .or(card.as_ref().map(|c| c.mean))
+                .unwrap_or(d.mean),
             std: self.std.or(card.as_ref().map(|c| c.std)).unwrap_or(d.std),
             resize_always: self.resize_always,
         })

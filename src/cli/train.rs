@@ -184,7 +184,10 @@ impl Observer for Bars {
 }
 
 fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
-    let eps = r.epsilon.map(|e| format!(", ε = {e:.3}")).unwrap_or_default();
+    let eps = r
+        .epsilon
+        .map(|e| format!(", ε = {e:.3}"))
+        .unwrap_or_default();
     format!(
         "epoch {}/{epochs}: train loss {:.4} acc {:.2}%, test loss {:.4} acc {:.2}%{eps} ({:.1} s)",
         r.epoch,
@@ -217,7 +220,10 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         }
         trainer.load_state(&state)?;
     } else if a.resume && !a.output.quiet {
-        eprintln!("fool: note: nothing to resume in {}; starting a new run", a.out.display());
+        eprintln!(
+            "fool: note: nothing to resume in {}; starting a new run",
+            a.out.display()
+        );
     }
     let quiet = a.output.quiet || a.output.json;
     if !quiet {
@@ -262,7 +268,21 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         trainer.save_state(&state)?;
         if cfg.checkpoint_every > 0 && epoch % cfg.checkpoint_every == 0 {
             let meta = trainer.metadata(&data);
-            train::export::export(&trainer.net, &data.train, &meta, &run_dir.checkpoint_dir(epoch))?;
+            train::export::export(
+                &trainer.net,
+                &data.train,
+                &meta,
+                &run_dir.checkpoint_dir(epoch),
+            )?;
+        }
+        // Test hook: simulate an interrupt right after epoch N's state is saved.
+        if std::env::var("FOOL_TRAIN_STOP_AFTER")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            == Some(epoch)
+        {
+            eprintln!("fool: stopping after epoch {epoch} (FOOL_TRAIN_STOP_AFTER)");
+            return Ok(ExitCode::from(130));
         }
     }
     let meta = trainer.metadata(&data);
@@ -283,7 +303,11 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
                 _ => ", not private (ε = ∞)".into(),
             }
         );
-        println!("model: {} (attack it: fool IMAGE --model {} --target CLASS)", model.display(), model.display());
+        println!(
+            "model: {} (attack it: fool IMAGE --model {} --target CLASS)",
+            model.display(),
+            model.display()
+        );
         println!(
             "wrote metadata.json, training.png/svg{} in {}",
             if a.samples > 0 { ", samples/" } else { "" },

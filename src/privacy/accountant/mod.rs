@@ -166,8 +166,13 @@ pub fn noise_for_epsilon(
     // (σ, first factor to move it by): PRV starts from RDP's answer, a few % above its own.
     let (guess, mut factor) = match kind {
         AccountantKind::Prv => {
-            match noise_for_epsilon(AccountantKind::Rdp, target_epsilon, sample_rate, steps, delta)
-            {
+            match noise_for_epsilon(
+                AccountantKind::Rdp,
+                target_epsilon,
+                sample_rate,
+                steps,
+                delta,
+            ) {
                 Ok(s) => (s, 1.1),
                 Err(_) => (1.0, 2.0),
             }
@@ -189,18 +194,18 @@ pub fn noise_for_epsilon(
     if above(&first) {
         lo = (guess, g(&first));
         loop {
-            let s = lo.0 * factor;
+            let s = (lo.0 * factor).min(MAX_NOISE);
             let e = eps(s);
             if !above(&e) {
                 hi = (s, g(&e));
                 break;
             }
-            if s > MAX_NOISE {
+            if s >= MAX_NOISE {
                 let e = e?;
                 return Err(Error::bad_arg(
                     "--target-epsilon",
                     format!(
-                        "ε = {target_epsilon} is out of reach: even σ = {s:.3e} gives ε = {e:.4} \
+                        "ε = {target_epsilon} is out of reach: even σ = {s:e} gives ε = {e:.4} \
                          (δ = {delta:e}, {steps} steps, q = {sample_rate})"
                     ),
                 ));

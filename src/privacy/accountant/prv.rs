@@ -75,7 +75,13 @@ pub fn epsilon_bounds(
 
 /// Half-width L of the truncation domain: ε bounds (from RDP) at tiny δ of the composition
 /// and of a single step, plus a margin, so that the mass left out is below `delta_error`.
-fn safe_domain_size(noise: f64, q: f64, steps: u64, eps_error: f64, delta_error: f64) -> Result<f64> {
+fn safe_domain_size(
+    noise: f64,
+    q: f64,
+    steps: u64,
+    eps_error: f64,
+    delta_error: f64,
+) -> Result<f64> {
     let (all, _) = rdp::epsilon_and_order(noise, q, steps, delta_error / 4.0);
     let (one, _) = rdp::epsilon_and_order(noise, q, 1, delta_error / (8.0 * steps as f64));
     let l = all.max(one).max(eps_error) + 3.0;
@@ -227,7 +233,7 @@ impl Domain {
         if size % 2.0 == 1.0 {
             size += 1.0;
         }
-        if !(size <= MAX_DOMAIN_SIZE as f64) {
+        if size.is_nan() || size > MAX_DOMAIN_SIZE as f64 {
             return Err(Error::bad_arg(
                 "--accountant",
                 format!(
@@ -280,7 +286,7 @@ fn discretize(y: &Truncated, d: &Domain) -> Result<(Vec<f64>, f64)> {
     }
     let mean_d = neumaier(pmf.iter().enumerate().map(|(i, &p)| d.t(i) * p));
     let shift = y.mean() - mean_d;
-    if !(shift.abs() < half) {
+    if shift.is_nan() || shift.abs() >= half {
         return Err(Error::Other(format!(
             "PRV accountant: the discrete mean differs from the continuous one by {shift:e} \
              (mesh {:e})",
@@ -511,7 +517,11 @@ mod tests {
     fn quadrature_is_accurate() {
         let v = integrate(|x: f64| x.exp(), &[0.0, 0.5, 1.0], 1e-15);
         assert!((v - (1f64.exp() - 1.0)).abs() < 1e-14);
-        let v = integrate(|x: f64| 0.5 * libm::erfc(x / 1e-6), &[-1.0, 0.0, 1.0], 1e-15);
+        let v = integrate(
+            |x: f64| 0.5 * libm::erfc(x / 1e-6),
+            &[-1.0, 0.0, 1.0],
+            1e-15,
+        );
         assert!((v - 1.0).abs() < 1e-13, "{v}");
     }
 
@@ -564,7 +574,11 @@ mod tests {
         let (c, pad) = compose(&pmf, 4).unwrap();
         let zero = pad + size / 2 - 1;
         for (k, want) in [1.0, 4.0, 6.0, 4.0, 1.0].iter().enumerate() {
-            assert!((c[zero + k] - want / 16.0).abs() < 1e-15, "{k}: {}", c[zero + k]);
+            assert!(
+                (c[zero + k] - want / 16.0).abs() < 1e-15,
+                "{k}: {}",
+                c[zero + k]
+            );
         }
     }
 
@@ -575,7 +589,10 @@ mod tests {
         assert_eq!(fft_size(505_756), 506_250); // 2·3⁴·5⁵
         for n in [2, 4, 1000, 123_456, 1_279_838] {
             let m = fft_size(n);
-            assert!(m >= n && m % 2 == 0 && m < n + n / 10 + 8, "{n} → {m}");
+            assert!(
+                m >= n && m.is_multiple_of(2) && m < n + n / 10 + 8,
+                "{n} → {m}"
+            );
         }
     }
 }
