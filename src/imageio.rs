@@ -143,6 +143,15 @@ pub fn write_atomic(
         .map_err(|e| Error::io(dir, e))?;
     write(tmp.as_file_mut())?;
     tmp.as_file_mut().flush().map_err(|e| Error::io(path, e))?;
+    // tempfile creates files 0600; outputs are ordinary files (0644, as `File::create` under
+    // the usual umask gives).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! Data flows one way: load ([`imageio`], [`model`]) → preprocess ([`preprocess`]) →
 //! attack / defend ([`attacks`], [`defenses`]) → measure → report ([`report`]).
 pub mod attacks;
+pub mod audit;
 pub mod bench;
 pub mod datasets;
 pub mod defenses;

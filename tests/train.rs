@@ -222,7 +222,9 @@ fn plain_training_learns_mnist() {
 
 fn strip_times(mut v: serde_json::Value) -> serde_json::Value {
     for r in v["history"].as_array_mut().unwrap() {
-        r.as_object_mut().unwrap().remove("seconds");
+        for k in ["seconds", "train_seconds", "examples_per_second"] {
+            r.as_object_mut().unwrap().remove(k);
+        }
     }
     v
 }
@@ -335,4 +337,48 @@ fn bad_training_input_is_one_clear_error() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--dataset"));
+}
+
+#[test]
+fn half_trains_on_a_seeded_random_half_and_records_the_members() {
+    use ndarray_npy::ReadNpyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let read = |p: &Path| -> Vec<i64> {
+        ndarray::Array1::<i64>::read_npy(std::fs::File::open(p).unwrap())
+            .unwrap()
+            .to_vec()
+    };
+    let mut sets = vec![];
+    for (name, seed) in [("a", "1"), ("b", "1"), ("c", "2")] {
+        let out = dir.path().join(name);
+        let o = fool()
+            .args([
+                "train",
+                "--dataset",
+                "mnist",
+                "--limit",
+                "400",
+                "--epochs",
+                "1",
+                "--batch",
+                "50",
+            ])
+            .args(["--samples", "0", "--json", "--half", seed, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let meta = json(&o);
+        assert_eq!(meta["train_examples"], 200);
+        assert!(meta["members"].as_str().unwrap().contains("random half"));
+        let m = read(&out.join("members.npy"));
+        assert_eq!(m.len(), 200);
+        assert!(
+            m.windows(2).all(|w| w[0] < w[1]) && m[199] < 400,
+            "sorted, unique, in range"
+        );
+        sets.push(m);
+    }
+    assert_eq!(sets[0], sets[1], "same seed, same half");
+    assert_ne!(sets[0], sets[2], "another seed, another half");
 }

@@ -11,8 +11,10 @@ use std::process::ExitCode;
 
 mod apply;
 mod attack;
+mod audit;
 mod bench;
 mod predict;
+mod report;
 mod privacy;
 mod train;
 
@@ -50,8 +52,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Train a classifier on MNIST or CIFAR-10, optionally with DP-SGD, and export it.
     Train(train::TrainArgs),
+    /// Reports over several runs: `fool report privacy RUN... --out DIR`.
+    Report(report::ReportArgs),
     /// DP-SGD privacy accounting: ε for a noise multiplier, or the noise for an ε budget.
     Privacy(privacy::PrivacyArgs),
+    /// Membership-inference audit: can an attacker tell training examples from held-out ones?
+    Audit(audit::AuditArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -61,7 +67,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Apply(a)) => apply::run(a),
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Train(a)) => train::run(a),
+        Some(Command::Report(a)) => report::run(a),
         Some(Command::Privacy(a)) => privacy::run(a),
+        Some(Command::Audit(a)) => audit::run(a),
         None => attack::run(cli.attack),
     }
 }

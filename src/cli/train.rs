@@ -43,6 +43,10 @@ pub struct TrainArgs {
     /// Train on the first N training examples only
     #[arg(long)]
     limit: Option<usize>,
+    /// Train on a random half of the (first --limit) training examples, chosen by this seed
+    /// (shadow models for LiRA); the indices are written to OUT/members.npy
+    #[arg(long, value_name = "SEED")]
+    half: Option<u64>,
     /// Seed for initialisation, batches and noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -70,6 +74,13 @@ pub struct TrainArgs {
     /// Also keep a loadable model every K epochs in OUT/checkpoints/epoch-NNN (0: none)
     #[arg(long, default_value_t = 0)]
     checkpoint_every: usize,
+    /// Run the membership-inference audit (threshold + logistic regression, members vs test
+    /// split) every K epochs and at the end, stored per epoch in metadata.json (0: never)
+    #[arg(long, default_value_t = 0)]
+    audit_every: usize,
+    /// Members and non-members per --audit-every audit (each at most N)
+    #[arg(long, default_value_t = 10_000)]
+    audit_examples: usize,
     /// Continue the run in --out from its last finished epoch
     #[arg(long)]
     resume: bool,
@@ -139,8 +150,11 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
         optimizer,
         seed: a.seed,
         limit: a.limit,
+        half: a.half,
         dp,
         checkpoint_every: a.checkpoint_every,
+        audit_every: a.audit_every,
+        audit_examples: a.audit_examples,
     })
 }
 
@@ -179,6 +193,15 @@ impl Observer for Bars {
         self.eps = r.epsilon;
         if self.lines {
             println!("{}", epoch_line(r, self.epochs));
+            for a in r.audit.iter().flatten() {
+                println!(
+                    "  membership audit {:21} AUC {:.3}, advantage {:.3}, TPR@0.1%FPR {:.4}",
+                    a.attack.to_string(),
+                    a.auc,
+                    a.advantage,
+                    a.tpr_at_fpr_0_001
+                );
+            }
         }
     }
 }
@@ -266,7 +289,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     for epoch in trainer.history.len() + 1..=cfg.epochs {
         trainer.epoch(&data, epoch, &mut bars)?;
         trainer.save_state(&state)?;
-        if cfg.checkpoint_every > 0 && epoch % cfg.checkpoint_every == 0 {
+        if cfg.checkpoint_every > 0 && epoch.is_multiple_of(cfg.checkpoint_every) {
             let meta = trainer.metadata(&data);
             train::export::export(
                 &trainer.net,
@@ -288,6 +311,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let meta = trainer.metadata(&data);
     train::export::export(&trainer.net, &data.train, &meta, &a.out)?;
     train::chart::training(&a.out, &meta)?;
+    train::export::save_members(&data.members, &a.out.join("members.npy"))?;
     if a.samples > 0 {
         train::export::save_samples(&data.test, a.samples, &a.out.join("samples"))?;
     }
@@ -309,7 +333,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             model.display()
         );
         println!(
-            "wrote metadata.json, training.png/svg{} in {}",
+            "wrote metadata.json, members.npy, training.png/svg{} in {}",
             if a.samples > 0 { ", samples/" } else { "" },
             a.out.display()
         );

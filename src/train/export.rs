@@ -128,13 +128,15 @@ pub fn export(net: &Net, ds: &TensorDataset, meta: &Metadata, dir: &Path) -> Res
     Ok(())
 }
 
-/// Save the first `n` images of `ds` as PNGs named `NNNNN-CLASS.png` into `dir`.
+/// Save the first `n` images of `ds` as PNGs named `NNNNN-CLASS.png` into `dir`, with a
+/// `labels.csv` (`file,index`).
 pub fn save_samples(ds: &TensorDataset, n: usize, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let n = n.min(ds.len());
     let idx = Tensor::arange(n as i64, (Kind::Int64, tch::Device::Cpu));
     let px = ds.pixels(&idx, tch::Device::Cpu);
     let labels = ds.labels_at(&idx, tch::Device::Cpu);
+    let mut csv = String::from("file,index\n");
     for i in 0..n as i64 {
         let img = px.get(i).expand([3, -1, -1], false);
         let label = labels.int64_value(&[i]) as usize;
@@ -143,10 +145,26 @@ pub fn save_samples(ds: &TensorDataset, n: usize, dir: &Path) -> Result<()> {
             .get(label)
             .cloned()
             .unwrap_or_else(|| label.to_string());
-        save_png(
-            &tensor_to_rgb(&img),
-            &dir.join(format!("{i:05}-{name}.png")),
-        )?;
+        let file = format!("{i:05}-{name}.png");
+        save_png(&tensor_to_rgb(&img), &dir.join(&file))?;
+        csv.push_str(&format!("{file},{label}\n"));
     }
-    Ok(())
+    // labels.csv makes the folder a `fool bench` dataset.
+    let lp = dir.join("labels.csv");
+    write_atomic(&lp, |f| {
+        f.write_all(csv.as_bytes()).map_err(|e| Error::io(&lp, e))
+    })
+}
+
+/// Write the member indices (rows of the training split the model was trained on) as an
+/// int64 `.npy`, atomically.
+pub fn save_members(members: &Tensor, path: &Path) -> Result<()> {
+    use ndarray_npy::WriteNpyExt;
+    let v = Vec::<i64>::try_from(members.to_kind(Kind::Int64).view([-1]))
+        .map_err(|e| Error::Torch(e.to_string()))?;
+    let arr = ndarray::Array1::from(v);
+    write_atomic(path, |f| {
+        arr.write_npy(std::io::BufWriter::new(f))
+            .map_err(|e| Error::bad_file(path, e.to_string()))
+    })
 }

@@ -46,8 +46,21 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Train on the first N training examples only.
     pub limit: Option<usize>,
+    /// Train on a random half of those examples, drawn with this seed (shadow models for LiRA).
+    #[serde(default)]
+    pub half: Option<u64>,
     pub dp: Option<DpConfig>,
     pub checkpoint_every: usize,
+    /// Run the threshold and logistic-regression membership attacks every K epochs (0: never).
+    #[serde(default)]
+    pub audit_every: usize,
+    /// Members and non-members used by those audits (each at most this many).
+    #[serde(default = "default_audit_examples")]
+    pub audit_examples: usize,
+}
+
+fn default_audit_examples() -> usize {
+    10_000
 }
 
 /// One epoch's results.
@@ -65,7 +78,18 @@ pub struct EpochRecord {
     /// Fraction of per-example gradients that were clipped (DP only).
     pub clipped_fraction: Option<f64>,
     pub mean_grad_norm: Option<f64>,
+    /// Wall time of the epoch, evaluation included.
     pub seconds: f64,
+    /// Wall time of the training steps alone.
+    #[serde(default)]
+    pub train_seconds: f64,
+    /// Training examples processed per second (train_seconds).
+    #[serde(default)]
+    pub examples_per_second: f64,
+    /// Membership-inference results at this epoch (with `--audit-every`): threshold and
+    /// logistic-regression attacks, members = training examples, non-members = test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Vec<crate::audit::AuditResult>>,
 }
 
 /// `metadata.json` of a run or checkpoint.
@@ -219,16 +243,49 @@ pub struct Data {
     pub train: TensorDataset,
     pub test: TensorDataset,
     pub train_len: usize,
+    /// Row indices (into the training split) of the examples trained on, sorted.
+    pub members: Tensor,
+}
+
+/// Which rows of the training split a configuration trains on.
+pub fn member_indices(limit: usize, half: Option<u64>) -> Tensor {
+    let all = Tensor::arange(limit as i64, (Kind::Int64, Device::Cpu));
+    match half {
+        None => all,
+        Some(seed) => {
+            // A seeded permutation from a small local generator (not torch's global one), so
+            // the split does not depend on anything else the process drew.
+            let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+            let mut next = move || {
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^ (z >> 31)
+            };
+            let mut idx: Vec<i64> = (0..limit as i64).collect();
+            for i in (1..idx.len()).rev() {
+                let j = (next() % (i as u64 + 1)) as usize;
+                idx.swap(i, j);
+            }
+            let mut chosen = idx[..limit / 2].to_vec();
+            chosen.sort_unstable();
+            Tensor::from_slice(&chosen)
+        }
+    }
 }
 
 pub fn load_data(cfg: &TrainConfig) -> Result<Data> {
     let train = datasets::load(cfg.dataset, &cfg.data_dir, Split::Train)?;
     let test = datasets::load(cfg.dataset, &cfg.data_dir, Split::Test)?;
-    let train_len = cfg.limit.map_or(train.len(), |l| l.min(train.len()));
+    let limit = cfg.limit.map_or(train.len(), |l| l.min(train.len()));
+    let members = member_indices(limit, cfg.half);
+    let train_len = members.size()[0] as usize;
     Ok(Data {
         train,
         test,
         train_len,
+        members,
     })
 }
 
@@ -337,10 +394,11 @@ impl Trainer {
         obs.epoch_start(epoch, steps);
         let device = self.device;
         let mut total = StepStats::default();
-        let mut load = |idx: &Tensor| {
+        let mut load = |pos: &Tensor| {
+            let idx = data.members.index_select(0, pos);
             (
-                data.train.normalized(idx, device),
-                data.train.labels_at(idx, device),
+                data.train.normalized(&idx, device),
+                data.train.labels_at(&idx, device),
             )
         };
         match self.dp(n) {
@@ -383,8 +441,15 @@ impl Trainer {
                 }
             }
         }
+        let train_seconds = start.elapsed().as_secs_f64();
         let done_steps = self.history.last().map_or(0, |r| r.steps) + steps;
         let (test_loss, test_accuracy) = evaluate(&self.net, &data.test, data.test.len(), device);
+        let every = self.cfg.audit_every;
+        let audit = if every > 0 && (epoch.is_multiple_of(every) || epoch == self.cfg.epochs) {
+            Some(self.audit(data)?)
+        } else {
+            None
+        };
         let seen = total.examples.max(1) as f64;
         let rec = EpochRecord {
             epoch,
@@ -397,10 +462,56 @@ impl Trainer {
             clipped_fraction: self.cfg.dp.as_ref().map(|_| total.clipped as f64 / seen),
             mean_grad_norm: self.cfg.dp.as_ref().map(|_| total.norm_sum / seen),
             seconds: start.elapsed().as_secs_f64(),
+            train_seconds,
+            examples_per_second: total.examples as f64 / train_seconds.max(1e-9),
+            audit,
         };
         self.history.push(rec.clone());
         obs.epoch_end(&rec);
         Ok(rec)
+    }
+
+    /// Logits of the model on rows `idx` of `ds` (eval mode, in batches).
+    fn logits(&self, ds: &TensorDataset, idx: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let n = idx.size()[0];
+            let mut out = Vec::new();
+            let mut lo = 0;
+            while lo < n {
+                let len = 1000.min(n - lo);
+                let x = ds.normalized(&idx.narrow(0, lo, len), self.device);
+                out.push(
+                    self.net
+                        .forward(&x, &mut Pass::eval())
+                        .to_device(Device::Cpu),
+                );
+                lo += len;
+            }
+            Tensor::cat(&out, 0)
+        })
+    }
+
+    /// The TF-Privacy-tutorial audit during training: threshold and logistic-regression
+    /// attacks on (at most `audit_examples`) members vs test examples, slice `all`.
+    pub fn audit(&self, data: &Data) -> Result<Vec<crate::audit::AuditResult>> {
+        let k = self
+            .cfg
+            .audit_examples
+            .min(data.train_len)
+            .min(data.test.len()) as i64;
+        let members = data.members.narrow(0, 0, k);
+        let nonmembers = Tensor::arange(k, (Kind::Int64, Device::Cpu));
+        let opts = crate::audit::AuditOptions {
+            seed: self.cfg.seed,
+            ..Default::default()
+        };
+        crate::audit::audit_logits(
+            &self.logits(&data.train, &members),
+            &data.train.labels_at(&members, Device::Cpu),
+            &self.logits(&data.test, &nonmembers),
+            &data.test.labels_at(&nonmembers, Device::Cpu),
+            &opts,
+        )
     }
 
     /// Parameters and optimizer state, by name.
@@ -505,10 +616,18 @@ impl Trainer {
             test_accuracy: last.map(|r| r.test_accuracy),
             train_examples: data.train_len,
             test_examples: data.test.len(),
-            members: format!(
-                "the first {} examples of the {} training split",
-                data.train_len, self.cfg.dataset
-            ),
+            members: match self.cfg.half {
+                None => format!(
+                    "the first {} examples of the {} training split",
+                    data.train_len, self.cfg.dataset
+                ),
+                Some(seed) => format!(
+                    "a random half ({} examples, seed {seed}) of the first {} examples of the {} training split; indices in members.npy",
+                    data.train_len,
+                    self.cfg.limit.unwrap_or(data.train.len()).min(data.train.len()),
+                    self.cfg.dataset
+                ),
+            },
             seed: self.cfg.seed,
             device: format!("{:?}", self.device),
             config: self.cfg.clone(),
