@@ -83,13 +83,13 @@ pub fn norm_logpdf(x: f64, mu: f64, sigma: f64) -> f64 {
 }
 
 /// log Φ(z), the log of the standard normal CDF, accurate over the whole real line
-/// (as scipy's `log_ndtr`): log1p(−Φ(−z)) for z > 6, log(erfc(−z/√2)/2) down to −20, and
-/// the asymptotic series of Φ's tail below.
+/// (as scipy's `log_ndtr`): log1p(−Φ(−z)) for z ≥ 0, log(erfc(−z/√2)/2) down to −20,
+/// and the asymptotic series of Φ's tail below.
 pub fn norm_logcdf(z: f64) -> f64 {
     if z.is_nan() {
         return f64::NAN;
     }
-    if z > 6.0 {
+    if z >= 0.0 {
         return (-0.5 * libm::erfc(z / SQRT_2)).ln_1p();
     }
     if z > -20.0 {

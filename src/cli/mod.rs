@@ -14,8 +14,8 @@ mod attack;
 mod audit;
 mod bench;
 mod predict;
-mod report;
 mod privacy;
+mod report;
 mod train;
 
 pub const EXIT_ERROR: u8 = 1;
