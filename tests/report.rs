@@ -111,6 +111,55 @@ fn audits_during_training_and_the_privacy_report() {
         );
     }
 
+    // Robustness of the plain run, from `fool bench` on its exported samples.
+    let o = fool()
+        .args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--limit",
+            "600",
+            "--epochs",
+            "4",
+            "--batch",
+            "30",
+        ])
+        .args([
+            "--lr",
+            "0.02",
+            "--audit-every",
+            "2",
+            "--audit-examples",
+            "500",
+            "--samples",
+            "40",
+        ])
+        .args(["--resume", "--quiet", "--out"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = fool()
+        .arg("bench")
+        .arg(plain.join("samples"))
+        .arg("--model")
+        .arg(plain.join("model.pt"))
+        .args(["--attack", "fgsm", "--eps", "0,0.1,0.2", "--quiet", "--out"])
+        .arg(plain.join("bench"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plain.join("bench/summary.json")).unwrap())
+            .unwrap();
+    let at_01 = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["eps"].as_f64() == Some(0.1))
+        .unwrap()["robust_accuracy"]
+        .clone();
+
     let out = dir.path().join("report");
     let o = fool()
         .args(["report", "privacy"])
@@ -129,6 +178,12 @@ fn audits_during_training_and_the_privacy_report() {
     assert_eq!(rows[0]["private"], false);
     assert!(rows[0]["epsilon"].is_null());
     assert_eq!(rows[1]["private"], true);
+    assert_eq!(rows[0]["robust_accuracy"], at_01, "smallest non-zero eps");
+    assert_eq!(rows[0]["robust_eps"], 0.1);
+    assert!(
+        rows[1]["robust_accuracy"].is_null(),
+        "no bench for the DP run"
+    );
     assert_eq!(rows[1]["epsilon"], md["epsilon"]);
     for (row, meta) in rows.iter().zip([&mp, &md]) {
         let last = meta["history"][3]["audit"].as_array().unwrap();

@@ -46,8 +46,9 @@ pub struct ReportRow {
     /// Highest TPR at FPR 0.1% over those attacks.
     #[serde(rename = "tpr_at_fpr_0.001")]
     pub tpr_at_fpr_0_001: Option<f64>,
-    /// From bench/summary.json: accuracy under the attack at the largest eps (no defense,
-    /// non-adaptive), over all benchmarked images.
+    /// From bench/summary.json: accuracy under the attack at the smallest non-zero eps (no
+    /// defense, non-adaptive), over all benchmarked images — at large eps every undefended
+    /// model is at 0%, so the smallest budget is the one that tells models apart.
     pub robust_accuracy: Option<f64>,
     pub robust_eps: Option<f64>,
     pub robust_attack: Option<String>,
@@ -119,8 +120,8 @@ pub fn row(run: &Run) -> ReportRow {
     let robust = run
         .bench
         .iter()
-        .filter(|r| r.defense == "none" && r.mode == "non-adaptive")
-        .max_by(|a, b| a.eps.total_cmp(&b.eps));
+        .filter(|r| r.defense == "none" && r.mode == "non-adaptive" && r.eps > 0.0)
+        .min_by(|a, b| a.eps.total_cmp(&b.eps));
     ReportRow {
         run: run.name.clone(),
         dataset: run.meta.dataset.to_string(),
