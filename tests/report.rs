@@ -27,7 +27,7 @@ fn train(out: &Path, extra: &[&str]) -> serde_json::Value {
             "--audit-examples",
             "500",
             "--samples",
-            "0",
+            "40",
         ])
         .args(["--json", "--out"])
         .arg(out)
@@ -112,33 +112,6 @@ fn audits_during_training_and_the_privacy_report() {
     }
 
     // Robustness of the plain run, from `fool bench` on its exported samples.
-    let o = fool()
-        .args([
-            "train",
-            "--dataset",
-            "mnist",
-            "--limit",
-            "600",
-            "--epochs",
-            "4",
-            "--batch",
-            "30",
-        ])
-        .args([
-            "--lr",
-            "0.02",
-            "--audit-every",
-            "2",
-            "--audit-examples",
-            "500",
-            "--samples",
-            "40",
-        ])
-        .args(["--resume", "--quiet", "--out"])
-        .arg(&plain)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = fool()
         .arg("bench")
         .arg(plain.join("samples"))

@@ -311,6 +311,14 @@ fn bad_training_input_is_one_clear_error() {
         (vec!["--dp", "--noise", "1", "--delta", "2"], "--delta"),
         (vec!["--arch", "small-cnn:conv=9"], "--arch"),
         (vec!["--optimizer", "rmsprop"], "--optimizer"),
+        (
+            vec!["--audit-every", "1", "--audit-examples", "0"],
+            "--audit-examples",
+        ),
+        (
+            vec!["--dp", "--noise", "1", "--max-physical-batch", "0"],
+            "--max-physical-batch",
+        ),
         (vec!["--data", "/nonexistent/mnist"], "/nonexistent/mnist"),
     ];
     for (extra, needle) in cases {

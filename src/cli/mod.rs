@@ -161,23 +161,18 @@ impl ModelArgs {
     /// `fool train`), then the ImageNet defaults.
     pub fn preprocess(&self) -> Result<Preprocess> {
         let card = fool::train::export::ModelCard::beside(&self.model_path())?;
+        Ok(self.preprocess_with(card.as_ref()))
+    }
+
+    fn preprocess_with(&self, card: Option<&fool::train::export::ModelCard>) -> Preprocess {
         let d = Preprocess::default();
-        Ok(Preprocess {
-            size: self
-                .size
-                .or(card.as_ref().map(|c| c.size))
-                .unwrap_or(d.size),
-            resize: self
-                .resize
-                .or(card.as_ref().map(|c| c.resize))
-                .unwrap_or(d.resize),
-            mean: self
-                .mean
-                .or(card.as_ref().map(|c| c.mean))
-                .unwrap_or(d.mean),
-            std: self.std.or(card.as_ref().map(|c| c.std)).unwrap_or(d.std),
+        Preprocess {
+            size: self.size.or(card.map(|c| c.size)).unwrap_or(d.size),
+            resize: self.resize.or(card.map(|c| c.resize)).unwrap_or(d.resize),
+            mean: self.mean.or(card.map(|c| c.mean)).unwrap_or(d.mean),
+            std: self.std.or(card.map(|c| c.std)).unwrap_or(d.std),
             resize_always: self.resize_always,
-        })
+        }
     }
 
     /// Load the model on the chosen device and its labels (checked against the output size).
@@ -191,8 +186,10 @@ impl ModelArgs {
             )
             .into());
         }
-        let model = Classifier::load(&model_path, device, self.preprocess()?)?;
-        let card_labels = fool::train::export::ModelCard::beside(&model_path)?.and_then(|c| {
+        // model.json beside the model (from `fool train`): preprocessing and labels.
+        let card = fool::train::export::ModelCard::beside(&model_path)?;
+        let model = Classifier::load(&model_path, device, self.preprocess_with(card.as_ref()))?;
+        let card_labels = card.and_then(|c| {
             let p = model_path.parent().unwrap_or(Path::new(".")).join(c.labels);
             p.is_file().then_some(p)
         });

@@ -163,6 +163,12 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
             ));
         }
     }
+    if cfg.audit_every > 0 && cfg.audit_examples == 0 {
+        return Err(Error::bad_arg(
+            "--audit-examples",
+            "must be at least 1 with --audit-every",
+        ));
+    }
     if cfg.limit == Some(0) {
         return Err(Error::bad_arg("--limit", "must be at least 1"));
     }
@@ -289,29 +295,37 @@ pub fn load_data(cfg: &TrainConfig) -> Result<Data> {
     })
 }
 
-/// Mean loss and accuracy of `net` on the rows `idx` of `ds`.
-pub fn evaluate(net: &Net, ds: &TensorDataset, n: usize, device: Device) -> (f64, f64) {
+/// Logits of `net` (eval mode) on rows `idx` of `ds`, computed on `device` in chunks of
+/// 1000 and returned on the CPU.
+pub fn logits(net: &Net, ds: &TensorDataset, idx: &Tensor, device: Device) -> Tensor {
     tch::no_grad(|| {
-        let (mut loss, mut correct) = (0.0, 0i64);
-        let mut lo = 0i64;
-        while lo < n as i64 {
-            let len = 1000.min(n as i64 - lo);
-            let idx = Tensor::arange_start(lo, lo + len, (Kind::Int64, Device::Cpu));
-            let x = ds.normalized(&idx, device);
-            let y = ds.labels_at(&idx, device);
-            let logits = net.forward(&x, &mut Pass::eval());
-            loss += logits
-                .cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)
-                .double_value(&[]);
-            correct += logits
-                .argmax(1, false)
-                .eq_tensor(&y)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
+        let n = idx.size()[0];
+        let mut out = Vec::new();
+        let mut lo = 0;
+        while lo < n {
+            let len = 1000.min(n - lo);
+            let x = ds.normalized(&idx.narrow(0, lo, len), device);
+            out.push(net.forward(&x, &mut Pass::eval()).to_device(Device::Cpu));
             lo += len;
         }
-        (loss / n.max(1) as f64, correct as f64 / n.max(1) as f64)
+        Tensor::cat(&out, 0)
     })
+}
+
+/// Mean loss and accuracy of `net` on the first `n` rows of `ds`.
+pub fn evaluate(net: &Net, ds: &TensorDataset, n: usize, device: Device) -> (f64, f64) {
+    let idx = Tensor::arange(n as i64, (Kind::Int64, Device::Cpu));
+    let logits = logits(net, ds, &idx, device);
+    let y = ds.labels_at(&idx, Device::Cpu);
+    let loss = logits
+        .cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)
+        .double_value(&[]);
+    let correct = logits
+        .argmax(1, false)
+        .eq_tensor(&y)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    (loss / n.max(1) as f64, correct as f64 / n.max(1) as f64)
 }
 
 /// A model being trained.
@@ -471,26 +485,6 @@ impl Trainer {
         Ok(rec)
     }
 
-    /// Logits of the model on rows `idx` of `ds` (eval mode, in batches).
-    fn logits(&self, ds: &TensorDataset, idx: &Tensor) -> Tensor {
-        tch::no_grad(|| {
-            let n = idx.size()[0];
-            let mut out = Vec::new();
-            let mut lo = 0;
-            while lo < n {
-                let len = 1000.min(n - lo);
-                let x = ds.normalized(&idx.narrow(0, lo, len), self.device);
-                out.push(
-                    self.net
-                        .forward(&x, &mut Pass::eval())
-                        .to_device(Device::Cpu),
-                );
-                lo += len;
-            }
-            Tensor::cat(&out, 0)
-        })
-    }
-
     /// The TF-Privacy-tutorial audit during training: threshold and logistic-regression
     /// attacks on (at most `audit_examples`) members vs test examples, slice `all`.
     pub fn audit(&self, data: &Data) -> Result<Vec<crate::audit::AuditResult>> {
@@ -506,9 +500,9 @@ impl Trainer {
             ..Default::default()
         };
         crate::audit::audit_logits(
-            &self.logits(&data.train, &members),
+            &logits(&self.net, &data.train, &members, self.device),
             &data.train.labels_at(&members, Device::Cpu),
-            &self.logits(&data.test, &nonmembers),
+            &logits(&self.net, &data.test, &nonmembers, self.device),
             &data.test.labels_at(&nonmembers, Device::Cpu),
             &opts,
         )
