@@ -159,7 +159,7 @@ fn with_load_report(id: &str, f: impl FnOnce()) {
 
 fn bench_model(c: &mut Criterion, name: &str, model: &Classifier, x0: &Tensor, forward: bool) {
     let goal = Goal::Targeted(Tensor::from_slice(&[TARGET]).to_device(model.device));
-    let budget = Budget { eps: EPS };
+    let budget = Budget::linf(EPS);
     let mut g = c.benchmark_group(name);
     g.sample_size(20)
         .warm_up_time(Duration::from_secs(3))

@@ -50,7 +50,7 @@ fn check_output(
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("adv.png");
     save_png(&tensor_to_rgb(adv), &png).unwrap();
-    let v = verify_file(model, &png, x0, goal, Budget { eps }).unwrap();
+    let v = verify_file(model, &png, x0, goal, Budget::linf(eps)).unwrap();
     assert_eq!(
         v.success, out.success[0],
         "attack's claim and the saved file disagree"
@@ -81,7 +81,7 @@ fn targeted_attack_on_tiny_model_succeeds_within_budget() {
         ..SgdAttack::default()
     };
     let out = attack
-        .run(&model, &x0, &goal, Budget { eps }, &mut |_| {})
+        .run(&model, &x0, &goal, Budget::linf(eps), &mut |_| {})
         .unwrap();
     assert!(
         out.success[0],
@@ -116,7 +116,7 @@ fn untargeted_attack_and_tight_budgets_respect_the_budget() {
             ..SgdAttack::default()
         };
         let out = attack
-            .run(&model, &x0, &goal, Budget { eps }, &mut |_| {})
+            .run(&model, &x0, &goal, Budget::linf(eps), &mut |_| {})
             .unwrap();
         check_output(&model, &x0, &out, &goal, eps);
         if out.success[0] {
@@ -147,7 +147,7 @@ fn unreachable_goal_reports_failure_and_keeps_best_image() {
     };
     let eps = 8.0 / 255.0;
     let out = attack
-        .run(&model, &x0, &goal, Budget { eps }, &mut |_| {})
+        .run(&model, &x0, &goal, Budget::linf(eps), &mut |_| {})
         .unwrap();
     assert!(!out.success[0]);
     assert_eq!(out.steps, 0);
@@ -173,7 +173,7 @@ fn resnet18_architecture_loads_and_is_attacked() {
         ..SgdAttack::default()
     };
     let out = attack
-        .run(&model, &x0, &goal, Budget { eps }, &mut |_| {})
+        .run(&model, &x0, &goal, Budget::linf(eps), &mut |_| {})
         .unwrap();
     assert!(
         out.success[0],
@@ -187,7 +187,7 @@ fn resnet18_architecture_loads_and_is_attacked() {
 fn projection_is_idempotent_and_exact_on_grid() {
     let x0 = image(8);
     let x = &x0 + Tensor::randn([1, 3, 8, 8], (Kind::Float, Device::Cpu)) * 0.2;
-    let b = Budget { eps: 5.0 / 255.0 };
+    let b = Budget::linf(5.0 / 255.0);
     let p = project_quantized(&x0, &x, b);
     assert!(max_abs(&project_quantized(&x0, &p, b), &p) < 1e-7);
     assert!(max_abs(&p, &x0) <= 5.0 / 255.0 + 1e-6);
@@ -210,7 +210,7 @@ fn without_early_stop_all_steps_run_and_confidence_grows() {
         ..SgdAttack::default()
     };
     let a = early
-        .run(&model, &x0, &goal, Budget { eps }, &mut |_| {})
+        .run(&model, &x0, &goal, Budget::linf(eps), &mut |_| {})
         .unwrap();
     let full = SgdAttack {
         early_stop: false,
@@ -219,7 +219,7 @@ fn without_early_stop_all_steps_run_and_confidence_grows() {
     };
     let mut seen = 0;
     let b = full
-        .run(&model, &x0, &goal, Budget { eps }, &mut |_| seen += 1)
+        .run(&model, &x0, &goal, Budget::linf(eps), &mut |_| seen += 1)
         .unwrap();
     assert!(a.success[0] && b.success[0]);
     assert_eq!(b.steps, a.steps + 30);

@@ -4,7 +4,8 @@
 //! they should; queries are counted as the forward passes the victim really ran.
 mod common;
 use fool::attacks::{
-    Apgd, Attack, AttackOutput, Budget, CarliniWagner, Fgsm, Goal, MiFgsm, Pgd, Square, Victim,
+    Apgd, Attack, AttackOutput, Budget, CarliniWagner, Fgsm, Goal, MiFgsm, Norm, Pgd, SgdAttack,
+    Square, Victim,
 };
 use fool::model::Classifier;
 use fool::preprocess::Preprocess;
@@ -72,8 +73,27 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// The conventions every attack follows, checked on its output.
+/// The conventions every attack follows, checked on its output (L∞ budget `eps`).
 fn check_output(model: &Classifier, x0: &Tensor, out: &AttackOutput, goal: &Goal, eps: f64) {
+    check_output_in(model, x0, out, goal, Budget::linf(eps))
+}
+
+/// Per-image L2 distances in whole 8-bit levels, exactly (integer sums of squares).
+fn l2_levels(a: &Tensor, b: &Tensor) -> Vec<f64> {
+    let d = ((a - b) * 255.0)
+        .round()
+        .to_kind(Kind::Int64)
+        .flatten(1, -1);
+    Vec::<i64>::try_from(d.square().sum_dim_intlist(&[1i64][..], false, Kind::Int64))
+        .unwrap()
+        .into_iter()
+        .map(|v| (v as f64).sqrt())
+        .collect()
+}
+
+/// The conventions every attack follows, checked on its output under any budget.
+fn check_output_in(model: &Classifier, x0: &Tensor, out: &AttackOutput, goal: &Goal, b: Budget) {
+    let eps = b.eps;
     let adv = &out.adv;
     assert_eq!(adv.size(), x0.size());
     let levels = adv * 255.0;
@@ -85,11 +105,18 @@ fn check_output(model: &Classifier, x0: &Tensor, out: &AttackOutput, goal: &Goal
         adv.min().double_value(&[]) >= 0.0 && adv.max().double_value(&[]) <= 1.0,
         "out of range"
     );
-    assert!(
-        max_abs(adv, x0) <= eps + 1e-6,
-        "L∞ {} > eps {eps}",
-        max_abs(adv, x0)
-    );
+    match b.norm {
+        Norm::Linf => assert!(
+            max_abs(adv, x0) <= eps + 1e-6,
+            "L∞ {} > eps {eps}",
+            max_abs(adv, x0)
+        ),
+        Norm::L2 => {
+            for d in l2_levels(adv, x0) {
+                assert!(d <= eps * 255.0 + 1e-9, "L2 {d}/255 > eps {eps}");
+            }
+        }
+    }
     let l = logits(model, adv);
     let said = Vec::<bool>::try_from(goal.reached(&l)).unwrap();
     assert_eq!(
@@ -111,6 +138,10 @@ fn successes(out: &AttackOutput) -> usize {
 /// Runs `attack` untargeted and targeted at `eps` on the tiny model `MODEL` (seeding
 /// libtorch's RNG first) and checks the conventions on both outputs.
 fn run_both(attack: &dyn Attack, eps: f64) -> (AttackOutput, AttackOutput) {
+    run_both_in(attack, Budget::linf(eps))
+}
+
+fn run_both_in(attack: &dyn Attack, budget: Budget) -> (AttackOutput, AttackOutput) {
     let _guard = serial();
     let (_dir, model) = tiny(MODEL);
     let x0 = images();
@@ -118,16 +149,14 @@ fn run_both(attack: &dyn Attack, eps: f64) -> (AttackOutput, AttackOutput) {
     tch::manual_seed(7);
     let mut reports = 0;
     let u = attack
-        .run(&model, &x0, &untargeted, Budget { eps }, &mut |_| {
-            reports += 1
-        })
+        .run(&model, &x0, &untargeted, budget, &mut |_| reports += 1)
         .unwrap();
     assert!(reports > 0, "{}: no progress reported", attack.name());
-    check_output(&model, &x0, &u, &untargeted, eps);
+    check_output_in(&model, &x0, &u, &untargeted, budget);
     let t = attack
-        .run(&model, &x0, &targeted, Budget { eps }, &mut |_| {})
+        .run(&model, &x0, &targeted, budget, &mut |_| {})
         .unwrap();
-    check_output(&model, &x0, &t, &targeted, eps);
+    check_output_in(&model, &x0, &t, &targeted, budget);
     (u, t)
 }
 
@@ -250,7 +279,7 @@ fn pgd_success_never_drops_as_eps_grows() {
                 let eps = levels / 255.0;
                 tch::manual_seed(11);
                 let out = Pgd::default()
-                    .run(&model, &x0, goal, Budget { eps }, &mut |_| {})
+                    .run(&model, &x0, goal, Budget::linf(eps), &mut |_| {})
                     .unwrap();
                 check_output(&model, &x0, &out, goal, eps);
                 let s = successes(&out);
@@ -309,7 +338,7 @@ fn apgd_fools_the_tiny_model_and_runs_all_restarts_without_early_stop() {
             &victim,
             &x0,
             &untargeted,
-            Budget { eps: 4.0 / 255.0 },
+            Budget::linf(4.0 / 255.0),
             &mut |_| reports += 1,
         )
         .unwrap();
@@ -369,7 +398,7 @@ fn square_fools_the_tiny_model_within_its_query_budget_without_gradients() {
         };
         tch::manual_seed(5);
         let out = attack
-            .run(&victim, &x0, goal, Budget { eps }, &mut |_| {})
+            .run(&victim, &x0, goal, Budget::linf(eps), &mut |_| {})
             .unwrap();
         check_output(&model, &x0, &out, goal, eps);
         assert!(successes(&out) >= 3, "square: {:?}", out.success);
@@ -399,7 +428,7 @@ fn square_fools_the_tiny_model_within_its_query_budget_without_gradients() {
                 &victim,
                 &x0,
                 &untargeted,
-                Budget { eps: 2.0 / 255.0 },
+                Budget::linf(2.0 / 255.0),
                 &mut |_| {},
             )
             .unwrap();
@@ -454,7 +483,7 @@ fn gradient_attacks_count_eot_draws_as_queries() {
         };
         tch::manual_seed(1);
         let out = attack
-            .run(&victim, &x0, &targeted, Budget { eps }, &mut |_| {})
+            .run(&victim, &x0, &targeted, Budget::linf(eps), &mut |_| {})
             .unwrap();
         check_output(&model, &x0, &out, &targeted, eps);
         assert_eq!(
@@ -482,4 +511,161 @@ fn square_schedule_halves_p_at_the_papers_milestones() {
     assert_eq!(p(100), 0.05 / 16.0);
     assert_eq!(p(400), 0.05 / 64.0);
     assert_eq!(p(999), 0.05 / 512.0);
+}
+
+#[test]
+fn every_gradient_attack_works_under_an_l2_budget() {
+    // 32×32×3 values: an L2 radius of 1.0 is the L∞ box of 4.6/255 spread evenly.
+    let budget = Budget::l2(1.0);
+    let attacks: Vec<(Box<dyn Attack>, usize)> = vec![
+        (Box::new(Fgsm::default()), 2),
+        (Box::new(Pgd::default()), 3),
+        (Box::new(Pgd::bim(20, None)), 3),
+        (Box::new(MiFgsm::default()), 3),
+        (Box::new(Apgd::default()), 3),
+        (Box::new(SgdAttack::default()), 3),
+        (Box::new(CarliniWagner::default()), 3),
+    ];
+    for (attack, min) in &attacks {
+        assert!(attack.supports(Norm::L2));
+        let out = run_both_in(attack.as_ref(), budget);
+        if attack.name() == "fgsm" {
+            // FGM: one step of L2 length eps along the gradient, kept by the 8-bit projection
+            // to within a level (less only where the range clips it).
+            for o in [&out.0, &out.1] {
+                for d in l2_levels(&o.adv, &images()) {
+                    assert!(
+                        (255.0 - 1.0 - 60.0..=255.0).contains(&d),
+                        "FGM length {d} levels"
+                    );
+                }
+            }
+        }
+        assert_successes(&format!("{} L2", attack.name()), &out, *min);
+        // The budget is used: a successful image moved, and not as a plain L∞ box corner.
+        let x0 = images();
+        for o in [&out.0, &out.1] {
+            for (i, d) in l2_levels(&o.adv, &x0).iter().enumerate() {
+                if o.success[i] {
+                    assert!(*d > 0.0, "{}: success without a change", attack.name());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pgd_l2_success_never_drops_as_the_radius_grows_and_beats_a_tight_linf_box() {
+    let _guard = serial();
+    let (_dir, model) = tiny(MODEL);
+    let x0 = images();
+    let (untargeted, targeted) = goals(&model, &x0);
+    for goal in [&untargeted, &targeted] {
+        let mut last = 0;
+        for eps in [0.05, 0.1, 0.25, 0.5, 1.0, 2.0] {
+            tch::manual_seed(11);
+            let out = Pgd::default()
+                .run(&model, &x0, goal, Budget::l2(eps), &mut |_| {})
+                .unwrap();
+            check_output_in(&model, &x0, &out, goal, Budget::l2(eps));
+            let s = successes(&out);
+            assert!(s >= last, "{s} successes at L2 {eps} < {last} below");
+            last = s;
+        }
+        assert!(last >= 3, "only {last} successes at L2 2.0");
+    }
+    // Concentrating change where the gradient is: an L2 ball of radius r reaches further than
+    // the L∞ box of the same L2 length (r/√d per value) — more successes at equal L2 size.
+    let d = (3 * SIZE * SIZE) as f64;
+    let r = 0.25;
+    tch::manual_seed(11);
+    let l2 = Pgd::default()
+        .run(&model, &x0, &targeted, Budget::l2(r), &mut |_| {})
+        .unwrap();
+    let linf_eps = (r / d.sqrt() * 255.0).max(1.0).floor() / 255.0;
+    tch::manual_seed(11);
+    let linf = Pgd::default()
+        .run(&model, &x0, &targeted, Budget::linf(linf_eps), &mut |_| {})
+        .unwrap();
+    assert!(
+        successes(&l2) >= successes(&linf),
+        "L2 {r}: {} vs L∞ {linf_eps}: {}",
+        successes(&l2),
+        successes(&linf)
+    );
+}
+
+#[test]
+fn square_refuses_an_l2_budget() {
+    let _guard = serial();
+    let (_dir, model) = tiny(MODEL);
+    let x0 = images();
+    let (untargeted, _) = goals(&model, &x0);
+    assert!(!Square::default().supports(Norm::L2));
+    let err = Square::default()
+        .run(&model, &x0, &untargeted, Budget::l2(1.0), &mut |_| {})
+        .err()
+        .expect("square ran under L2")
+        .to_string();
+    assert!(err.contains("--norm") && err.contains("L∞"), "{err}");
+}
+
+#[test]
+fn early_stop_drops_fooled_images_from_the_batch_and_finds_the_same_successes() {
+    let _guard = serial();
+    let (_dir, model) = tiny(MODEL);
+    let x0 = images();
+    let (untargeted, targeted) = goals(&model, &x0);
+    let eps = 3.0 / 255.0;
+    let attacks: Vec<(Box<dyn Attack>, Box<dyn Attack>)> = vec![
+        (
+            Box::new(Pgd::default()),
+            Box::new(Pgd {
+                early_stop: false,
+                ..Pgd::default()
+            }),
+        ),
+        (
+            Box::new(MiFgsm::default()),
+            Box::new(MiFgsm {
+                early_stop: false,
+                ..MiFgsm::default()
+            }),
+        ),
+        (
+            Box::new(SgdAttack::default()),
+            Box::new(SgdAttack {
+                early_stop: false,
+                ..SgdAttack::default()
+            }),
+        ),
+    ];
+    let mut compacted = 0;
+    for (fast, full) in &attacks {
+        for goal in [&untargeted, &targeted] {
+            let victim = Counting::new(&model);
+            tch::manual_seed(9);
+            let a = fast
+                .run(&victim, &x0, goal, Budget::linf(eps), &mut |_| {})
+                .unwrap();
+            check_output(&model, &x0, &a, goal, eps);
+            tch::manual_seed(9);
+            let b = full
+                .run(&model, &x0, goal, Budget::linf(eps), &mut |_| {})
+                .unwrap();
+            assert_eq!(a.success, b.success, "{}", fast.name());
+            // Every forward pass is one image's query, and only open images were queried.
+            let q = a.image_queries.clone().expect("per-image queries");
+            assert_eq!(victim.images.get(), q.iter().sum::<usize>());
+            assert_eq!(a.queries, *q.iter().max().unwrap());
+            for (i, qi) in q.iter().enumerate() {
+                assert!(*qi <= b.queries);
+                if *qi < a.queries {
+                    assert!(a.success[i], "{}: image {i} stopped unfooled", fast.name());
+                    compacted += 1;
+                }
+            }
+        }
+    }
+    assert!(compacted > 0, "no image ever left the batch early");
 }

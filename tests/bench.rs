@@ -81,6 +81,26 @@ fn bench_cmd_eps(f: &Fixture, out: &Path, eps: &str, extra: &[&str]) -> assert_c
     c
 }
 
+/// `fool bench` on the fixture with `--json`, batch 5 and the given settings; must succeed.
+/// Returns the summary it printed.
+fn bench_json(f: &Fixture, out: &Path, args: &[&str]) -> serde_json::Value {
+    let o = fool()
+        .arg("bench")
+        .arg(&f.images)
+        .arg("--model")
+        .arg(&f.model)
+        .args([
+            "--size", "32", "--resize", "32", "--quiet", "--json", "--batch", "5",
+        ])
+        .args(args)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn summary(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
 }
@@ -148,7 +168,7 @@ fn sweep_writes_results_summary_and_chart() {
         assert_eq!(v["success"].as_bool().unwrap(), success, "{l}");
     }
     let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert!(csv.starts_with("attack,eps,defense,mode,n,"));
+    assert!(csv.starts_with("attack,eps,norm,defense,mode,n,"));
     assert_eq!(csv.lines().count(), 16);
     for chart in ["success_vs_eps.png", "success_vs_eps.svg"] {
         assert!(
@@ -310,29 +330,27 @@ fn bad_bench_input() {
 fn every_attack_runs_through_the_cli_within_budget() {
     let f = fixture();
     let out = f.root.join("all");
-    let o = fool()
-        .arg("bench")
-        .arg(&f.images)
-        .arg("--model")
-        .arg(&f.model)
-        .args([
-            "--size", "32", "--resize", "32", "--quiet", "--json", "--batch", "5", "--steps", "3",
-            "--limit", "5",
-        ])
-        .args([
+    let s = bench_json(
+        &f,
+        &out,
+        &[
+            "--steps",
+            "3",
+            "--limit",
+            "5",
             "--attack",
             "fgsm,pgd,bim,sgd,mifgsm,cw,apgd,square",
             "--eps",
             "16/255",
             "--defense",
             "none,noise:0.02",
-        ])
-        .args(["--adaptive", "--eot", "2", "--targets", "random", "--out"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            "--adaptive",
+            "--eot",
+            "2",
+            "--targets",
+            "random",
+        ],
+    );
     assert_eq!(s.as_array().unwrap().len(), 8 * 3);
     for l in sorted_lines(&out.join("results.jsonl")) {
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
@@ -355,5 +373,90 @@ fn every_attack_runs_through_the_cli_within_budget() {
                 "square queries {q} with --steps 3: {l}"
             );
         }
+    }
+}
+
+#[test]
+fn l2_sweep_keeps_every_image_within_its_l2_radius() {
+    let f = fixture();
+    let out = f.root.join("l2");
+    let s = bench_json(
+        &f,
+        &out,
+        &[
+            "--steps",
+            "10",
+            "--attack",
+            "fgsm,pgd,apgd",
+            "--norm",
+            "l2",
+            "--eps",
+            "0,0.5,2",
+            "--defense",
+            "none,bits:4",
+            "--adaptive",
+        ],
+    );
+    let rows = s.as_array().unwrap();
+    // 3 attacks × 3 radii × (2 non-adaptive + 1 adaptive).
+    assert_eq!(rows.len(), 3 * 3 * 3);
+    assert!(rows.iter().all(|r| r["norm"] == "l2"));
+    let pgd_at = |eps: f64| {
+        rows.iter()
+            .find(|r| {
+                r["attack"] == "pgd"
+                    && r["defense"] == "none"
+                    && (r["eps"].as_f64().unwrap() - eps).abs() < 1e-9
+            })
+            .unwrap()["success_rate"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(pgd_at(0.0), 0.0);
+    assert!(pgd_at(2.0) >= pgd_at(0.5) && pgd_at(2.0) >= 0.75, "{s}");
+    let mut moved_beyond_linf = false;
+    for l in sorted_lines(&out.join("results.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        let (eps, l2, linf) = (
+            v["eps"].as_f64().unwrap(),
+            v["l2"].as_f64().unwrap(),
+            v["linf"].as_f64().unwrap(),
+        );
+        assert_eq!(v["norm"], "l2", "{l}");
+        assert!(l2 <= eps + 1e-9, "L2 {l2} > {eps}: {l}");
+        // An L2 budget lets single values move further than eps/√values would.
+        moved_beyond_linf |= linf > 8.0 / 255.0;
+    }
+    assert!(moved_beyond_linf);
+    let csv = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(csv.starts_with("attack,eps,norm,defense,mode,"));
+    assert!(csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("fgsm,0.000000,l2,none,"));
+}
+
+#[test]
+fn bad_norm_input() {
+    let f = fixture();
+    let out = f.root.join("bad");
+    for (extra, needle) in [
+        (vec!["--norm", "l3"], "--norm: 'l3': expected linf or l2"),
+        (
+            vec!["--norm", "l2", "--attack", "square"],
+            "--attack square: not available under --norm l2",
+        ),
+        (
+            vec!["--norm", "l2", "--eps", "0.001"],
+            "smaller than one 8-bit step",
+        ),
+        (vec!["--norm", "l2", "--eps=-1"], "positive"),
+    ] {
+        let o = bench_cmd(&f, &out, &extra).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+        assert!(!out.join("results.jsonl").exists());
     }
 }

@@ -1,8 +1,8 @@
-//! APGD-CE, Auto-PGD on the cross-entropy in L∞ (Croce & Hein 2020), following the logic of
-//! the reference implementation (fra31/auto-attack, `autopgd_base.py`):
+//! APGD-CE, Auto-PGD on the cross-entropy in L∞ or L2 (Croce & Hein 2020), following the logic
+//! of the reference implementation (fra31/auto-attack, `autopgd_base.py`):
 //!
 //! - start from a random point of the ball, step size 2·eps per image;
-//! - each step: a signed-gradient step z = P(x + η·sign ∇L), then momentum
+//! - each step: a steepest-ascent step z = P(x + η·sign ∇L) (L2: η·∇L/‖∇L‖₂), then momentum
 //!   x ← P(x + α·(z − x) + (1 − α)·(x − x_prev)) with α = 0.75 (1 on the first step);
 //! - checkpoints after k₀ = ⌈0.22·N⌉ steps, then every k steps with k shrinking by 0.03·N per
 //!   checkpoint down to 0.06·N (p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06));
@@ -21,8 +21,8 @@
 //! first checkpoint counts the increase from the starting point's loss (the reference compares
 //! with an uninitialized zero row there); all images are attacked in every restart, and with
 //! `early_stop` the attack ends once every image meets the goal.
-use super::{clip_ball, quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal};
-use super::{StepInfo, Victim};
+use super::{quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal};
+use super::{Norm, StepInfo, Victim};
 use crate::Result;
 use tch::{Kind, Tensor};
 
@@ -86,10 +86,17 @@ impl Attack for Apgd {
             if self.early_stop && all_reached {
                 break;
             }
-            // Random start: a uniform draw scaled so its largest coordinate is eps.
-            let t = x0.rand_like() * 2.0 - 1.0;
-            let tmax = t.abs().amax([1i64, 2, 3].as_slice(), true).clamp_min(1e-12);
-            let mut x = (&x0 + t / tmax * eps).clamp(0.0, 1.0);
+            // Random start on the sphere of radius eps: a uniform draw scaled so its largest
+            // coordinate is eps (L∞), a Gaussian draw scaled to L2 norm eps (L2).
+            let t = match budget.norm {
+                Norm::Linf => {
+                    let t = x0.rand_like() * 2.0 - 1.0;
+                    let tmax = t.abs().amax([1i64, 2, 3].as_slice(), true).clamp_min(1e-12);
+                    t / tmax
+                }
+                Norm::L2 => budget.direction(&x0.randn_like()),
+            };
+            let mut x = budget.clip(&x0, &(&x0 + t * eps));
             let (eval, reached) = quantized_grad_step(
                 model,
                 &x0,
@@ -97,6 +104,7 @@ impl Attack for Apgd {
                 goal,
                 budget,
                 &mut best,
+                None,
                 (evals, total),
                 on_step,
             )?;
@@ -121,8 +129,8 @@ impl Attack for Apgd {
                 let moved = &x - &x_old;
                 x_old = x.shallow_clone();
                 let a = if i > 0 { self.momentum } else { 1.0 };
-                let z = clip_ball(&x0, &(&x + &step_size * grad.sign()), eps);
-                x = clip_ball(&x0, &(&x + (z - &x) * a + moved * (1.0 - a)), eps);
+                let z = budget.clip(&x0, &(&x + &step_size * budget.direction(&grad)));
+                x = budget.clip(&x0, &(&x + (z - &x) * a + moved * (1.0 - a)));
                 steps_taken += 1;
 
                 let (eval, reached) = quantized_grad_step(
@@ -132,6 +140,7 @@ impl Attack for Apgd {
                     goal,
                     budget,
                     &mut best,
+                    None,
                     (evals, total),
                     on_step,
                 )?;

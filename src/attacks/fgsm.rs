@@ -1,10 +1,11 @@
 //! FGSM, the fast gradient sign method (Goodfellow et al. 2015): one step of size `eps` along
 //! the sign of the gradient of the goal loss, `x0 − eps·sign(∇ loss)` (the loss being the one
-//! to minimize), then the 8-bit projection. With `random_start` and a step of 1.25·eps it is
+//! to minimize), then the 8-bit projection. Under an L2 budget it is the fast gradient method
+//! (FGM): the step is `eps·∇/‖∇‖₂` per image. With `random_start` and a step of 1.25·eps it is
 //! the "FGSM-RS" of Wong et al. 2020.
 use super::{
-    clip_ball, prob_and_score, project_quantized, quantized_grad_step, Attack, AttackOutput,
-    BestSoFar, Budget, Goal, StepInfo, Victim,
+    prob_and_score, project_quantized, quantized_grad_step, Attack, AttackOutput, BestSoFar,
+    Budget, Goal, StepInfo, Victim,
 };
 use crate::Result;
 use tch::{Kind, Tensor};
@@ -43,17 +44,25 @@ impl Attack for Fgsm {
         let x0 = x0.detach();
         let eps = budget.eps;
         let x = if self.random_start {
-            clip_ball(&x0, &(&x0 + (x0.rand_like() * 2.0 - 1.0) * eps), eps)
+            budget.random_start(&x0)
         } else {
             x0.shallow_clone()
         };
         let mut best = BestSoFar::new(&x0);
-        let (eval, _) =
-            quantized_grad_step(model, &x0, &x, goal, budget, &mut best, (0, 1), on_step)?;
-        let x = clip_ball(
+        let (eval, _) = quantized_grad_step(
+            model,
             &x0,
-            &(&x - eval.grad().sign() * (self.step_scale * eps)),
-            eps,
+            &x,
+            goal,
+            budget,
+            &mut best,
+            None,
+            (0, 1),
+            on_step,
+        )?;
+        let x = budget.clip(
+            &x0,
+            &(&x - budget.direction(eval.grad()) * (self.step_scale * eps)),
         );
         let xq = project_quantized(&x0, &x, budget);
         let logits = tch::no_grad(|| model.logits(&xq))?;

@@ -1,11 +1,12 @@
 //! MI-FGSM, the momentum iterative fast gradient sign method (Dong et al. 2018): BIM whose
 //! direction is the sign of an accumulated gradient, g ← μ·g + ∇/‖∇‖₁ (the gradient of each
 //! image normalized by its own L1 norm), with `steps` steps of size eps/steps from the
-//! original image.
+//! original image. Under an L2 budget each step follows the accumulated gradient scaled to
+//! unit L2 norm instead of its sign.
 //!
 //! As in PGD, the forward pass sees the 8-bit image (straight-through estimator) and the best
 //! image per image is kept.
-use super::{clip_ball, quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal};
+use super::{iterate, Attack, AttackOutput, Budget, Goal};
 use super::{StepInfo, Victim};
 use crate::Result;
 use tch::{Kind, Tensor};
@@ -48,37 +49,27 @@ impl Attack for MiFgsm {
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
         let x0 = x0.detach();
-        let eps = budget.eps;
-        let alpha = self.alpha.unwrap_or(eps / self.steps.max(1) as f64);
-        let mut x = x0.shallow_clone();
+        let alpha = self.alpha.unwrap_or(budget.eps / self.steps.max(1) as f64);
         let mut g = x0.zeros_like();
-        let mut best = BestSoFar::new(&x0);
-        let mut queries = 0;
-        let mut steps_taken = 0;
-        let n = x0.size()[0] as usize;
-        for step in 0..=self.steps {
-            let (eval, reached) = quantized_grad_step(
-                model,
-                &x0,
-                &x,
-                goal,
-                budget,
-                &mut best,
-                (step, self.steps),
-                on_step,
-            )?;
-            queries += model.eot_samples();
-            if step == self.steps || (self.early_stop && reached == n) {
-                break;
-            }
-            let l1 = eval
-                .grad()
+        let mut step = |rows: &Tensor, x0: &Tensor, x: &Tensor, grad: &Tensor| {
+            let l1 = grad
                 .abs()
                 .sum_dim_intlist([1i64, 2, 3].as_slice(), true, Kind::Float);
-            g = &g * self.decay + eval.grad() / (l1 + 1e-12);
-            x = clip_ball(&x0, &(&x - g.sign() * alpha), eps);
-            steps_taken = step + 1;
-        }
-        Ok(best.into_output(goal, steps_taken, queries))
+            let ga = g.index_select(0, rows) * self.decay + grad / (l1 + 1e-12);
+            let next = budget.clip(x0, &(x - budget.direction(&ga) * alpha));
+            g = g.index_copy(0, rows, &ga);
+            next
+        };
+        iterate(
+            model,
+            &x0,
+            x0.shallow_clone(),
+            goal,
+            budget,
+            self.steps,
+            self.early_stop,
+            on_step,
+            &mut step,
+        )
     }
 }

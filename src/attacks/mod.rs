@@ -1,10 +1,10 @@
 //! Adversarial attacks behind one trait, over a shared base: the goal (targeted or not), the
-//! L∞ budget in pixel space and the 8-bit quantization every attack result goes through.
+//! L∞ or L2 budget in pixel space and the 8-bit quantization every attack result goes through.
 //!
 //! Conventions for every attack:
 //! - inputs and outputs are pixel-space batches (N,3,H,W) in [0,1] on the model's device;
 //! - the result is an image on the 8-bit grid (what a saved PNG holds), inside the valid
-//!   range and within `eps` of the original in L∞ — guaranteed by [`project_quantized`];
+//!   range and within `eps` of the original in the budget's norm — guaranteed by [`project_quantized`];
 //! - success is judged on that quantized image.
 use crate::model::Classifier;
 use crate::Result;
@@ -55,6 +55,14 @@ impl Goal {
         }
     }
 
+    /// The goal of the images at `rows` (int64 indices) of the batch.
+    pub fn select(&self, rows: &Tensor) -> Goal {
+        match self {
+            Goal::Targeted(t) => Goal::Targeted(t.index_select(0, rows)),
+            Goal::Untargeted(t) => Goal::Untargeted(t.index_select(0, rows)),
+        }
+    }
+
     /// Whether each image meets the goal (bool, (N,)).
     pub fn reached(&self, logits: &Tensor) -> Tensor {
         let pred = logits.argmax(-1, false);
@@ -73,28 +81,199 @@ impl Goal {
     }
 }
 
-/// An L∞ budget in pixel space ([0,1] scale).
-#[derive(Debug, Clone, Copy)]
-pub struct Budget {
-    pub eps: f64,
+/// The norm a budget bounds the perturbation in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    /// Largest change of any pixel channel (the default).
+    #[default]
+    Linf,
+    /// Euclidean length of an image's whole change (all 3·H·W values), pixel space 0..1.
+    L2,
 }
 
-impl Budget {
-    /// The largest change, in 8-bit levels, that stays within `eps`.
-    pub fn levels(&self) -> f64 {
-        (self.eps * 255.0 + 1e-6).floor()
+impl Norm {
+    /// `linf` (also `inf`) or `l2`.
+    pub fn parse(s: &str) -> Result<Norm> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "linf" | "inf" | "l-inf" => Ok(Norm::Linf),
+            "l2" => Ok(Norm::L2),
+            _ => Err(crate::Error::bad_arg(
+                "--norm",
+                format!("'{s}': expected linf or l2"),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Norm::Linf => "linf",
+            Norm::L2 => "l2",
+        }
+    }
+
+    /// `L∞` or `L2`, for people.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Norm::Linf => "L∞",
+            Norm::L2 => "L2",
+        }
     }
 }
 
-/// The 8-bit image closest to `x` that is within `budget` of `x0` (itself on the 8-bit grid)
-/// and inside [0,1]: round to the grid, then clamp to the levels the budget allows.
+/// A budget in pixel space ([0,1] scale): the perturbation's L∞ or L2 norm is at most `eps`.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    pub eps: f64,
+    pub norm: Norm,
+}
+
+impl Budget {
+    pub fn linf(eps: f64) -> Budget {
+        Budget {
+            eps,
+            norm: Norm::Linf,
+        }
+    }
+
+    pub fn l2(eps: f64) -> Budget {
+        Budget {
+            eps,
+            norm: Norm::L2,
+        }
+    }
+
+    pub fn new(eps: f64, norm: Norm) -> Budget {
+        Budget { eps, norm }
+    }
+
+    /// L∞: the largest change, in 8-bit levels, that stays within `eps`. L2: the radius in
+    /// 8-bit levels (`eps`·255).
+    pub fn levels(&self) -> f64 {
+        match self.norm {
+            Norm::Linf => (self.eps * 255.0 + 1e-6).floor(),
+            Norm::L2 => self.eps * 255.0,
+        }
+    }
+
+    /// No 8-bit image other than the original fits in the budget.
+    pub fn is_empty(&self) -> bool {
+        self.levels() < 1.0 - 1e-9
+    }
+
+    /// Whether exact 8-bit distances (see [`distances`]) are within the budget, with
+    /// `slack_levels` 8-bit steps of tolerance.
+    pub fn admits(&self, linf: f64, l2: f64, slack_levels: f64) -> bool {
+        let d = match self.norm {
+            Norm::Linf => linf,
+            Norm::L2 => l2,
+        };
+        d <= self.eps + slack_levels / 255.0 + 1e-9
+    }
+
+    /// A uniform random point of the L∞ box, or a random point of the L2 ball (Gaussian
+    /// direction, radius uniform in [0, eps], as torchattacks' PGDL2), inside [0,1].
+    pub fn random_start(&self, x0: &Tensor) -> Tensor {
+        let d = match self.norm {
+            Norm::Linf => (x0.rand_like() * 2.0 - 1.0) * self.eps,
+            Norm::L2 => {
+                let n = x0.size()[0];
+                let g = x0.randn_like();
+                let r = Tensor::rand([n], (Kind::Float, x0.device())).view([-1, 1, 1, 1]);
+                &g / per_image_l2(&g).clamp_min(1e-12) * r * self.eps
+            }
+        };
+        self.clip(x0, &(x0 + d))
+    }
+
+    /// The steepest-ascent direction of unit norm for `g`: its sign (L∞) or `g/‖g‖₂` per image
+    /// (L2). A step `x + α·dir` moves α in the budget's norm.
+    pub fn direction(&self, g: &Tensor) -> Tensor {
+        match self.norm {
+            Norm::Linf => g.sign(),
+            Norm::L2 => g / per_image_l2(g).clamp_min(1e-12),
+        }
+    }
+
+    /// Projects a continuous iterate onto the ball of radius `eps` around `x0` and the valid
+    /// range [0,1] (L2: scale the change into the ball, then clamp, which only shortens it).
+    pub fn clip(&self, x0: &Tensor, x: &Tensor) -> Tensor {
+        match self.norm {
+            Norm::Linf => x
+                .max_other(&(x0 - self.eps))
+                .min_other(&(x0 + self.eps))
+                .clamp(0.0, 1.0),
+            Norm::L2 => {
+                let d = x - x0;
+                let scale = (self.eps / per_image_l2(&d).clamp_min(1e-12)).clamp_max(1.0);
+                (x0 + d * scale).clamp(0.0, 1.0)
+            }
+        }
+    }
+}
+
+/// Per-image L2 norm of a batch (N,…), shaped (N,1,1,1) for broadcasting.
+fn per_image_l2(t: &Tensor) -> Tensor {
+    t.flatten(1, -1)
+        .square()
+        .sum_dim_intlist(&[1i64][..], false, Kind::Float)
+        .sqrt()
+        .view([-1, 1, 1, 1])
+}
+
+/// The 8-bit image for `x` that is within `budget` of `x0` (itself on the 8-bit grid) and
+/// inside [0,1]; the result is within the budget exactly, in integer levels.
+///
+/// L∞: round to the grid, then clamp to the levels the budget allows.
+///
+/// L2: project the change d onto the ball, then take the 8-bit change round(s·d) along its
+/// direction with the largest s whose L2 length is at most max(‖d‖, ‖round(d)‖) and at most the
+/// radius (bisection: the rounded length grows monotonically with s). Plain rounding would
+/// zero an L2 change spread thinly over many values (an L2 radius of 0.5 over a 224×224 image
+/// is a third of a level per value), or push one that is not outside the ball: scaling keeps
+/// the change's direction and its length up to one 8-bit step.
 pub fn project_quantized(x0: &Tensor, x: &Tensor, budget: Budget) -> Tensor {
-    let m = budget.levels();
     let k0 = (x0 * 255.0).round();
-    let lo = (&k0 - m).clamp_min(0.0);
-    let hi = (&k0 + m).clamp_max(255.0);
-    let k = (x.clamp(0.0, 1.0) * 255.0).round();
-    k.max_other(&lo).min_other(&hi) / 255.0
+    match budget.norm {
+        Norm::Linf => {
+            let m = budget.levels();
+            let lo = (&k0 - m).clamp_min(0.0);
+            let hi = (&k0 + m).clamp_max(255.0);
+            let k = (x.clamp(0.0, 1.0) * 255.0).round();
+            k.max_other(&lo).min_other(&hi) / 255.0
+        }
+        Norm::L2 => {
+            let r = budget.levels();
+            let view4 = |t: &Tensor| t.view([-1, 1, 1, 1]);
+            let d = budget.clip(&(&k0 / 255.0), x) * 255.0 - &k0;
+            // Exact integer lengths need more than f32's 24 bits for the sums of squares.
+            let norm = |t: &Tensor| {
+                t.flatten(1, -1)
+                    .to_kind(Kind::Double)
+                    .square()
+                    .sum_dim_intlist(&[1i64][..], false, Kind::Double)
+                    .sqrt()
+            };
+            let change = |s: &Tensor| (&k0 + (&d * view4(s)).round()).clamp(0.0, 255.0) - &k0;
+            let n = d.size()[0];
+            let opts = (Kind::Float, d.device());
+            let len = norm(&d);
+            let plain = norm(&change(&Tensor::ones([n], opts)));
+            let bound = len.max_other(&plain).clamp_max(r) + 1e-6;
+            // ‖round(s·d)‖ ≥ s‖d‖ − ½√values: beyond `hi` the length exceeds any bound ≤ r.
+            let values = d.numel() as f64 / n.max(1) as f64;
+            let mut hi =
+                ((r + 0.5 * values.sqrt()) / len.clamp_min(1e-6) + 1.0).to_kind(Kind::Float);
+            let mut lo = Tensor::zeros([n], opts);
+            for _ in 0..32 {
+                let mid = (&lo + &hi) / 2.0;
+                let fits = norm(&change(&mid)).le_tensor(&bound);
+                lo = mid.where_self(&fits, &lo);
+                hi = hi.where_self(&fits, &mid);
+            }
+            (&k0 + change(&lo)) / 255.0
+        }
+    }
 }
 
 /// What one step of an attack reports to the progress display.
@@ -227,6 +406,11 @@ pub fn grad_eval(
 pub trait Attack {
     /// Short name, e.g. `sgd`.
     fn name(&self) -> String;
+    /// Whether the attack can work under a budget in `norm` (all but Square do both).
+    fn supports(&self, norm: Norm) -> bool {
+        let _ = norm;
+        true
+    }
     /// Attack the pixel-space batch `x0` (on the 8-bit grid) within `budget`.
     fn run(
         &self,
@@ -269,6 +453,20 @@ impl BestSoFar {
         self.score = score.detach().where_self(&better, &self.score);
     }
 
+    /// [`BestSoFar::update`] for the images at `rows` (int64 indices) only; `cand`, `success`
+    /// and `score` hold those images, in that order.
+    pub fn update_rows(&mut self, rows: &Tensor, cand: &Tensor, success: &Tensor, score: &Tensor) {
+        let mut sub = BestSoFar {
+            adv: self.adv.index_select(0, rows),
+            success: self.success.index_select(0, rows),
+            score: self.score.index_select(0, rows),
+        };
+        sub.update(cand, success, score);
+        self.adv = self.adv.index_copy(0, rows, &sub.adv);
+        self.success = self.success.index_copy(0, rows, &sub.success);
+        self.score = self.score.index_copy(0, rows, &sub.score);
+    }
+
     pub fn into_output(self, goal: &Goal, steps: usize, queries: usize) -> AttackOutput {
         let success =
             Vec::<bool>::try_from(self.success.to_device(tch::Device::Cpu)).unwrap_or_default();
@@ -295,17 +493,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn l2_projection_is_exact_in_levels_and_keeps_what_fits() {
+        tch::manual_seed(3);
+        let x0 =
+            (Tensor::rand([3, 3, 8, 8], (Kind::Float, tch::Device::Cpu)) * 255.0).round() / 255.0;
+        // Changes of many sizes: most values move by less than a level, some by many.
+        let noise = Tensor::randn([3, 3, 8, 8], (Kind::Float, tch::Device::Cpu))
+            * Tensor::from_slice(&[0.5f32, 2.0, 20.0]).view([3, 1, 1, 1])
+            / 255.0;
+        let x = &x0 + noise;
+        for eps_levels in [1.0, 3.0, 10.5, 40.0] {
+            let b = Budget::l2(eps_levels / 255.0);
+            let p = project_quantized(&x0, &x, b);
+            let on_grid = (&p * 255.0 - (&p * 255.0).round()).abs().max();
+            assert!(on_grid.double_value(&[]) < 1e-4);
+            assert!(p.min().double_value(&[]) >= 0.0 && p.max().double_value(&[]) <= 1.0);
+            let (linf, l2) = distances(&p, &x0);
+            for (i, d) in l2.iter().enumerate() {
+                assert!(
+                    *d * 255.0 <= eps_levels + 1e-9,
+                    "image {i}: L2 {} levels > {eps_levels}",
+                    d * 255.0
+                );
+                assert!(b.admits(linf[i], *d, 0.0));
+            }
+            // Image 2 (changes of ~20 levels) fills the ball up to rounding: at least
+            // the radius less one level.
+            assert!(
+                l2[2] * 255.0 >= eps_levels - 1.0,
+                "{} {eps_levels}",
+                l2[2] * 255.0
+            );
+        }
+        // A change that fits after rounding is the plain rounding of it.
+        let small = &x0 + Tensor::full([3, 3, 8, 8], 0.7 / 255.0, (Kind::Float, tch::Device::Cpu));
+        let p = project_quantized(&x0, &small, Budget::l2(1.0));
+        let expect = ((&small.clamp(0.0, 1.0) * 255.0).round()) / 255.0;
+        assert!((p - expect).abs().max().double_value(&[]) < 1e-6);
+        // An L2 ball smaller than one level admits only the original.
+        assert!(Budget::l2(0.5 / 255.0).is_empty() && !Budget::l2(1.0 / 255.0).is_empty());
+        assert_eq!(Norm::parse("L2").unwrap(), Norm::L2);
+        assert_eq!(Norm::parse("linf").unwrap(), Norm::Linf);
+        assert!(Norm::parse("l1")
+            .unwrap_err()
+            .to_string()
+            .starts_with("--norm"));
+    }
+
+    #[test]
     fn projection_stays_on_grid_in_budget_and_range() {
         let x0 = Tensor::from_slice(&[0.0f32, 10.0 / 255.0, 128.0 / 255.0, 1.0]);
         let x = Tensor::from_slice(&[-0.5f32, 0.2, 0.4, 0.9]);
-        let b = Budget { eps: 8.0 / 255.0 };
+        let b = Budget::linf(8.0 / 255.0);
         let p = project_quantized(&x0, &x, b);
         let levels = Vec::<f32>::try_from(&p * 255.0).unwrap();
         assert_eq!(levels, vec![0.0, 18.0, 120.0, 247.0]);
         // eps between two levels rounds down: 8.5/255 allows 8 levels.
-        assert_eq!(Budget { eps: 8.5 / 255.0 }.levels(), 8.0);
-        assert_eq!(Budget { eps: 8.0 / 255.0 }.levels(), 8.0);
-        assert_eq!(Budget { eps: 0.0314 }.levels(), 8.0);
+        assert_eq!(Budget::linf(8.5 / 255.0).levels(), 8.0);
+        assert_eq!(Budget::linf(8.0 / 255.0).levels(), 8.0);
+        assert_eq!(Budget::linf(0.0314).levels(), 8.0);
     }
 }
 
@@ -331,7 +577,7 @@ pub fn distances(a: &Tensor, b: &Tensor) -> (Vec<f64>, Vec<f64>) {
 /// and preprocessed, must meet the goal and be within the budget of the original.
 #[derive(Debug)]
 pub struct Verified {
-    /// Goal met and L∞ ≤ eps + one 8-bit step.
+    /// Goal met and within the budget (one 8-bit step of slack).
     pub success: bool,
     pub goal_reached: bool,
     /// Goal-class probability of the reloaded image.
@@ -366,7 +612,7 @@ pub fn verify_file(
     let class_prob = goal.class_prob(&logits).double_value(&[0]);
     let (linf, l2) = distances(&x, x0);
     let (linf, l2) = (linf[0], l2[0]);
-    let within = linf <= budget.eps + 1.0 / 255.0 + 1e-9;
+    let within = budget.admits(linf, l2, 1.0);
     Ok(Verified {
         success: goal_reached && within,
         goal_reached,
@@ -418,6 +664,8 @@ pub(crate) fn prob_and_score(goal: &Goal, logits: &Tensor) -> (Tensor, Tensor) {
 /// EOT-averaged by [`grad_eval`]). The quantized image is recorded in `best` and the step is
 /// reported to `on_step`. Returns the evaluation and the number of images whose best image
 /// meets the goal so far.
+/// On a subset of the batch, `x0`, `x` and `goal` hold the images at `rows` of the batch `best`
+/// tracks (`rows` is `None` for the whole batch).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn quantized_grad_step(
     victim: &dyn Victim,
@@ -426,6 +674,7 @@ pub(crate) fn quantized_grad_step(
     goal: &Goal,
     budget: Budget,
     best: &mut BestSoFar,
+    rows: Option<&Tensor>,
     (step, steps): (usize, usize),
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<(GradEval, usize)> {
@@ -434,7 +683,10 @@ pub(crate) fn quantized_grad_step(
     let xq = project_quantized(x0, x, budget);
     let reached = goal.reached(&eval.logits);
     let (prob, score) = prob_and_score(goal, &eval.logits);
-    best.update(&xq, &reached, &score);
+    match rows {
+        None => best.update(&xq, &reached, &score),
+        Some(r) => best.update_rows(r, &xq, &reached, &score),
+    }
     let n_reached = best.success.sum(Kind::Int64).int64_value(&[]) as usize;
     on_step(StepInfo {
         step,
@@ -446,10 +698,84 @@ pub(crate) fn quantized_grad_step(
     Ok((eval, n_reached))
 }
 
-/// Projects a continuous iterate onto the L∞ ball of radius `eps` around `x0` and the valid
-/// range [0,1].
-pub(crate) fn clip_ball(x0: &Tensor, x: &Tensor, eps: f64) -> Tensor {
-    x.max_other(&(x0 - eps))
-        .min_other(&(x0 + eps))
-        .clamp(0.0, 1.0)
+/// The loop of the iterative gradient attacks (PGD/BIM, MI-FGSM, the SGD attack): evaluate
+/// the goal loss and its gradient at the 8-bit image of the iterate, keep the best image per
+/// image, then let `update` move the iterate — `steps` times, `steps + 1` evaluations.
+///
+/// With `early_stop`, an image leaves the batch as soon as its 8-bit image meets the goal:
+/// later evaluations run on the images still being attacked only (per-image early stopping;
+/// an image's trajectory does not depend on the others', so the set of successes is the one a
+/// full-batch run finds, at a fraction of the cost when most images fall early). Queries are
+/// then counted per image (`AttackOutput::image_queries`).
+///
+/// `update(rows, x0, x, grad)` gets the batch indices of the active images, their originals,
+/// iterates and loss gradients, and returns their next iterates (per-image state such as
+/// momentum is indexed with `rows`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn iterate(
+    victim: &dyn Victim,
+    x0: &Tensor,
+    start: Tensor,
+    goal: &Goal,
+    budget: Budget,
+    steps: usize,
+    early_stop: bool,
+    on_step: &mut dyn FnMut(StepInfo),
+    update: &mut dyn FnMut(&Tensor, &Tensor, &Tensor, &Tensor) -> Tensor,
+) -> Result<AttackOutput> {
+    let n = x0.size()[0];
+    let dev = x0.device();
+    let draws = victim.eot_samples() as i64;
+    let mut best = BestSoFar::new(x0);
+    let mut x = start;
+    let mut rows = Tensor::arange(n, (Kind::Int64, dev));
+    let mut per_image = Tensor::zeros([n], (Kind::Int64, dev));
+    let mut evals = 0;
+    let mut steps_taken = 0;
+    for step in 0..=steps {
+        let all = rows.size()[0] == n;
+        let (x0a, xa, goal_a) = if all {
+            (x0.shallow_clone(), x.shallow_clone(), goal.select(&rows))
+        } else {
+            (
+                x0.index_select(0, &rows),
+                x.index_select(0, &rows),
+                goal.select(&rows),
+            )
+        };
+        let (eval, reached) = quantized_grad_step(
+            victim,
+            &x0a,
+            &xa,
+            &goal_a,
+            budget,
+            &mut best,
+            (!all).then_some(&rows),
+            (step, steps),
+            on_step,
+        )?;
+        evals += 1;
+        per_image = per_image.index_add(0, &rows, &rows.ones_like().multiply_scalar(draws));
+        if step == steps || (early_stop && reached == n as usize) {
+            break;
+        }
+        let next = update(&rows, &x0a, &xa, eval.grad());
+        x = if all {
+            next
+        } else {
+            x.index_copy(0, &rows, &next)
+        };
+        steps_taken = step + 1;
+        if early_stop {
+            let open = best.success.index_select(0, &rows).logical_not();
+            rows = rows.masked_select(&open);
+        }
+    }
+    let mut out = best.into_output(goal, steps_taken, evals * draws as usize);
+    if early_stop {
+        let q = Vec::<i64>::try_from(per_image.to_device(tch::Device::Cpu)).unwrap_or_default();
+        out.queries = q.iter().copied().max().unwrap_or(0) as usize;
+        out.image_queries = Some(q.into_iter().map(|v| v as usize).collect());
+    }
+    Ok(out)
 }

@@ -1,12 +1,13 @@
-//! PGD, projected gradient descent on the goal loss in the L∞ ball (Madry et al. 2018):
-//! start from a uniform random point of the ball, then `steps` signed-gradient steps of size
-//! `alpha`, each projected back onto the ball and the valid range [0,1]. Without the random
-//! start it is BIM, the basic iterative method (Kurakin et al. 2017): [`Pgd::bim`].
+//! PGD, projected gradient descent on the goal loss in the budget's ball (Madry et al. 2018):
+//! start from a random point of the ball, then `steps` steepest-descent steps of size `alpha`
+//! (L∞: the gradient's sign; L2: the gradient scaled to unit L2 norm per image, as
+//! torchattacks' PGDL2), each projected back onto the ball and the valid range [0,1]. Without
+//! the random start it is BIM, the basic iterative method (Kurakin et al. 2017): [`Pgd::bim`].
 //!
 //! The forward pass sees the 8-bit image that would be saved (a straight-through estimator
 //! passes the gradient through the rounding), so success is judged on the saved image; the
 //! best image per image is kept.
-use super::{clip_ball, quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal};
+use super::{iterate, Attack, AttackOutput, Budget, Goal};
 use super::{StepInfo, Victim};
 use crate::Result;
 use tch::Tensor;
@@ -67,35 +68,25 @@ impl Attack for Pgd {
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
         let x0 = x0.detach();
-        let eps = budget.eps;
-        let alpha = self.step_size(eps);
-        let mut x = if self.random_start {
-            clip_ball(&x0, &(&x0 + (x0.rand_like() * 2.0 - 1.0) * eps), eps)
+        let alpha = self.step_size(budget.eps);
+        let start = if self.random_start {
+            budget.random_start(&x0)
         } else {
             x0.shallow_clone()
         };
-        let mut best = BestSoFar::new(&x0);
-        let mut queries = 0;
-        let mut steps_taken = 0;
-        let n = x0.size()[0] as usize;
-        for step in 0..=self.steps {
-            let (eval, reached) = quantized_grad_step(
-                model,
-                &x0,
-                &x,
-                goal,
-                budget,
-                &mut best,
-                (step, self.steps),
-                on_step,
-            )?;
-            queries += model.eot_samples();
-            if step == self.steps || (self.early_stop && reached == n) {
-                break;
-            }
-            x = clip_ball(&x0, &(&x - eval.grad().sign() * alpha), eps);
-            steps_taken = step + 1;
-        }
-        Ok(best.into_output(goal, steps_taken, queries))
+        let mut step = |_: &Tensor, x0: &Tensor, x: &Tensor, grad: &Tensor| {
+            budget.clip(x0, &(x - budget.direction(grad) * alpha))
+        };
+        iterate(
+            model,
+            &x0,
+            start,
+            goal,
+            budget,
+            self.steps,
+            self.early_stop,
+            on_step,
+            &mut step,
+        )
     }
 }

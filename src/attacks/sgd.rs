@@ -1,13 +1,15 @@
 //! The tutorial's attack, done right: optimize a perturbation by SGD with momentum on the
 //! cross-entropy toward the target (or away from the true class), projected after every
-//! step onto the L∞ ball of radius `eps` *in pixel space* and the valid range [0,1].
+//! step onto the budget's ball (L∞ or L2) of radius `eps` *in pixel space* and the valid range
+//! [0,1].
 //!
 //! The forward pass sees the 8-bit image that would be saved (a straight-through estimator
 //! passes the gradient through the rounding), so the optimization continues through
-//! quantization, and the attack stops per image as soon as its saved form meets the goal.
-use super::{quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal, StepInfo, Victim};
+//! quantization, and the attack stops per image as soon as its saved form meets the goal
+//! (see [`super::iterate`]).
+use super::{iterate, Attack, AttackOutput, Budget, Goal, StepInfo, Victim};
 use crate::Result;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Debug, Clone)]
 pub struct SgdAttack {
@@ -47,48 +49,30 @@ impl Attack for SgdAttack {
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
         let x0 = x0.detach();
-        let eps = budget.eps;
-        let mut r = if self.random_start {
-            (x0.rand_like() * 2.0 - 1.0) * eps
+        let start = if self.random_start {
+            budget.random_start(&x0)
         } else {
-            x0.zeros_like()
+            x0.shallow_clone()
         };
-        r = (&x0 + &r).clamp(0.0, 1.0) - &x0;
+        // The iterate stays in [0,1], so the gradient w.r.t. x is the gradient w.r.t. the
+        // perturbation r = x − x0 the tutorial optimizes.
         let mut velocity = x0.zeros_like();
-        let mut best = BestSoFar::new(&x0);
-        let mut queries = 0;
-        let mut steps_taken = 0;
-        let n = x0.size()[0] as usize;
-        for step in 0..=self.steps {
-            // x0 + r is kept in [0,1], so the gradient w.r.t. x is the gradient w.r.t. r.
-            let (eval, n_reached) = quantized_grad_step(
-                model,
-                &x0,
-                &(&x0 + &r),
-                goal,
-                budget,
-                &mut best,
-                (step, self.steps),
-                on_step,
-            )?;
-            queries += model.eot_samples();
-            if step == self.steps || (self.early_stop && n_reached == n) {
-                break;
-            }
-            let grad = eval.grad();
-            velocity = &velocity * self.momentum + grad;
-            let step_size = if self.early_stop {
-                // Images already successful stop moving (their best image is kept).
-                let active = best.success.logical_not().to_kind(Kind::Float);
-                (active * self.lr).view([-1, 1, 1, 1])
-            } else {
-                Tensor::from(self.lr).to_device(r.device())
-            };
-            r = &r - &velocity * &step_size;
-            r = r.clamp(-eps, eps);
-            r = (&x0 + &r).clamp(0.0, 1.0) - &x0;
-            steps_taken = step + 1;
-        }
-        Ok(best.into_output(goal, steps_taken, queries))
+        let mut step = |rows: &Tensor, x0: &Tensor, x: &Tensor, grad: &Tensor| {
+            let v = velocity.index_select(0, rows) * self.momentum + grad;
+            let next = budget.clip(x0, &(x - &v * self.lr));
+            velocity = velocity.index_copy(0, rows, &v);
+            next
+        };
+        iterate(
+            model,
+            &x0,
+            start,
+            goal,
+            budget,
+            self.steps,
+            self.early_stop,
+            on_step,
+            &mut step,
+        )
     }
 }

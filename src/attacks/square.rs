@@ -17,7 +17,8 @@
 //! every candidate is already an 8-bit image within budget: the images queried are exactly the
 //! images returned. A random victim (a defense) is queried once per query, without EOT
 //! averaging. Targeted attacks use the targeted margin (the reference uses cross-entropy).
-use super::{margin, project_quantized, Attack, AttackOutput, Budget, Goal, StepInfo, Victim};
+use super::Victim;
+use super::{margin, project_quantized, Attack, AttackOutput, Budget, Goal, Norm, StepInfo};
 use crate::Result;
 use tch::{Kind, Tensor};
 
@@ -78,6 +79,10 @@ impl Attack for Square {
         "square".into()
     }
 
+    fn supports(&self, norm: Norm) -> bool {
+        norm == Norm::Linf
+    }
+
     fn run(
         &self,
         model: &dyn Victim,
@@ -99,6 +104,12 @@ impl Square {
         budget: Budget,
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
+        if !self.supports(budget.norm) {
+            return Err(crate::Error::bad_arg(
+                "--norm",
+                "the Square Attack is implemented for L∞ only; use --norm linf",
+            ));
+        }
         let x0 = x0.detach();
         let dev = x0.device();
         let (n, c, h, w) = x0.size4()?;

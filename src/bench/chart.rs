@@ -18,7 +18,12 @@ where
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((1, cfg.attacks.len().max(1)));
-    let max_eps = cfg.eps.iter().cloned().fold(0.0, f64::max).max(1e-6) * 255.0;
+    // L∞ budgets are drawn in 8-bit steps, L2 radii as they are (pixel space 0..1).
+    let (sx, x_desc) = match cfg.norm {
+        crate::attacks::Norm::Linf => (255.0, "eps (L∞, in 1/255 pixel steps)"),
+        crate::attacks::Norm::L2 => (1.0, "eps (L2 radius, pixel space 0..1)"),
+    };
+    let max_eps = cfg.eps.iter().cloned().fold(0.0, f64::max).max(1e-6) * sx;
     let model = Path::new(&cfg.model)
         .file_name()
         .map(|s| s.to_string_lossy().to_string())
@@ -39,7 +44,7 @@ where
                     .trim_matches('"')
             ),
         };
-        let title = format!("{attack} on {model}{steps}, {target}");
+        let title = format!("{attack} {} on {model}{steps}, {target}", cfg.norm.symbol());
         let mut chart = ChartBuilder::on(panel)
             .caption(title, ("sans-serif", 20))
             .margin(12)
@@ -49,7 +54,7 @@ where
             .map_err(err)?;
         chart
             .configure_mesh()
-            .x_desc("eps (L∞, in 1/255 pixel steps)")
+            .x_desc(x_desc)
             .y_desc("attack success rate (correctly classified images)")
             .label_style(("sans-serif", 14))
             .light_line_style(WHITE)
@@ -66,10 +71,8 @@ where
                     continue;
                 }
                 pts.sort_by(|a, b| a.eps.total_cmp(&b.eps));
-                let xy: Vec<(f64, f64)> = pts
-                    .iter()
-                    .map(|r| (r.eps * 255.0, r.success_rate))
-                    .collect();
+                let xy: Vec<(f64, f64)> =
+                    pts.iter().map(|r| (r.eps * sx, r.success_rate)).collect();
                 let label = if mode == "adaptive" {
                     format!("{def} (adaptive)")
                 } else {
@@ -94,7 +97,7 @@ where
                 });
                 chart
                     .draw_series(pts.iter().map(|r| {
-                        let x = r.eps * 255.0;
+                        let x = r.eps * sx;
                         ErrorBar::new_vertical(
                             x,
                             r.ci_low,

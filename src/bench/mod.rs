@@ -8,7 +8,7 @@
 //! rows are appended to `results.jsonl` in one write and flushed; a resumed run skips units
 //! whose rows are all there, so the summary of an interrupted-and-resumed run, or of merged
 //! shards, equals that of one uninterrupted run.
-use crate::attacks::{Attack, Budget, Goal, Victim};
+use crate::attacks::{Attack, Budget, Goal, Norm, Victim};
 use crate::datasets::Item;
 use crate::defenses::{self, Defended, Defense as _};
 use crate::model::Classifier;
@@ -51,6 +51,9 @@ pub struct BenchConfig {
     pub steps: Option<usize>,
     pub early_stop: bool,
     pub eps: Vec<f64>,
+    /// The norm eps bounds (L∞ when absent, as in runs made before L2 existed).
+    #[serde(default)]
+    pub norm: Norm,
     pub defenses: Vec<String>,
     pub adaptive: bool,
     pub eot: usize,
@@ -67,6 +70,9 @@ pub struct Row {
     pub label: usize,
     pub attack: String,
     pub eps: f64,
+    /// The norm `eps` bounds.
+    #[serde(default)]
+    pub norm: Norm,
     pub defense: String,
     pub mode: String,
     pub target: Option<usize>,
@@ -438,10 +444,10 @@ impl Runner<'_> {
                 Goal::Targeted(Tensor::from_slice(&t).to_device(self.model.device))
             }
         };
-        let budget = Budget { eps: unit.eps };
+        let budget = Budget::new(unit.eps, self.cfg.norm);
         let batch_key = unit.batch.to_string();
         tch::manual_seed(seed_for(self.cfg, &[&unit.key()]));
-        let (adv, queries) = if budget.levels() == 0.0 {
+        let (adv, queries) = if budget.is_empty() {
             // No 8-bit change fits in the budget: the attacked image is the clean one.
             (b.x.shallow_clone(), vec![0; b.items.len()])
         } else {
@@ -483,6 +489,7 @@ impl Runner<'_> {
                     label: it.label,
                     attack: unit.attack.clone(),
                     eps: unit.eps,
+                    norm: self.cfg.norm,
                     defense: def.clone(),
                     mode: unit.mode().to_string(),
                     target,

@@ -21,8 +21,10 @@ pub fn wilson(k: usize, n: usize) -> (f64, f64) {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SummaryRow {
     pub attack: String,
-    /// L∞ budget, pixel space 0..1.
+    /// Budget, pixel space 0..1, in the norm `norm`.
     pub eps: f64,
+    #[serde(default)]
+    pub norm: crate::attacks::Norm,
     pub defense: String,
     pub mode: String,
     /// Images the success rate is computed over: those the (defended) model classifies
@@ -47,7 +49,7 @@ pub struct SummaryRow {
     pub mean_queries: f64,
 }
 
-pub const CSV_HEADER: &str = "attack,eps,defense,mode,n,successes,success_rate,ci_low,ci_high,n_images,clean_accuracy,robust_accuracy,success_rate_all,mean_linf,mean_l2,mean_queries";
+pub const CSV_HEADER: &str = "attack,eps,norm,defense,mode,n,successes,success_rate,ci_low,ci_high,n_images,clean_accuracy,robust_accuracy,success_rate_all,mean_linf,mean_l2,mean_queries";
 
 impl SummaryRow {
     pub fn csv(&self) -> String {
@@ -60,9 +62,10 @@ impl SummaryRow {
             }
         };
         format!(
-            "{},{:.6},{},{},{},{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{},{:.2}",
+            "{},{:.6},{},{},{},{},{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{},{:.2}",
             quote(&self.attack),
             self.eps,
+            self.norm.name(),
             quote(&self.defense),
             self.mode,
             self.n,
@@ -125,6 +128,7 @@ pub fn summarize(
             SummaryRow {
                 attack: first.attack.clone(),
                 eps: first.eps,
+                norm: first.norm,
                 defense: first.defense.clone(),
                 mode: first.mode.clone(),
                 n: correct.len(),

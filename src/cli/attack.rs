@@ -171,7 +171,7 @@ pub fn run(a: AttackArgs) -> Result<ExitCode> {
         refuse_overwrite(p, &[&image, &loaded.model_path])?;
     }
 
-    let budget = Budget { eps: a.eps };
+    let budget = Budget::linf(a.eps);
     let attack = SgdAttack {
         steps: a.steps,
         lr: a.lr,

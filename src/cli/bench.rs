@@ -2,6 +2,7 @@
 use super::{print_json, ModelArgs, OutputArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use fool::attacks::Norm;
 use fool::bench::{self, BenchConfig, Row, Runner, Shard, SummaryRow, TargetMode};
 use fool::imageio::ensure_writable_dir;
 use fool::model::sha256_file;
@@ -19,21 +20,26 @@ pub struct BenchArgs {
     dir: Option<PathBuf>,
     /// Attacks, comma-separated: fgsm, pgd, bim, sgd, mifgsm, cw, apgd, square
     ///
+    /// Every attack but square also runs under --norm l2 (fgsm is then FGM, pgd is PGD-L2).
     /// fgsm: one signed-gradient step of size eps. pgd: Madry et al., random start, step
     /// 2.5·eps/steps, 20 steps. bim: pgd without random start. sgd: the tutorial's SGD with
     /// momentum (lr 0.01), 100 steps. mifgsm: momentum iterative FGSM, 10 steps. cw:
-    /// Carlini–Wagner L2, 5 × 100 Adam steps (--steps per search), clipped to the L∞ budget.
+    /// Carlini–Wagner L2, 5 × 100 Adam steps (--steps per search), projected into the budget.
     /// apgd: APGD-CE, 100 iterations. square: Square Attack L∞, black box, 1000 queries
     /// (--steps sets the query budget).
     #[arg(long, value_delimiter = ',', default_value = "pgd")]
     attack: Vec<String>,
-    /// L∞ budgets in pixel space, comma-separated: 0,1/255,2/255,4/255,8/255
+    /// Budgets in pixel space (0..1 scale), comma-separated: L∞ 0,1/255,2/255,4/255,8/255;
+    /// L2 (--norm l2) e.g. 0,0.25,0.5,1,2
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "0,1/255,2/255,4/255,8/255"
     )]
     eps: Vec<String>,
+    /// The norm --eps bounds: linf, or l2 (the L2 length of an image's whole change)
+    #[arg(long, default_value = "linf")]
+    norm: String,
     /// Defenses, comma-separated; each may compose with + (none,jpeg:75,bits:4,median:3)
     #[arg(long, value_delimiter = ',', default_value = "none")]
     defense: Vec<String>,
@@ -97,11 +103,13 @@ pub struct MergeArgs {
     output: OutputArgs,
 }
 
-fn parse_eps_list(list: &[String]) -> Result<Vec<f64>> {
+fn parse_eps_list(list: &[String], norm: Norm) -> Result<Vec<f64>> {
     let mut out = Vec::new();
     for s in list {
         let v = if s.trim() == "0" {
             0.0
+        } else if norm == Norm::L2 {
+            parse_l2_eps(s).map_err(|e| anyhow::anyhow!("--eps: {e}"))?
         } else {
             super::attack::parse_eps(s).map_err(|e| anyhow::anyhow!("--eps: {e}"))?
         };
@@ -111,6 +119,29 @@ fn parse_eps_list(list: &[String]) -> Result<Vec<f64>> {
     }
     out.sort_by(f64::total_cmp);
     Ok(out)
+}
+
+/// An L2 radius in pixel space: a positive number (or fraction) of at least one 8-bit step.
+fn parse_l2_eps(s: &str) -> Result<f64, String> {
+    let v = match s.split_once('/') {
+        Some((a, b)) => match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+            (Ok(a), Ok(b)) if b != 0.0 => a / b,
+            _ => return Err(format!("'{s}': not a number or fraction")),
+        },
+        None => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{s}': not a number"))?,
+    };
+    if !(v.is_finite() && v > 0.0) {
+        return Err(format!("'{s}': an L2 radius must be a positive number"));
+    }
+    if v * 255.0 + 1e-6 < 1.0 {
+        return Err(format!(
+            "'{s}' = {v}: smaller than one 8-bit step (1/255), no 8-bit change fits; use 0 for the clean baseline"
+        ));
+    }
+    Ok(v)
 }
 
 /// A deterministic shuffle (Fisher–Yates over a splitmix64 stream).
@@ -139,9 +170,16 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if a.batch == 0 {
         bail!("--batch: must be at least 1");
     }
-    let eps = parse_eps_list(&a.eps)?;
+    let norm = Norm::parse(&a.norm)?;
+    let eps = parse_eps_list(&a.eps, norm)?;
     for name in &a.attack {
-        bench::factory::build(name, a.steps, !a.no_early_stop)?;
+        let attack = bench::factory::build(name, a.steps, !a.no_early_stop)?;
+        if !attack.supports(norm) {
+            bail!(
+                "--attack {name}: not available under --norm {}; it implements L∞ only",
+                norm.name()
+            );
+        }
     }
     let defense_list: Vec<String> = a.defense.iter().map(|d| d.trim().to_string()).collect();
     let defenses = bench::parse_defenses(&defense_list)?;
@@ -183,6 +221,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         steps: a.steps,
         early_stop: !a.no_early_stop,
         eps,
+        norm,
         defenses: defense_list,
         adaptive: a.adaptive,
         eot: a.eot,
@@ -308,7 +347,10 @@ fn report(
         println!(
             "{:<8} {:>7} {:<16} {:<12} {:>5} {:>6.1}% {:>6.1}% [{:>5.1}, {:>5.1}] {:>6.1}%",
             s.attack,
-            format!("{:.1}/255", s.eps * 255.0),
+            match s.norm {
+                Norm::Linf => format!("{:.1}/255", s.eps * 255.0),
+                Norm::L2 => format!("{:.3}", s.eps),
+            },
             s.defense,
             s.mode,
             s.n,
