@@ -1,6 +1,7 @@
 //! Shared chart plumbing (plotters): the embedded font, the palette, and writing a chart as
 //! PNG and SVG atomically.
 use crate::{Error, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -50,4 +51,76 @@ pub fn write_png_svg(
     std::fs::rename(&tmp_png, &png).map_err(|e| Error::io(&png, e))?;
     std::fs::rename(&tmp_svg, &svg).map_err(|e| Error::io(&svg, e))?;
     Ok(())
+}
+
+/// A drawing error as the library's error.
+pub fn chart_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Error {
+    Error::Other(format!("chart: {e:?}"))
+}
+
+/// Linear axes in the project's style: caption, margins, label areas, axis descriptions,
+/// 14-pt tick labels, no minor grid lines.
+pub fn line_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: impl AsRef<str>,
+    caption_size: u32,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption.as_ref(), ("sans-serif", caption_size))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x, y)
+        .map_err(chart_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 14))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(chart_err)?;
+    Ok(chart)
+}
+
+/// The legend box in the project's style.
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font_size))
+        .draw()
+        .map_err(chart_err)
+}
+
+/// A legend sample: a 20-pixel line, dashed when `gap` > 0.
+pub fn legend_line(
+    color: RGBColor,
+    width: u32,
+    dash: u32,
+    gap: u32,
+) -> impl Fn((i32, i32)) -> plotters::element::DashedPathElement<std::vec::IntoIter<(i32, i32)>, u32>
+{
+    move |(x, y)| {
+        plotters::element::DashedPathElement::new(
+            vec![(x, y), (x + 20, y)],
+            dash.max(1),
+            gap,
+            color.stroke_width(width),
+        )
+    }
 }

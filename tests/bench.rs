@@ -460,3 +460,39 @@ fn bad_norm_input() {
         assert!(!out.join("results.jsonl").exists());
     }
 }
+
+#[test]
+fn early_stop_only_where_the_attacked_model_is_the_judge() {
+    let f = fixture();
+    let queries = |out: &Path, mode: &str| -> Vec<u64> {
+        sorted_lines(&out.join("results.jsonl"))
+            .iter()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["mode"] == mode && v["eps"].as_f64().unwrap() > 0.0)
+            .map(|v| v["queries"].as_u64().unwrap())
+            .collect()
+    };
+    let args = |defense: &'static str| {
+        vec![
+            "--attack", "pgd", "--steps", "8", "--eps", "0,16/255", "--defense", defense,
+            "--adaptive", "--eot", "2",
+        ]
+    };
+    // Judged on the bare model only: fooled images stop early.
+    let bare = f.root.join("bare");
+    bench_json(&f, &bare, &args("none"));
+    let q = queries(&bare, "non-adaptive");
+    assert!(q.iter().any(|&v| v < 9) && q.iter().all(|&v| v <= 9), "{q:?}");
+    // Judged through defenses too: the bare-model attack runs all its steps; the adaptive
+    // attack on a deterministic defense stops early, on a random one it does not.
+    let def = f.root.join("def");
+    bench_json(&f, &def, &args("none,bits:4"));
+    let q = queries(&def, "non-adaptive");
+    assert!(!q.is_empty() && q.iter().all(|&v| v == 9), "{q:?}");
+    let q = queries(&def, "adaptive");
+    assert!(q.iter().any(|&v| v < 9), "{q:?}");
+    let rnd = f.root.join("rnd");
+    bench_json(&f, &rnd, &args("noise:0.02"));
+    let q = queries(&rnd, "adaptive");
+    assert!(!q.is_empty() && q.iter().all(|&v| v == 9 * 2), "{q:?}");
+}

@@ -819,7 +819,7 @@ fn draw_roc<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, results: &[AuditRe
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
+    let err = crate::plot::chart_err::<DB::ErrorType>;
     root.fill(&WHITE).map_err(err)?;
     let rows: Vec<&AuditResult> = results.iter().filter(|r| r.slice == "all").collect();
     let n = rows
@@ -863,7 +863,7 @@ where
         ))
         .map_err(err)?
         .label("chance")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey.stroke_width(1)));
+        .legend(crate::plot::legend_line(grey, 1, 1, 0));
     for (i, r) in rows.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         let pts: Vec<(f64, f64)> = r
@@ -875,18 +875,9 @@ where
             .draw_series(LineSeries::new(pts, color.stroke_width(2)))
             .map_err(err)?
             .label(format!("{} (AUC {:.3})", r.attack, r.auc))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(crate::plot::legend_line(color, 2, 1, 0));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+    crate::plot::draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
     root.present().map_err(err)?;
     Ok(())
 }

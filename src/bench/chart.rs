@@ -2,7 +2,7 @@
 //! line per defense (adaptive dashed), with 95% Wilson intervals as error bars.
 use super::{BenchConfig, SummaryRow};
 use crate::plot::{register_font, COLORS};
-use crate::{Error, Result};
+use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -15,7 +15,7 @@ fn draw<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
+    let err = crate::plot::chart_err::<DB::ErrorType>;
     root.fill(&WHITE).map_err(err)?;
     let panels = root.split_evenly((1, cfg.attacks.len().max(1)));
     // L∞ budgets are drawn in 8-bit steps, L2 radii as they are (pixel space 0..1).
@@ -45,21 +45,13 @@ where
             ),
         };
         let title = format!("{attack} {} on {model}{steps}, {target}", cfg.norm.symbol());
-        let mut chart = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 20))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_eps * 1.05, 0f64..1.02f64)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc("attack success rate (correctly classified images)")
-            .label_style(("sans-serif", 14))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err)?;
+        let mut chart = crate::plot::line_chart(
+            panel,
+            title,
+            20,
+            (0f64..max_eps * 1.05, 0f64..1.02f64),
+            (x_desc, "attack success rate (correctly classified images)"),
+        )?;
         for (di, def) in cfg.defenses.iter().enumerate() {
             let color = COLORS[di % COLORS.len()];
             for mode in ["non-adaptive", "adaptive"] {
@@ -87,14 +79,9 @@ where
                 .map_err(err)?;
                 // Adaptive lines get a dashed legend sample (spacing 0 draws it solid).
                 let gap = if mode == "adaptive" { 4 } else { 0 };
-                series.label(label).legend(move |(x, y)| {
-                    plotters::element::DashedPathElement::new(
-                        vec![(x, y), (x + 20, y)],
-                        6,
-                        gap,
-                        color.stroke_width(2),
-                    )
-                });
+                series
+                    .label(label)
+                    .legend(crate::plot::legend_line(color, 2, 6, gap));
                 chart
                     .draw_series(pts.iter().map(|r| {
                         let x = r.eps * sx;
@@ -116,14 +103,7 @@ where
                     .map_err(err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
+        crate::plot::draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
     }
     root.present().map_err(err)?;
     Ok(())

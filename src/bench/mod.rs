@@ -370,7 +370,8 @@ pub struct Runner<'a> {
     pub cfg: &'a BenchConfig,
     pub model: &'a Classifier,
     pub defenses: Vec<(String, defenses::Chain)>,
-    pub make_attack: &'a dyn Fn(&str) -> Result<Box<dyn Attack>>,
+    /// Builds an attack by name, with early stopping on or off.
+    pub make_attack: &'a dyn Fn(&str, bool) -> Result<Box<dyn Attack>>,
 }
 
 fn argmax(logits: &Tensor) -> Vec<usize> {
@@ -426,6 +427,22 @@ impl Runner<'_> {
         })
     }
 
+    /// Whether a unit's attack may stop an image at its first success. Only where the model
+    /// that decides success is the one attacked, deterministically: an adaptive unit against a
+    /// deterministic defense, or a non-adaptive unit judged without defenses. A non-adaptive
+    /// unit judged through defenses runs every step — an image stopped at the bare model's
+    /// first misclassification is barely adversarial and any input transformation undoes it,
+    /// which would credit the defense with what is only a weaker attack (the standard
+    /// non-adaptive evaluation attacks the bare model with all its steps). A random defense
+    /// judges with a fresh draw, so a success under one draw is no reason to stop either.
+    pub fn early_stop(&self, unit: &Unit) -> bool {
+        self.cfg.early_stop
+            && match &unit.adaptive {
+                None => self.cfg.defenses.iter().all(|d| d == "none"),
+                Some(d) => !self.defense(d).random(),
+            }
+    }
+
     /// Run one unit on a loaded batch; returns its rows.
     pub fn run_unit(
         &self,
@@ -451,7 +468,7 @@ impl Runner<'_> {
             // No 8-bit change fits in the budget: the attacked image is the clean one.
             (b.x.shallow_clone(), vec![0; b.items.len()])
         } else {
-            let attack = (self.make_attack)(&unit.attack)?;
+            let attack = (self.make_attack)(&unit.attack, self.early_stop(unit))?;
             let out = match &unit.adaptive {
                 None => attack.run(self.model, &b.x, &goal, budget, on_step)?,
                 Some(d) => {

@@ -258,7 +258,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             a.out.display()
         );
     }
-    let make = |name: &str| bench::factory::build(name, a.steps, !a.no_early_stop);
+    let make = |name: &str, early_stop: bool| bench::factory::build(name, a.steps, early_stop);
     let runner = Runner {
         cfg: &cfg,
         model: m,

@@ -8,7 +8,7 @@
 use crate::audit::AuditResult;
 use crate::bench::SummaryRow;
 use crate::imageio::write_atomic;
-use crate::plot::{write_png_svg, COLORS};
+use crate::plot::{draw_legend, legend_line, line_chart, write_png_svg, COLORS};
 use crate::train::Metadata;
 use crate::{Error, Result};
 use plotters::coord::Shift;
@@ -162,7 +162,7 @@ fn draw_by_epoch<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[Run])
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
+    let err = crate::plot::chart_err::<DB::ErrorType>;
     root.fill(&WHITE).map_err(err)?;
     let max_epoch = runs
         .iter()
@@ -190,21 +190,13 @@ where
         } else {
             (0.0, ((top + 0.05) * 20.0).ceil().clamp(1.0, 20.0) / 20.0)
         };
-        let mut chart = ChartBuilder::on(panel)
-            .caption(format!("{what} by epoch"), ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.5f64..max_epoch + 0.5, lo..hi)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("epoch")
-            .y_desc(what)
-            .label_style(("sans-serif", 14))
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(err)?;
+        let mut chart = line_chart(
+            panel,
+            format!("{what} by epoch"),
+            18,
+            (0.5f64..max_epoch + 0.5, lo..hi),
+            ("epoch", what),
+        )?;
         for (ri, run) in runs.iter().enumerate() {
             let color = COLORS[ri % COLORS.len()];
             let epochs = audited_epochs(run);
@@ -236,27 +228,13 @@ where
                 .map_err(err)?;
                 series
                     .label(format!("{} · {attack}", run.name))
-                    .legend(move |(x, y)| {
-                        plotters::element::DashedPathElement::new(
-                            vec![(x, y), (x + 20, y)],
-                            dash.max(6),
-                            gap,
-                            color.stroke_width(2),
-                        )
-                    });
+                    .legend(legend_line(color, 2, dash.max(6), gap));
                 chart
                     .draw_series(xy.iter().map(|&p| Circle::new(p, 2, color.filled())))
                     .map_err(err)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 11))
-            .draw()
-            .map_err(err)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 11)?;
     }
     root.present().map_err(err)?;
     Ok(())
@@ -266,7 +244,7 @@ fn draw_vs_utility<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[Run
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
+    let err = crate::plot::chart_err::<DB::ErrorType>;
     root.fill(&WHITE).map_err(err)?;
     let accs: Vec<f64> = runs
         .iter()
@@ -280,24 +258,16 @@ where
         .flat_map(|(_, _, rows)| rows.into_iter().map(|a| a.auc))
         .fold(0.0f64, f64::max);
     let top_auc = ((top + 0.05) * 20.0).ceil().clamp(11.0, 20.0) / 20.0;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "privacy vs utility: highest membership AUC vs test accuracy (each audited epoch)",
-            ("sans-serif", 18),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(lo..1.0f64, 0.45f64..top_auc)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("test accuracy")
-        .y_desc("highest membership AUC (attacks on slice 'all')")
-        .label_style(("sans-serif", 14))
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(err)?;
+    let mut chart = line_chart(
+        &root,
+        "privacy vs utility: highest membership AUC vs test accuracy (each audited epoch)",
+        18,
+        (lo..1.0f64, 0.45f64..top_auc),
+        (
+            "test accuracy",
+            "highest membership AUC (attacks on slice 'all')",
+        ),
+    )?;
     for (ri, run) in runs.iter().enumerate() {
         let color = COLORS[ri % COLORS.len()];
         let xy: Vec<(f64, f64)> = audited_epochs(run)
@@ -313,21 +283,12 @@ where
             .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
             .map_err(err)?
             .label(format!("{} ({eps})", run.name))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color, 2, 1, 0));
         chart
             .draw_series(xy.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
     root.present().map_err(err)?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! `training.png` / `.svg`: train and test accuracy versus epoch (left) and ε spent versus
 //! epoch (right; test loss instead for a non-private run).
 use super::{EpochRecord, Metadata};
-use crate::plot::{write_png_svg, COLORS};
-use crate::{Error, Result};
+use crate::plot::{chart_err, draw_legend, legend_line, line_chart, write_png_svg, COLORS};
+use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -11,7 +11,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, meta: &Metadata) -> Re
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: DrawingAreaErrorKind<DB::ErrorType>| Error::Other(format!("chart: {e:?}"));
+    let err = chart_err::<DB::ErrorType>;
     root.fill(&WHITE).map_err(err)?;
     let h: &[EpochRecord] = &meta.history;
     let max_epoch = h.len().max(1) as f64;
@@ -31,21 +31,13 @@ where
         .flat_map(|r| [r.train_accuracy, r.test_accuracy])
         .fold(1.0f64, f64::min);
     let lo = ((lo * 10.0).floor() / 10.0).clamp(0.0, 0.9);
-    let mut chart = ChartBuilder::on(&panels[0])
-        .caption(format!("accuracy — {title}"), ("sans-serif", 16))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.5f64..max_epoch + 0.5, lo..1.0f64)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc("accuracy")
-        .label_style(("sans-serif", 14))
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(err)?;
+    let mut chart = line_chart(
+        &panels[0],
+        format!("accuracy — {title}"),
+        16,
+        (0.5f64..max_epoch + 0.5, lo..1.0f64),
+        ("epoch", "accuracy"),
+    )?;
     for (i, (name, get)) in [
         (
             "train (running, before each update)",
@@ -62,21 +54,12 @@ where
             .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(legend_line(color, 2, 1, 0));
         chart
             .draw_series(xy.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(err)?;
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
 
     let (desc, ys): (String, Vec<f64>) = if private {
         (
@@ -91,28 +74,17 @@ where
         ("test loss".into(), h.iter().map(|r| r.test_loss).collect())
     };
     let top = ys.iter().cloned().fold(0.0f64, f64::max).max(1e-3) * 1.1;
-    let mut chart = ChartBuilder::on(&panels[1])
-        .caption(
-            if private {
-                "privacy spent"
-            } else {
-                "test loss"
-            },
-            ("sans-serif", 16),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(55)
-        .build_cartesian_2d(0.5f64..max_epoch + 0.5, 0f64..top)
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .x_desc("epoch")
-        .y_desc(desc)
-        .label_style(("sans-serif", 14))
-        .light_line_style(WHITE)
-        .draw()
-        .map_err(err)?;
+    let mut chart = line_chart(
+        &panels[1],
+        if private {
+            "privacy spent"
+        } else {
+            "test loss"
+        },
+        16,
+        (0.5f64..max_epoch + 0.5, 0f64..top),
+        ("epoch", &desc),
+    )?;
     let color = COLORS[3];
     let xy: Vec<(f64, f64)> = h
         .iter()
