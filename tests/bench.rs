@@ -474,15 +474,27 @@ fn early_stop_only_where_the_attacked_model_is_the_judge() {
     };
     let args = |defense: &'static str| {
         vec![
-            "--attack", "pgd", "--steps", "8", "--eps", "0,16/255", "--defense", defense,
-            "--adaptive", "--eot", "2",
+            "--attack",
+            "pgd",
+            "--steps",
+            "8",
+            "--eps",
+            "0,16/255",
+            "--defense",
+            defense,
+            "--adaptive",
+            "--eot",
+            "2",
         ]
     };
     // Judged on the bare model only: fooled images stop early.
     let bare = f.root.join("bare");
     bench_json(&f, &bare, &args("none"));
     let q = queries(&bare, "non-adaptive");
-    assert!(q.iter().any(|&v| v < 9) && q.iter().all(|&v| v <= 9), "{q:?}");
+    assert!(
+        q.iter().any(|&v| v < 9) && q.iter().all(|&v| v <= 9),
+        "{q:?}"
+    );
     // Judged through defenses too: the bare-model attack runs all its steps; the adaptive
     // attack on a deterministic defense stops early, on a random one it does not.
     let def = f.root.join("def");

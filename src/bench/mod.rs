@@ -365,13 +365,15 @@ pub fn load_batch(model: &Classifier, items: &[Item]) -> LoadedBatch {
     }
 }
 
+/// Builds an attack by name, with early stopping on or off.
+pub type AttackFactory<'a> = dyn Fn(&str, bool) -> Result<Box<dyn Attack>> + 'a;
+
 /// Everything a unit needs.
 pub struct Runner<'a> {
     pub cfg: &'a BenchConfig,
     pub model: &'a Classifier,
     pub defenses: Vec<(String, defenses::Chain)>,
-    /// Builds an attack by name, with early stopping on or off.
-    pub make_attack: &'a dyn Fn(&str, bool) -> Result<Box<dyn Attack>>,
+    pub make_attack: &'a AttackFactory<'a>,
 }
 
 fn argmax(logits: &Tensor) -> Vec<usize> {
