@@ -14,7 +14,7 @@
 //! gradient is computed analytically (the margin term's goes through `grad_eval`, so EOT
 //! averaging applies to it).
 use super::{
-    grad_eval, margin, prob_and_score, project_quantized, ste_quantize, Attack, AttackOutput,
+    grad_eval, margin, prob_and_score, project_quantized, straight_through, Attack, AttackOutput,
     Budget, Goal, StepInfo, Victim,
 };
 use crate::Result;
@@ -117,12 +117,13 @@ impl Attack for CarliniWagner {
             let mut succeeded = Tensor::zeros([n], (Kind::Bool, dev));
             let cv = c.shallow_clone();
             for _ in 0..self.steps {
-                let to_input = |w: &Tensor| ste_quantize(&x0, &to_x(w), budget);
+                // The 8-bit image is projected once per step (L2 projection is a bisection).
+                let x = to_x(&w);
+                let xq = project_quantized(&x0, &x, budget);
+                let to_input = |w: &Tensor| straight_through(&to_x(w), &xq);
                 let f = |logits: &Tensor| margin(goal, logits).clamp_min(-self.kappa) * &cv;
                 let eval = grad_eval(model, &w, &to_input, &f)?;
                 queries += model.eot_samples();
-                let x = to_x(&w);
-                let xq = project_quantized(&x0, &x, budget);
                 let l2 = (&xq - &x0)
                     .square()
                     .sum_dim_intlist([1i64, 2, 3].as_slice(), false, Kind::Float)

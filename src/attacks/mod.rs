@@ -624,11 +624,11 @@ pub fn verify_file(
     })
 }
 
-/// The 8-bit image of `x` (see [`project_quantized`]) in the forward pass, with the gradient
-/// passed straight through the rounding and clamping to `x` (a straight-through estimator):
-/// gradient attacks optimize a continuous iterate while the model sees the image as saved.
-pub fn ste_quantize(x0: &Tensor, x: &Tensor, budget: Budget) -> Tensor {
-    let xq = project_quantized(x0, x, budget);
+/// `xq`, the 8-bit image of `x` (from [`project_quantized`], computed once by the caller), in
+/// the forward pass, with the gradient passed straight through the rounding and clamping to
+/// `x` (a straight-through estimator): gradient attacks optimize a continuous iterate while the
+/// model sees the image as saved.
+pub fn straight_through(x: &Tensor, xq: &Tensor) -> Tensor {
     x + (xq - x).detach()
 }
 
@@ -660,7 +660,7 @@ pub(crate) fn prob_and_score(goal: &Goal, logits: &Tensor) -> (Tensor, Tensor) {
 }
 
 /// One evaluation of a gradient attack at its continuous iterate `x` (within budget): the
-/// goal loss and its gradient w.r.t. `x` at the 8-bit image of `x` (through [`ste_quantize`],
+/// goal loss and its gradient w.r.t. `x` at the 8-bit image of `x` (through [`straight_through`],
 /// EOT-averaged by [`grad_eval`]). The quantized image is recorded in `best` and the step is
 /// reported to `on_step`. Returns the evaluation and the number of images whose best image
 /// meets the goal so far.
@@ -678,9 +678,9 @@ pub(crate) fn quantized_grad_step(
     (step, steps): (usize, usize),
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<(GradEval, usize)> {
-    let to_input = |x: &Tensor| ste_quantize(x0, x, budget);
-    let eval = grad_eval(victim, x, &to_input, &|logits| goal.loss(logits))?;
     let xq = project_quantized(x0, x, budget);
+    let to_input = |x: &Tensor| straight_through(x, &xq);
+    let eval = grad_eval(victim, x, &to_input, &|logits| goal.loss(logits))?;
     let reached = goal.reached(&eval.logits);
     let (prob, score) = prob_and_score(goal, &eval.logits);
     match rows {
