@@ -1,7 +1,7 @@
 //! `fool audit`: metrics against scikit-learn, the attacks, slices, array and model inputs,
 //! bad input, and an audit of a small overfit MNIST model.
 mod common;
-use common::{asset, fool, json};
+use common::{asset, fool, ok, ok_json};
 use fool::audit::attacks::LogisticRegression;
 use fool::audit::{self, roc, AttackKind, AuditOptions, Metrics, OutputKind, Outputs, SliceSpec};
 use ndarray::{Array1, Array2};
@@ -237,18 +237,11 @@ fn array_args(f: &[PathBuf; 4]) -> Vec<String> {
 fn cli_on_arrays_json_table_and_files() {
     let dir = tempfile::tempdir().unwrap();
     let files = toy_arrays(dir.path());
-    let out = fool()
-        .arg("audit")
-        .args(array_args(&files))
-        .args(["--json", "--slices", "class,correctness"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rows = json(&out);
+    let rows = ok_json(fool().arg("audit").args(array_args(&files)).args([
+        "--json",
+        "--slices",
+        "class,correctness",
+    ]));
     let rows = rows.as_array().unwrap();
     let keys = [
         "attack",
@@ -286,19 +279,12 @@ fn cli_on_arrays_json_table_and_files() {
 
     // Human table and --out files.
     let od = dir.path().join("report");
-    let out = fool()
+    let out = ok(fool()
         .arg("audit")
         .args(array_args(&files))
         .args(["--attacks", "threshold", "--out"])
-        .arg(&od)
-        .output()
-        .unwrap();
+        .arg(&od));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(text.contains("threshold-entropy") && !text.contains("logistic-regression"));
     assert!(text.contains("most vulnerable slice"), "{text}");
     for f in ["audit.json", "audit.csv", "roc.png", "roc.svg"] {
@@ -322,18 +308,14 @@ fn cli_on_arrays_json_table_and_files() {
     let mut pf = files.clone();
     pf[0] = dir.path().join("ptr.npy");
     pf[2] = dir.path().join("pte.npy");
-    let out = fool()
-        .arg("audit")
-        .args(array_args(&pf))
-        .args(["--probabilities", "--json", "--attacks", "loss"])
-        .output()
+    let auc_p = ok_json(fool().arg("audit").args(array_args(&pf)).args([
+        "--probabilities",
+        "--json",
+        "--attacks",
+        "loss",
+    ]))[0]["auc"]
+        .as_f64()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let auc_p = json(&out)[0]["auc"].as_f64().unwrap();
     let auc_l = rows[0]["auc"].as_f64().unwrap();
     assert!((auc_p - auc_l).abs() < 1e-9, "{auc_p} vs {auc_l}");
 }
@@ -539,44 +521,31 @@ fn audit_of_an_overfit_mnist_model() {
     let data = asset("mnist");
     // Small and trained long enough to overfit (test accuracy about 60%).
     let train_args = "train --dataset mnist --limit 250 --epochs 6 --batch 25 --lr 0.02 --samples 0 --device cpu";
-    let out = fool()
+    ok(fool()
         .args(train_args.split(' '))
         .arg("--data")
         .arg(&data)
         .arg("--out")
         .arg(&run)
-        .arg("--quiet")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg("--quiet"));
     let model = run.join("model.pt");
-    let out = fool()
-        .arg("audit")
-        .arg("--model")
-        .arg(&model)
-        .args([
-            "--dataset",
-            "mnist",
-            "--max-examples",
-            "500",
-            "--device",
-            "cpu",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let rows = ok_json(
+        fool()
+            .arg("audit")
+            .arg("--model")
+            .arg(&model)
+            .args([
+                "--dataset",
+                "mnist",
+                "--max-examples",
+                "500",
+                "--device",
+                "cpu",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--json"),
     );
-    let rows = json(&out);
     let rows = rows.as_array().unwrap();
     let loss = rows
         .iter()

@@ -1,7 +1,7 @@
 //! Bad input: a clear one-line error naming the file or flag, a non-zero exit, no panic, and
 //! no output file left behind. Odd-but-valid images (greyscale, RGBA, 16-bit, CMYK) convert.
 mod common;
-use common::{asset, fool, json};
+use common::{asset, fool, ok, ok_json};
 use ndarray::Array4;
 use ndarray_npy::WriteNpyExt;
 use std::path::Path;
@@ -125,33 +125,14 @@ fn greyscale_rgba_16bit_and_cmyk_images_are_converted() {
     for (name, img) in cases {
         let p = dir.path().join(name);
         img.save(&p).unwrap();
-        let out = fool()
-            .args(["predict", "--json", "--quiet"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v = json(&out);
+        let v = ok_json(fool().args(["predict", "--json", "--quiet"]).arg(&p));
         if name != "grey.png" {
             // Colour preserved exactly (RGBA drops alpha; 16-bit rounds back to 8).
             assert_eq!(v["top"][0]["index"], 263, "{name}");
         }
     }
     let cmyk = common::root().join("tests/fixtures/cmyk.jpg");
-    let out = fool()
-        .args(["predict", "--json", "--quiet"])
-        .arg(&cmyk)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cmyk: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(fool().args(["predict", "--json", "--quiet"]).arg(&cmyk));
     // The CMYK pixels decode to the RGB gradient the fixture was made from (not inverted).
     let img = fool::imageio::load_rgb(&cmyk).unwrap();
     let px = img.get_pixel(39, 29).0;
@@ -219,20 +200,15 @@ fn bad_models_and_labels() {
     let tiny = dir.path().join("tiny.pt");
     common::tiny_model(&tiny, 3, 224, 5);
     std::fs::write(&labels, r#"["cat", "dog", "bird"]"#).unwrap();
-    let out = fool()
-        .args(["predict", "--json", "--quiet", "--model"])
-        .arg(&tiny)
-        .arg("--labels")
-        .arg(&labels)
-        .arg(&dog)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = ok_json(
+        fool()
+            .args(["predict", "--json", "--quiet", "--model"])
+            .arg(&tiny)
+            .arg("--labels")
+            .arg(&labels)
+            .arg(&dog),
     );
-    assert_eq!(json(&out)["top"].as_array().unwrap().len(), 3);
+    assert_eq!(v["top"].as_array().unwrap().len(), 3);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `fool bench` on a tiny traced model and a synthetic labelled folder: results, summary,
 //! chart, resume after interruption, shards + merge, unreadable files, bad input.
 mod common;
-use common::fool;
+use common::{fool, ok, ok_json};
 use fool::model::Classifier;
 use fool::preprocess::Preprocess;
 use std::path::{Path, PathBuf};
@@ -84,21 +84,19 @@ fn bench_cmd_eps(f: &Fixture, out: &Path, eps: &str, extra: &[&str]) -> assert_c
 /// `fool bench` on the fixture with `--json`, batch 5 and the given settings; must succeed.
 /// Returns the summary it printed.
 fn bench_json(f: &Fixture, out: &Path, args: &[&str]) -> serde_json::Value {
-    let o = fool()
-        .arg("bench")
-        .arg(&f.images)
-        .arg("--model")
-        .arg(&f.model)
-        .args([
-            "--size", "32", "--resize", "32", "--quiet", "--json", "--batch", "5",
-        ])
-        .args(args)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    ok_json(
+        fool()
+            .arg("bench")
+            .arg(&f.images)
+            .arg("--model")
+            .arg(&f.model)
+            .args([
+                "--size", "32", "--resize", "32", "--quiet", "--json", "--batch", "5",
+            ])
+            .args(args)
+            .arg("--out")
+            .arg(out),
+    )
 }
 
 fn summary(out: &Path) -> serde_json::Value {
@@ -119,9 +117,7 @@ fn sorted_lines(p: &Path) -> Vec<String> {
 fn sweep_writes_results_summary_and_chart() {
     let f = fixture();
     let out = f.root.join("run");
-    let o = bench_cmd(&f, &out, &["--json"]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = ok_json(&mut bench_cmd(&f, &out, &["--json"]));
     let rows = s.as_array().unwrap();
     // 3 eps × (3 defenses non-adaptive + 2 adaptive)
     assert_eq!(rows.len(), 15);
@@ -183,11 +179,7 @@ fn sweep_writes_results_summary_and_chart() {
 fn interrupted_run_resumes_to_the_same_summary() {
     let f = fixture();
     let whole = f.root.join("whole");
-    assert!(bench_cmd(&f, &whole, &[])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ok(&mut bench_cmd(&f, &whole, &[]));
 
     let part = f.root.join("part");
     let o = bench_cmd(&f, &part, &[])
@@ -207,15 +199,14 @@ fn interrupted_run_resumes_to_the_same_summary() {
     text.push_str("{\"file\":\"img0");
     std::fs::write(part.join("results.jsonl"), text).unwrap();
 
-    let o = bench_cmd(&f, &part, &[]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&mut bench_cmd(&f, &part, &[]));
     assert_eq!(
         sorted_lines(&part.join("results.jsonl")),
         sorted_lines(&whole.join("results.jsonl"))
     );
     assert_eq!(summary(&part), summary(&whole));
     // Running again does nothing and changes nothing.
-    assert!(bench_cmd(&f, &part, &[]).output().unwrap().status.success());
+    ok(&mut bench_cmd(&f, &part, &[]));
     assert_eq!(sorted_lines(&part.join("results.jsonl")).len(), 150);
 }
 
@@ -223,39 +214,25 @@ fn interrupted_run_resumes_to_the_same_summary() {
 fn shards_merge_into_the_single_machine_summary() {
     let f = fixture();
     let whole = f.root.join("whole");
-    assert!(bench_cmd(&f, &whole, &[])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ok(&mut bench_cmd(&f, &whole, &[]));
     let s0 = f.root.join("s0");
     let s1 = f.root.join("s1");
-    assert!(bench_cmd(&f, &s0, &["--shard", "0/2"])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    ok(&mut bench_cmd(&f, &s0, &["--shard", "0/2"]));
     // The second shard takes its index from a Slurm job array's environment.
-    let o = bench_cmd(&f, &s1, &[])
+    ok(bench_cmd(&f, &s1, &[])
         .env("SLURM_ARRAY_TASK_ID", "2")
         .env("SLURM_ARRAY_TASK_MIN", "1")
-        .env("SLURM_ARRAY_TASK_COUNT", "2")
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+        .env("SLURM_ARRAY_TASK_COUNT", "2"));
     let n0 = sorted_lines(&s0.join("results.jsonl")).len();
     let n1 = sorted_lines(&s1.join("results.jsonl")).len();
     assert!(n0 > 0 && n1 > 0 && n0 + n1 == 150, "{n0} + {n1}");
     let merged = f.root.join("merged");
-    let o = fool()
+    ok(fool()
         .args(["bench", "merge", "--quiet"])
         .arg(&s0)
         .arg(&s1)
         .arg("--out")
-        .arg(&merged)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        .arg(&merged));
     assert_eq!(summary(&merged), summary(&whole));
     assert_eq!(
         sorted_lines(&merged.join("results.jsonl")),
@@ -272,14 +249,12 @@ fn unreadable_images_are_skipped_and_counted() {
     let o = bench_cmd(&f, &out, &["--no-such-flag"]).output().unwrap();
     // Unknown flag: a usage error, and nothing written.
     assert_eq!(o.status.code(), Some(2));
-    let o = bench_cmd(&f, &out, &[]).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&mut bench_cmd(&f, &out, &[]));
     let s = summary(&out);
     assert!(s.as_array().unwrap().iter().all(|r| r["n_images"] == 9));
     let skipped = std::fs::read_to_string(out.join("skipped.txt")).unwrap();
     assert!(skipped.starts_with("img03.png\t"), "{skipped}");
-    let o = bench_cmd(&f, &out, &[]).arg("--json").output().unwrap();
-    assert!(o.status.success());
+    ok(bench_cmd(&f, &out, &[]).arg("--json"));
 }
 
 #[test]

@@ -2,23 +2,17 @@
 //! predict → targeted attack → predict the saved PNG → JPEG defense → apply the perturbation.
 //! Every claim is checked against the files on disk.
 mod common;
-use common::{asset, fool, json};
+use common::{asset, fool, ok, ok_json};
 use ndarray::Array4;
 use ndarray_npy::ReadNpyExt;
 
 #[test]
 fn predict_dog_top5() {
-    let out = fool()
-        .args(["predict", "--json", "--quiet"])
-        .arg(asset("dog.png"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = ok_json(
+        fool()
+            .args(["predict", "--json", "--quiet"])
+            .arg(asset("dog.png")),
     );
-    let v = json(&out);
     let top = v["top"].as_array().unwrap();
     assert_eq!(top.len(), 5);
     assert_eq!(top[0]["index"], 263);
@@ -36,20 +30,14 @@ fn predict_dog_top5() {
 #[test]
 fn dog_becomes_goldfish_and_the_saved_files_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    let out = fool()
-        .arg(asset("dog.png"))
-        .args([
-            "--target", "goldfish", "--json", "--quiet", "--seed", "7", "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let rec = ok_json(
+        fool()
+            .arg(asset("dog.png"))
+            .args([
+                "--target", "goldfish", "--json", "--quiet", "--seed", "7", "--out",
+            ])
+            .arg(dir.path()),
     );
-    let rec = json(&out);
     assert_eq!(rec["success"], true);
     assert_eq!(rec["original"]["top"][0]["index"], 263);
     assert_eq!(rec["adversarial"]["top"][0]["index"], 1);
@@ -85,12 +73,7 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
     assert_eq!(saved["linf"], rec["linf"]);
 
     // A fresh `fool predict` of the saved PNG says goldfish.
-    let p = fool()
-        .args(["predict", "--json", "--quiet"])
-        .arg(&png)
-        .output()
-        .unwrap();
-    let pv = json(&p);
+    let pv = ok_json(fool().args(["predict", "--json", "--quiet"]).arg(&png));
     assert_eq!(pv["top"][0]["index"], 1);
     assert!(
         (pv["top"][0]["prob"].as_f64().unwrap()
@@ -100,13 +83,11 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
     );
 
     // Through the JPEG defense: both predictions are reported.
-    let d = fool()
-        .args(["predict", "--json", "--quiet", "--defense", "jpeg:75"])
-        .arg(&png)
-        .output()
-        .unwrap();
-    assert!(d.status.success());
-    let dv = json(&d);
+    let dv = ok_json(
+        fool()
+            .args(["predict", "--json", "--quiet", "--defense", "jpeg:75"])
+            .arg(&png),
+    );
     assert_eq!(dv["defense"], "jpeg:75");
     assert_eq!(dv["undefended_top"][0]["index"], 1);
     assert!(dv["top"][0]["index"].as_u64().is_some());
@@ -121,14 +102,12 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
         "normalized-space max {max_norm}"
     );
     let applied = dir.path().join("reapplied.png");
-    let a = fool()
-        .args(["apply", "--json", "--quiet", "--perturbation", npy, "-o"])
-        .arg(&applied)
-        .arg(asset("dog.png"))
-        .output()
-        .unwrap();
-    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
-    let av = json(&a);
+    let av = ok_json(
+        fool()
+            .args(["apply", "--json", "--quiet", "--perturbation", npy, "-o"])
+            .arg(&applied)
+            .arg(asset("dog.png")),
+    );
     assert_eq!(av["perturbed"][0]["index"], 1);
     assert_eq!(
         image::open(&applied).unwrap().to_rgb8(),
@@ -144,25 +123,19 @@ fn dog_becomes_goldfish_and_the_saved_files_say_so() {
 #[test]
 fn untargeted_attack_changes_the_label() {
     let dir = tempfile::tempdir().unwrap();
-    let out = fool()
-        .arg(asset("dog.png"))
-        .args([
-            "--untargeted",
-            "--eps",
-            "4/255",
-            "--json",
-            "--quiet",
-            "--out",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let rec = ok_json(
+        fool()
+            .arg(asset("dog.png"))
+            .args([
+                "--untargeted",
+                "--eps",
+                "4/255",
+                "--json",
+                "--quiet",
+                "--out",
+            ])
+            .arg(dir.path()),
     );
-    let rec = json(&out);
     assert_eq!(rec["success"], true);
     assert_eq!(rec["untargeted"], true);
     assert!(rec["target"].is_null());
@@ -195,20 +168,14 @@ fn goal_not_reached_exits_3_and_says_so() {
 #[test]
 fn apply_accepts_the_tutorials_perturbation_file() {
     let dir = tempfile::tempdir().unwrap();
-    let out = fool()
-        .args(["apply", "--json", "--quiet", "--perturbation"])
-        .arg(asset("seed_adversarial_r.npy"))
-        .arg("--out")
-        .arg(dir.path())
-        .arg(asset("dog.png"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = ok_json(
+        fool()
+            .args(["apply", "--json", "--quiet", "--perturbation"])
+            .arg(asset("seed_adversarial_r.npy"))
+            .arg("--out")
+            .arg(dir.path())
+            .arg(asset("dog.png")),
     );
-    let v = json(&out);
     assert!(dir.path().join("dog_applied.png").exists());
     assert!(v["linf"].as_f64().unwrap() > 0.0);
     assert_eq!(v["original"][0]["index"], 263);
@@ -217,17 +184,10 @@ fn apply_accepts_the_tutorials_perturbation_file() {
 #[test]
 fn human_output_names_both_predictions() {
     let dir = tempfile::tempdir().unwrap();
-    let out = fool()
+    let out = ok(fool()
         .arg(asset("dog.png"))
         .args(["--target", "tabby", "--quiet", "--out"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(dir.path()));
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("original:    Pembroke"), "{s}");
     assert!(s.contains("adversarial: tabby"), "{s}");

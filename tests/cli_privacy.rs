@@ -1,16 +1,10 @@
 //! `fool privacy epsilon|noise` against Opacus's numbers (tests/fixtures/accountant_opacus.json).
-use assert_cmd::Command;
+mod common;
+use common::{fool, ok, ok_json};
 use serde_json::Value;
 
-fn fool() -> Command {
-    let mut c = Command::cargo_bin("fool").expect("fool binary");
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
-    c
-}
-
 fn fixture_row(table: &str, name: &str) -> Value {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/accountant_opacus.json");
+    let p = common::root().join("tests/fixtures/accountant_opacus.json");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
     v[table]
         .as_array()
@@ -22,13 +16,7 @@ fn fixture_row(table: &str, name: &str) -> Value {
 }
 
 fn run_json(args: &[&str]) -> Value {
-    let out = fool().args(args).arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    ok_json(fool().args(args).arg("--json"))
 }
 
 const MNIST: [&str; 10] = [
@@ -119,12 +107,7 @@ fn noise_for_a_budget_is_calibrated() {
 
 #[test]
 fn human_output_is_one_line() {
-    let out = fool()
-        .args(["privacy", "epsilon"])
-        .args(MNIST)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let out = ok(fool().args(["privacy", "epsilon"]).args(MNIST));
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(

@@ -4,7 +4,7 @@
 #![allow(clippy::excessive_precision)]
 mod common;
 
-use common::{asset, fool};
+use common::{asset, fool, ok};
 use fool::audit::lira::{logit_confidence, norm_logcdf, norm_logpdf, scores, Confidences};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -149,9 +149,7 @@ fn scores_of_a_toy_example() {
 }
 
 fn run_ok(cmd: &mut assert_cmd::Command) -> std::process::Output {
-    let o = cmd.env("OMP_NUM_THREADS", "1").output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
+    ok(cmd.env("OMP_NUM_THREADS", "1"))
 }
 
 /// Shadow models of the LiRA runs.

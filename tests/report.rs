@@ -1,41 +1,29 @@
 //! `fool train --audit-every` and `fool report privacy`.
 mod common;
-use common::{fool, json};
+use common::{fool, ok, ok_json};
 use fool::audit::{audit_logits, AuditOptions};
 use fool::datasets::{self, DatasetName, Split};
 use std::path::Path;
 use tch::{CModule, Device, Kind, Tensor};
 
 fn train(out: &Path, extra: &[&str]) -> serde_json::Value {
-    let o = fool()
-        .args([
-            "train",
-            "--dataset",
-            "mnist",
-            "--limit",
-            "600",
-            "--epochs",
-            "4",
-            "--batch",
-            "30",
-        ])
-        .args([
-            "--lr",
-            "0.02",
-            "--audit-every",
-            "2",
-            "--audit-examples",
-            "500",
-            "--samples",
-            "40",
-        ])
-        .args(["--json", "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    json(&o)
+    ok_json(
+        fool()
+            .args("train --dataset mnist --limit 600 --epochs 4 --batch 30".split(' '))
+            .args([
+                "--lr",
+                "0.02",
+                "--audit-every",
+                "2",
+                "--audit-examples",
+                "500",
+                "--samples",
+                "40",
+            ])
+            .args(["--json", "--out"])
+            .arg(out)
+            .args(extra),
+    )
 }
 
 /// Logits of an exported model on rows `idx` of a split.
@@ -112,16 +100,13 @@ fn audits_during_training_and_the_privacy_report() {
     }
 
     // Robustness of the plain run, from `fool bench` on its exported samples.
-    let o = fool()
+    ok(fool()
         .arg("bench")
         .arg(plain.join("samples"))
         .arg("--model")
         .arg(plain.join("model.pt"))
         .args(["--attack", "fgsm", "--eps", "0,0.1,0.2", "--quiet", "--out"])
-        .arg(plain.join("bench"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        .arg(plain.join("bench")));
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(plain.join("bench/summary.json")).unwrap())
             .unwrap();
@@ -134,17 +119,15 @@ fn audits_during_training_and_the_privacy_report() {
         .clone();
 
     let out = dir.path().join("report");
-    let o = fool()
-        .args(["report", "privacy"])
-        .arg(&plain)
-        .arg(&private)
-        .arg("--out")
-        .arg(&out)
-        .arg("--json")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let rep = json(&o);
+    let rep = ok_json(
+        fool()
+            .args(["report", "privacy"])
+            .arg(&plain)
+            .arg(&private)
+            .arg("--out")
+            .arg(&out)
+            .arg("--json"),
+    );
     let rows = rep.as_array().unwrap();
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["run"], "plain");

@@ -1,6 +1,6 @@
 //! DP-SGD statistics, `fool train` end to end (ε from the accountant, export, resume, bad input).
 mod common;
-use common::{fool, json};
+use common::{fool, ok_json};
 use fool::nets::{Arch, Net};
 use fool::privacy::accountant::{self, AccountantKind};
 use fool::privacy::dpsgd::DpSgd;
@@ -147,9 +147,7 @@ fn dp_training_reports_the_accountants_epsilon_and_exports_a_loadable_model() {
     let out = dir.path().join("run");
     let mut args = train_args(&out);
     args.extend(["--dp", "--noise", "1.0", "--clip", "1.0", "--delta", "1e-5"].map(String::from));
-    let o = fool().args(&args).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let meta = json(&o);
+    let meta = ok_json(fool().args(&args));
     // q = 50/1000, ⌊1/q⌋ = 20 steps per epoch, 2 epochs.
     assert_eq!(meta["steps"], 40);
     assert_eq!(meta["sample_rate"], 0.05);
@@ -178,14 +176,12 @@ fn dp_training_reports_the_accountants_epsilon_and_exports_a_loadable_model() {
     }
     // The exported model classifies its own test sample through `fool predict` (model.json
     // gives 28×28 and no normalization; labels.json the digit names).
-    let p = fool()
-        .args(["predict", "--json", "--model"])
-        .arg(out.join("model.pt"))
-        .arg(out.join("samples/00002-1.png"))
-        .output()
-        .unwrap();
-    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stderr));
-    let pj = json(&p);
+    let pj = ok_json(
+        fool()
+            .args(["predict", "--json", "--model"])
+            .arg(out.join("model.pt"))
+            .arg(out.join("samples/00002-1.png")),
+    );
     let top = &pj["top"][0];
     assert_eq!(
         top["label"].as_str().unwrap(),
@@ -208,9 +204,7 @@ fn plain_training_learns_mnist() {
     let mut args = train_args(&out);
     args[4] = "3000".into();
     args[10] = "0.02".into(); // --lr
-    let o = fool().args(&args).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let meta = json(&o);
+    let meta = ok_json(fool().args(&args));
     assert!(meta["epsilon"].is_null());
     let acc = meta["test_accuracy"].as_f64().unwrap();
     assert!(
@@ -237,9 +231,7 @@ fn interrupted_training_resumes_to_the_same_model_and_epsilon() {
     let dp = ["--dp", "--noise", "1.2", "--checkpoint-every", "1"].map(String::from);
     let mut a = train_args(&whole);
     a.extend(dp.clone());
-    let o = fool().args(&a).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let want = strip_times(json(&o));
+    let want = strip_times(ok_json(fool().args(&a)));
 
     let mut b = train_args(&parts);
     b.extend(dp);
@@ -259,9 +251,7 @@ fn interrupted_training_resumes_to_the_same_model_and_epsilon() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
     b.push("--resume".into());
-    let o = fool().args(&b).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let got = strip_times(json(&o));
+    let got = strip_times(ok_json(fool().args(&b)));
     assert_eq!(got["history"], want["history"]);
     assert_eq!(got["epsilon"], want["epsilon"]);
     // Bit-identical models.
@@ -287,9 +277,7 @@ fn target_epsilon_calibrates_the_noise() {
     let mut a = train_args(&out);
     a[6] = "1".into(); // one epoch
     a.extend(["--dp", "--target-epsilon", "2.0"].map(String::from));
-    let o = fool().args(&a).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let meta = json(&o);
+    let meta = ok_json(fool().args(&a));
     let eps = meta["epsilon"].as_f64().unwrap();
     assert!(eps <= 2.0 && eps > 1.98, "ε {eps} for target 2");
     let sigma = meta["noise"].as_f64().unwrap();
@@ -359,24 +347,12 @@ fn half_trains_on_a_seeded_random_half_and_records_the_members() {
     let mut sets = vec![];
     for (name, seed) in [("a", "1"), ("b", "1"), ("c", "2")] {
         let out = dir.path().join(name);
-        let o = fool()
-            .args([
-                "train",
-                "--dataset",
-                "mnist",
-                "--limit",
-                "400",
-                "--epochs",
-                "1",
-                "--batch",
-                "50",
-            ])
-            .args(["--samples", "0", "--json", "--half", seed, "--out"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let meta = json(&o);
+        let meta = ok_json(
+            fool()
+                .args("train --dataset mnist --limit 400 --epochs 1 --batch 50".split(' '))
+                .args(["--samples", "0", "--json", "--half", seed, "--out"])
+                .arg(&out),
+        );
         assert_eq!(meta["train_examples"], 200);
         assert!(meta["members"].as_str().unwrap().contains("random half"));
         let m = read(&out.join("members.npy"));

@@ -19,8 +19,11 @@
 //! Differences from the reference: the forward pass sees the 8-bit image (straight-through
 //! estimator), success is judged on it, and the best successful image is kept per image; the
 //! first checkpoint counts the increase from the starting point's loss (the reference compares
-//! with an uninitialized zero row there); all images are attacked in every restart, and with
-//! `early_stop` the attack ends once every image meets the goal.
+//! with an uninitialized zero row there). Without `early_stop`, all images are attacked in every
+//! restart; with it, an image leaves the batch as soon as its 8-bit image meets the goal and is
+//! not restarted (as AutoAttack restarts only the robust points): the others' trajectories are
+//! unchanged, so with one restart the successes are those of the full-batch run (later restarts
+//! draw their random starts for the open images only). Queries are then counted per image.
 use super::{quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal};
 use super::{Norm, StepInfo, Victim};
 use crate::Result;
@@ -66,26 +69,43 @@ impl Attack for Apgd {
         budget: Budget,
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
-        let x0 = x0.detach();
+        let x0_all = x0.detach();
         let eps = budget.eps;
-        let n = x0.size()[0];
-        let dev = x0.device();
+        let n = x0_all.size()[0];
+        let dev = x0_all.device();
+        let draws = model.eot_samples() as i64;
         let iters = self.steps;
         let k_first = ((0.22 * iters as f64) as usize).max(1);
         let k_min = ((0.06 * iters as f64) as usize).max(1);
         let k_decr = ((0.03 * iters as f64) as usize).max(1);
         let restarts = self.n_restarts.max(1);
         let total = restarts * (iters + 1) - 1;
-        let mut best = BestSoFar::new(&x0);
+        let mut best = BestSoFar::new(&x0_all);
+        // The batch indices of the images still attacked, and each image's queries.
+        let mut rows = Tensor::arange(n, (Kind::Int64, dev));
+        let mut per_image = Tensor::zeros([n], (Kind::Int64, dev));
         let mut evals = 0;
         let mut steps_taken = 0;
-        let mut all_reached = false;
         let view4 = |t: &Tensor| t.view([-1, 1, 1, 1]);
+        // The images at `rows` still open (not yet fooled), as positions in `rows`.
+        let open = |best: &BestSoFar, rows: &Tensor| {
+            best.success
+                .index_select(0, rows)
+                .logical_not()
+                .nonzero()
+                .squeeze_dim(1)
+        };
 
-        'restarts: for _ in 0..restarts {
-            if self.early_stop && all_reached {
+        for _ in 0..restarts {
+            if self.early_stop {
+                rows = rows.index_select(0, &open(&best, &rows));
+            }
+            let m = rows.size()[0];
+            if m == 0 {
                 break;
             }
+            let mut x0 = x0_all.index_select(0, &rows);
+            let mut goal_a = goal.select(&rows);
             // Random start on the sphere of radius eps: a uniform draw scaled so its largest
             // coordinate is eps (L∞), a Gaussian draw scaled to L2 norm eps (L2).
             let t = match budget.norm {
@@ -97,34 +117,56 @@ impl Attack for Apgd {
                 Norm::L2 => budget.direction(&x0.randn_like()),
             };
             let mut x = budget.clip(&x0, &(&x0 + t * eps));
-            let (eval, reached) = quantized_grad_step(
+            let (eval, _) = quantized_grad_step(
                 model,
                 &x0,
                 &x,
-                goal,
+                &goal_a,
                 budget,
                 &mut best,
-                None,
+                (m < n).then_some(&rows),
                 (evals, total),
                 on_step,
             )?;
             evals += 1;
-            all_reached = reached == n as usize;
+            per_image = per_image.index_add(0, &rows, &rows.ones_like().multiply_scalar(draws));
             // L = −goal.loss is maximized: its gradient is −grad.
             let mut grad = -eval.grad();
             let mut loss_best = -eval.loss;
             let mut x_best = x.shallow_clone();
             let mut grad_best = grad.shallow_clone();
-            let mut step_size = Tensor::full([n, 1, 1, 1], 2.0 * eps, (Kind::Float, dev));
+            let mut step_size = Tensor::full([m, 1, 1, 1], 2.0 * eps, (Kind::Float, dev));
             let mut x_old = x.shallow_clone();
             let mut history = vec![loss_best.shallow_clone()];
             let mut loss_best_last = loss_best.shallow_clone();
-            let mut reduced_last = Tensor::ones([n], (Kind::Bool, dev));
+            let mut reduced_last = Tensor::ones([m], (Kind::Bool, dev));
             let mut k = k_first;
             let mut since_check = 0;
             for i in 0..iters {
-                if self.early_stop && all_reached {
-                    break 'restarts;
+                if self.early_stop {
+                    // Fooled images leave the batch; the others' trajectories are unchanged
+                    // (every quantity below is per image).
+                    let keep = open(&best, &rows);
+                    let left = keep.size()[0];
+                    if left == 0 {
+                        break;
+                    }
+                    if left < rows.size()[0] {
+                        let sel = |t: &Tensor| t.index_select(0, &keep);
+                        rows = sel(&rows);
+                        x0 = sel(&x0);
+                        goal_a = goal_a.select(&keep);
+                        x = sel(&x);
+                        x_old = sel(&x_old);
+                        grad = sel(&grad);
+                        x_best = sel(&x_best);
+                        grad_best = sel(&grad_best);
+                        loss_best = sel(&loss_best);
+                        step_size = sel(&step_size);
+                        history = history.iter().map(sel).collect();
+                        loss_best_last = sel(&loss_best_last);
+                        reduced_last = sel(&reduced_last);
+                    }
                 }
                 let moved = &x - &x_old;
                 x_old = x.shallow_clone();
@@ -133,19 +175,24 @@ impl Attack for Apgd {
                 x = budget.clip(&x0, &(&x + (z - &x) * a + moved * (1.0 - a)));
                 steps_taken += 1;
 
-                let (eval, reached) = quantized_grad_step(
+                let active = rows.size()[0];
+                let (eval, _) = quantized_grad_step(
                     model,
                     &x0,
                     &x,
-                    goal,
+                    &goal_a,
                     budget,
                     &mut best,
-                    None,
+                    (active < n).then_some(&rows),
                     (evals, total),
                     on_step,
                 )?;
                 evals += 1;
-                all_reached = reached == n as usize;
+                per_image = per_image.index_add(0, &rows, &rows.ones_like().multiply_scalar(draws));
+                if i + 1 == iters {
+                    // The last step's image is recorded; its gradient would go unused.
+                    break;
+                }
                 grad = -eval.grad();
                 let loss = -eval.loss;
                 let improved = loss.gt_tensor(&loss_best);
@@ -176,10 +223,17 @@ impl Attack for Apgd {
                     loss_best_last = loss_best.shallow_clone();
                     k = k.saturating_sub(k_decr).max(k_min);
                     since_check = 0;
+                    // The next checkpoint looks at this loss and the k after it.
+                    history.drain(..history.len() - 1);
                 }
             }
         }
-        let queries = evals * model.eot_samples();
-        Ok(best.into_output(goal, steps_taken, queries))
+        let mut out = best.into_output(goal, steps_taken, evals * draws as usize);
+        if self.early_stop {
+            let q = Vec::<i64>::try_from(per_image.to_device(tch::Device::Cpu)).unwrap_or_default();
+            out.queries = q.iter().copied().max().unwrap_or(0) as usize;
+            out.image_queries = Some(q.into_iter().map(|v| v as usize).collect());
+        }
+        Ok(out)
     }
 }

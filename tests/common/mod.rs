@@ -94,6 +94,23 @@ pub fn trace(path: &Path, size: i64, f: impl Fn(&Tensor) -> Tensor) {
 /// Unused-import guard for `Module` (used through `apply`).
 fn _uses(_: &dyn Module) {}
 
+/// Run a command that must succeed; on failure the panic shows its stderr.
+pub fn ok(cmd: &mut assert_cmd::Command) -> std::process::Output {
+    let out = cmd.output().expect("run fool");
+    assert!(
+        out.status.success(),
+        "{:?} failed:\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run a `--json` command that must succeed, and parse its stdout.
+pub fn ok_json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
+    json(&ok(cmd))
+}
+
 /// Parse stdout of a `--json` run.
 pub fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
