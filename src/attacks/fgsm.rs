@@ -43,11 +43,7 @@ impl Attack for Fgsm {
     ) -> Result<AttackOutput> {
         let x0 = x0.detach();
         let eps = budget.eps;
-        let x = if self.random_start {
-            budget.random_start(&x0)
-        } else {
-            x0.shallow_clone()
-        };
+        let x = budget.start(&x0, self.random_start);
         let mut best = BestSoFar::new(&x0);
         let (eval, _) = quantized_grad_step(
             model,

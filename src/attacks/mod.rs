@@ -171,9 +171,13 @@ impl Budget {
         d <= self.eps + slack_levels / 255.0 + 1e-9
     }
 
-    /// A uniform random point of the L∞ box, or a random point of the L2 ball (Gaussian
-    /// direction, radius uniform in [0, eps], as torchattacks' PGDL2), inside [0,1].
-    pub fn random_start(&self, x0: &Tensor) -> Tensor {
+    /// Where an iterative attack starts: `x0` itself, or (`random`) a uniform random point of
+    /// the L∞ box or a random point of the L2 ball (Gaussian direction, radius uniform in
+    /// [0, eps], as torchattacks' PGDL2), inside [0,1].
+    pub fn start(&self, x0: &Tensor, random: bool) -> Tensor {
+        if !random {
+            return x0.shallow_clone();
+        }
         let d = match self.norm {
             Norm::Linf => (x0.rand_like() * 2.0 - 1.0) * self.eps,
             Norm::L2 => {

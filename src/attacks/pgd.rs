@@ -69,11 +69,7 @@ impl Attack for Pgd {
     ) -> Result<AttackOutput> {
         let x0 = x0.detach();
         let alpha = self.step_size(budget.eps);
-        let start = if self.random_start {
-            budget.random_start(&x0)
-        } else {
-            x0.shallow_clone()
-        };
+        let start = budget.start(&x0, self.random_start);
         let mut step = |_: &Tensor, x0: &Tensor, x: &Tensor, grad: &Tensor| {
             budget.clip(x0, &(x - budget.direction(grad) * alpha))
         };

@@ -49,11 +49,7 @@ impl Attack for SgdAttack {
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
         let x0 = x0.detach();
-        let start = if self.random_start {
-            budget.random_start(&x0)
-        } else {
-            x0.shallow_clone()
-        };
+        let start = budget.start(&x0, self.random_start);
         // The iterate stays in [0,1], so the gradient w.r.t. x is the gradient w.r.t. the
         // perturbation r = x − x0 the tutorial optimizes.
         let mut velocity = x0.zeros_like();
