@@ -4,6 +4,7 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    fool::device::tune_cpu_allocator();
     let args = <cli::Cli as clap::Parser>::parse();
     match cli::run(args) {
         Ok(code) => code,
