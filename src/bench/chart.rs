@@ -70,7 +70,10 @@ where
                 } else {
                     def.clone()
                 };
-                let style = color.stroke_width(2);
+                // Solid lines are wider, so one under a dashed line (an undefended model and an
+                // adaptive attack both at 100%) still shows around it.
+                let width = if mode == "adaptive" { 2 } else { 3 };
+                let style = color.stroke_width(width);
                 let series = if mode == "adaptive" {
                     chart.draw_series(DashedLineSeries::new(xy.clone(), 8, 5, style))
                 } else {
@@ -81,7 +84,7 @@ where
                 let gap = if mode == "adaptive" { 4 } else { 0 };
                 series
                     .label(label)
-                    .legend(crate::plot::legend_line(color, 2, 6, gap));
+                    .legend(crate::plot::legend_line(color, width, 6, gap));
                 chart
                     .draw_series(pts.iter().map(|r| {
                         let x = r.eps * sx;
