@@ -20,6 +20,11 @@
 //!   differentiates the final evaluation (it does since `grad_eval`).
 //! - `forward_no_grad` (MobileNetV2 only): a plain inference forward, for scale.
 //!
+//! And `project_quantized_32x224/{linf,l2}`: the projection of a batch of 32 ImageNet-sized
+//! iterates onto the 8-bit images within the budget (4/255 L∞, radius 0.5 L2), which every
+//! gradient attack runs once per step; the L2 one searches for the largest scale that fits
+//! after rounding.
+//!
 //! After each case the bench prints how much of the machine's CPU other processes used while
 //! it ran: libtorch's OpenMP threads slow down many times when the cores are shared, so a
 //! case run next to a build or a test suite is not a measurement of fool.
@@ -270,6 +275,23 @@ fn bench_mobilenet(c: &mut Criterion) {
     bench_model(c, "mobilenet_v2_224", &model, &x0, true);
 }
 
+fn bench_projection(c: &mut Criterion) {
+    tch::manual_seed(2);
+    let opts = (Kind::Float, Device::Cpu);
+    let x0 = (Tensor::rand([32, 3, 224, 224], opts) * 255.0).round() / 255.0;
+    let x = (&x0 + Tensor::randn([32, 3, 224, 224], opts) * 0.01).clamp(0.0, 1.0);
+    let mut g = c.benchmark_group("project_quantized_32x224");
+    g.sample_size(10).warm_up_time(Duration::from_secs(1));
+    for (name, budget) in [("linf", Budget::linf(4.0 / 255.0)), ("l2", Budget::l2(0.5))] {
+        with_load_report(name, || {
+            g.bench_function(name, |b| {
+                b.iter(|| black_box(project_quantized(&x0, &x, budget)))
+            });
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     eprintln!(
         "attack_step: CPU, libtorch intra-op threads = {} (set OMP_NUM_THREADS to change)",
@@ -278,5 +300,6 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_tiny(&mut c);
     bench_mobilenet(&mut c);
+    bench_projection(&mut c);
     c.final_summary();
 }
