@@ -7,7 +7,7 @@
 //! - `mobilenet_v2_224/...`: `assets/model.pt` (ImageNet MobileNetV2 TorchScript) on
 //!   `assets/dog.png` at 224, target class 1 (goldfish), eps 10/255, lr 0.01, momentum 0.9
 //!   — the defaults of `fool dog.png --target goldfish`. Skipped with a message when the
-//!   assets are missing (run `bash scripts/setup.sh`).
+//!   assets are missing (run `bash scripts/setup/setup.sh`).
 //!
 //! Per model:
 //! - `sgd_step`: one step, replicating the body of `SgdAttack::run`'s loop with the same
@@ -261,7 +261,7 @@ fn bench_mobilenet(c: &mut Criterion) {
     if !model_path.exists() || !dog.exists() {
         eprintln!(
             "attack_step: skipping the MobileNetV2 benchmark: {} or {} is missing \
-             (run `bash scripts/setup.sh` to get the assets)",
+             (run `bash scripts/setup/setup.sh` to get the assets)",
             model_path.display(),
             dog.display()
         );

@@ -89,29 +89,29 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             let index = match s.strip_prefix("cuda:") {
                 None => 0,
                 Some(n) => n.parse::<usize>().map_err(|_| {
-                    Error::bad_arg(
-                        "--device",
+                    Error::field(
+                        "device",
                         format!("'{spec}': expected cuda:N with N a number"),
                     )
                 })?,
             };
             if !cuda_available() {
-                return Err(Error::bad_arg(
-                    "--device",
+                return Err(Error::field(
+                    "device",
                     format!("'{spec}': CUDA is not available on this machine (no GPU, or libtorch_cuda.so not found)"),
                 ));
             }
             let count = tch::Cuda::device_count() as usize;
             if index >= count {
-                return Err(Error::bad_arg(
-                    "--device",
+                return Err(Error::field(
+                    "device",
                     format!("'{spec}': only {count} CUDA device(s) present"),
                 ));
             }
             Ok(Device::Cuda(index))
         }
-        _ => Err(Error::bad_arg(
-            "--device",
+        _ => Err(Error::field(
+            "device",
             format!("'{spec}': expected auto, cpu, cuda or cuda:N"),
         )),
     }

@@ -1,5 +1,6 @@
-//! The library's error type: every variant names the file or flag at fault, so the CLI can
-//! print it as one line.
+//! The library's error type: every variant names the file or the setting at fault, so the CLI
+//! can print it as one line. Settings are named by their field (`clip`, `target_epsilon`); the
+//! CLI maps a field to its flag (`--clip`, `--target-epsilon`), the library never names flags.
 use std::path::{Path, PathBuf};
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -12,12 +13,15 @@ pub enum Error {
     /// A file was read but its content is not what was expected.
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
-    /// A flag or argument has an invalid value.
-    #[error("{flag}: {msg}")]
-    BadArg { flag: String, msg: String },
-    /// Anything else, already phrased for the user.
-    #[error("{0}")]
-    Other(String),
+    /// A setting (a field of an options or config struct) has an invalid value.
+    #[error("{field}: {msg}")]
+    Invalid { field: String, msg: String },
+    /// A computation on a named thing (a defense, an accountant, a chart) could not be done.
+    #[error("{what}: {msg}")]
+    Failed { what: String, msg: String },
+    /// A value could not be serialized (a bug, not bad input).
+    #[error("{what}: {msg}")]
+    Internal { what: String, msg: String },
     /// An error raised by libtorch while running a model.
     #[error("libtorch: {0}")]
     Torch(String),
@@ -36,10 +40,25 @@ impl Error {
             msg: msg.into(),
         }
     }
-    pub fn bad_arg(flag: &str, msg: impl Into<String>) -> Self {
-        Error::BadArg {
-            flag: flag.to_string(),
+    /// The setting `field` is invalid: `msg` says what was expected.
+    pub fn field(field: &str, msg: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.to_string(),
             msg: msg.into(),
+        }
+    }
+    /// `what` (a defense, an accountant, a chart…) could not do its work: `msg` says why.
+    pub fn failed(what: &str, msg: impl Into<String>) -> Self {
+        Error::Failed {
+            what: what.to_string(),
+            msg: msg.into(),
+        }
+    }
+    /// Something the library produced could not be encoded or written (not bad input).
+    pub fn internal(what: &str, msg: impl std::fmt::Display) -> Self {
+        Error::Internal {
+            what: what.to_string(),
+            msg: msg.to_string(),
         }
     }
 }

@@ -127,64 +127,14 @@ pub fn tensor_to_rgb(x: &Tensor) -> RgbImage {
     RgbImage::from_raw(w as u32, h as u32, v).expect("buffer size")
 }
 
-/// Write `path` atomically: `write` fills a temp file in the same directory, which is then
-/// renamed over `path`. On error nothing is left behind.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".fool-tmp-")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
-    write(tmp.as_file_mut())?;
-    tmp.as_file_mut().flush().map_err(|e| Error::io(path, e))?;
-    // tempfile creates files 0600; outputs are ordinary files (0644, as `File::create` under
-    // the usual umask gives).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
-}
-
 /// Save an RGB image as PNG, atomically.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
-    write_atomic(path, |f| {
+    crate::files::write_atomic(path, |f| {
         let mut buf = std::io::BufWriter::new(f);
         img.write_to(&mut buf, image::ImageFormat::Png)
             .map_err(|e| Error::bad_file(path, format!("cannot encode PNG: {e}")))?;
         buf.flush().map_err(|e| Error::io(path, e))
     })
-}
-
-/// Create an output directory (and parents), with an error naming the flag on failure,
-/// and check that files can be created in it.
-pub fn ensure_writable_dir(dir: &Path, flag: &str) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        Error::bad_arg(
-            flag,
-            format!("cannot create output directory {}: {e}", dir.display()),
-        )
-    })?;
-    tempfile::Builder::new()
-        .prefix(".fool-probe-")
-        .tempfile_in(dir)
-        .map(drop)
-        .map_err(|e| {
-            Error::bad_arg(
-                flag,
-                format!("output directory {} is not writable: {e}", dir.display()),
-            )
-        })
 }
 
 #[cfg(test)]

@@ -90,14 +90,14 @@ impl Labels {
     pub fn resolve(&self, spec: &str) -> Result<usize> {
         let spec_t = spec.trim();
         if spec_t.is_empty() {
-            return Err(Error::bad_arg("--target", "empty target"));
+            return Err(Error::field("target", "empty target"));
         }
         if let Ok(i) = spec_t.parse::<i64>() {
             if i >= 0 && (i as usize) < self.len() {
                 return Ok(i as usize);
             }
-            return Err(Error::bad_arg(
-                "--target",
+            return Err(Error::field(
+                "target",
                 format!("class index {i} is out of range 0..{}", self.len() - 1),
             ));
         }
@@ -128,8 +128,8 @@ impl Labels {
                     } else {
                         String::new()
                     };
-                    return Err(Error::bad_arg(
-                        "--target",
+                    return Err(Error::field(
+                        "target",
                         format!(
                             "'{spec_t}' is ambiguous: {}{more}; give an index or a longer name",
                             list.join(", ")
@@ -154,8 +154,8 @@ impl Labels {
             .take(5)
             .map(|&(_, i)| format!("{i} '{}'", self.short(i)))
             .collect();
-        Err(Error::bad_arg(
-            "--target",
+        Err(Error::field(
+            "target",
             format!("no class matches '{spec_t}'; closest: {}", close.join(", ")),
         ))
     }

@@ -1,23 +1,40 @@
-//! `fool`: how easily can an image classifier be fooled?
+//! `fool`: how easily can an image classifier be fooled, and how much does it leak?
 //!
-//! Data flows one way: load ([`imageio`], [`model`]) → preprocess ([`preprocess`]) →
-//! attack / defend ([`attacks`], [`defenses`]) → measure → report ([`report`]).
+//! A one-way stack (see ARCHITECTURE.md): no module imports one listed above it. Data flows
+//! load → preprocess → attack / defend / train → measure → report.
+//!
+//! - top: [`report`] (cross-run reports), [`lira`] (shadow-model membership inference);
+//! - commands' engines: [`bench`] (attack sweeps), [`train`] (training runs and their run
+//!   directory);
+//! - measures and mechanisms: [`audit`] (membership-inference metrics), [`privacy`] (DP-SGD and
+//!   its accountants), [`defenses`], [`attacks`] (the attack registry);
+//! - models and data: [`nets`], [`model`], [`datasets`], [`preprocess`], [`labels`],
+//!   [`perturbation`], [`imageio`];
+//! - foundations: [`plot`], [`files`], [`rng`], [`device`], [`error`].
+pub mod report;
+
+pub mod lira;
+
+pub mod bench;
+pub mod train;
+
 pub mod attacks;
 pub mod audit;
-pub mod bench;
-pub mod datasets;
 pub mod defenses;
-pub mod device;
-pub mod error;
+pub mod privacy;
+
+pub mod datasets;
 pub mod imageio;
 pub mod labels;
 pub mod model;
 pub mod nets;
 pub mod perturbation;
-pub mod plot;
 pub mod preprocess;
-pub mod privacy;
-pub mod report;
-pub mod train;
+
+pub mod device;
+pub mod error;
+pub mod files;
+pub mod plot;
+pub mod rng;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("fool: error: {e:#}");
+            eprintln!("fool: error: {}", cli::describe(&e));
             ExitCode::from(cli::EXIT_ERROR)
         }
     }

@@ -42,7 +42,7 @@ pub enum Arch {
 impl std::str::FromStr for Arch {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = |msg: String| Error::bad_arg("--arch", msg);
+        let bad = |msg: String| Error::field("arch", msg);
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
         let mut act = Act::Relu;
         let mut conv = 2usize;
@@ -297,8 +297,8 @@ impl Net {
                 let s1 = conv_out(side, 8, 2, 3) - 1;
                 let s2 = conv_out(s1, 4, 2, 0) - 1;
                 if s2 < 1 {
-                    return Err(Error::bad_arg(
-                        "--arch",
+                    return Err(Error::field(
+                        "arch",
                         format!("cnn needs inputs of at least 16×16, got {side}×{side}"),
                     ));
                 }
@@ -325,8 +325,8 @@ impl Net {
                     cin = 32;
                 }
                 if s < 1 {
-                    return Err(Error::bad_arg(
-                        "--arch",
+                    return Err(Error::field(
+                        "arch",
                         format!("small-cnn:conv={n} is too deep for {side}×{side} inputs"),
                     ));
                 }

@@ -1,6 +1,6 @@
 //! Perturbations as `.npy` files: float32, shape (1,3,H,W), in the model's *normalized*
 //! input space — the convention of the tutorial's `adversarial_r.npy`.
-use crate::imageio::write_atomic;
+use crate::files::write_atomic;
 use crate::{Error, Result};
 use ndarray::Array4;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
@@ -16,9 +16,9 @@ pub fn save(r: &Tensor, path: &Path) -> Result<()> {
             .contiguous()
             .view([-1]),
     )
-    .map_err(|e| Error::Other(format!("perturbation tensor: {e}")))?;
+    .map_err(|e| Error::internal("perturbation tensor", e))?;
     let arr = Array4::from_shape_vec((shape[0], shape[1], shape[2], shape[3]), data)
-        .map_err(|e| Error::Other(format!("perturbation shape: {e}")))?;
+        .map_err(|e| Error::internal("perturbation shape", e))?;
     write_atomic(path, |f| {
         arr.write_npy(std::io::BufWriter::new(f))
             .map_err(|e| Error::bad_file(path, format!("cannot write .npy: {e}")))

@@ -55,7 +55,7 @@ pub fn write_png_svg(
 
 /// A drawing error as the library's error.
 pub fn chart_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Error {
-    Error::Other(format!("chart: {e:?}"))
+    Error::failed("chart", e.to_string())
 }
 
 /// Linear axes in the project's style: caption, margins, label areas, axis descriptions,

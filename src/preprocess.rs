@@ -43,14 +43,14 @@ impl Preprocess {
     /// Check the settings; errors name the flag.
     pub fn validate(&self) -> Result<()> {
         if self.size == 0 || self.size > 4096 {
-            return Err(Error::bad_arg(
-                "--size",
+            return Err(Error::field(
+                "size",
                 format!("{} is out of range 1..=4096", self.size),
             ));
         }
         if self.resize < self.size || self.resize > 8192 {
-            return Err(Error::bad_arg(
-                "--resize",
+            return Err(Error::field(
+                "resize",
                 format!(
                     "{} must be at least --size ({}) and at most 8192",
                     self.resize, self.size
@@ -58,13 +58,10 @@ impl Preprocess {
             ));
         }
         if let Some(s) = self.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
-            return Err(Error::bad_arg(
-                "--std",
-                format!("{s} is not a positive number"),
-            ));
+            return Err(Error::field("std", format!("{s} is not a positive number")));
         }
         if self.mean.iter().any(|m| !m.is_finite()) {
-            return Err(Error::bad_arg("--mean", "values must be finite numbers"));
+            return Err(Error::field("mean", "values must be finite numbers"));
         }
         Ok(())
     }

@@ -15,6 +15,8 @@ pub mod cw;
 pub mod fgsm;
 pub mod mifgsm;
 pub mod pgd;
+pub mod record;
+pub mod registry;
 pub mod sgd;
 pub mod square;
 pub use apgd::Apgd;
@@ -98,8 +100,8 @@ impl Norm {
         match s.trim().to_ascii_lowercase().as_str() {
             "linf" | "inf" | "l-inf" => Ok(Norm::Linf),
             "l2" => Ok(Norm::L2),
-            _ => Err(crate::Error::bad_arg(
-                "--norm",
+            _ => Err(crate::Error::field(
+                "norm",
                 format!("'{s}': expected linf or l2"),
             )),
         }

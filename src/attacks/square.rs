@@ -105,8 +105,8 @@ impl Square {
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
         if !self.supports(budget.norm) {
-            return Err(crate::Error::bad_arg(
-                "--norm",
+            return Err(crate::Error::field(
+                "norm",
                 "the Square Attack is implemented for L∞ only; use --norm linf",
             ));
         }

@@ -5,7 +5,7 @@
 //! matters for the ROC curve, so a threshold attack may use any strictly increasing function
 //! of its statistic; logarithms are used where they keep resolution that f64 would lose
 //! near 1 (a confident member's max probability rounds to 1.0, its log does not).
-use super::Rng;
+use crate::rng::SplitMix64 as Rng;
 
 /// Logarithms of probabilities are clipped below at ln(1e-30), as TF Privacy's `_log_value`.
 const LOG_FLOOR: f64 = -69.07755278982137; // ln(1e-30)

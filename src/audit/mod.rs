@@ -20,7 +20,7 @@
 //!
 //! Everything is computed in f64 on the CPU; model outputs are read once into [`Outputs`].
 pub mod attacks;
-pub mod lira;
+
 pub mod metrics;
 pub mod slices;
 
@@ -28,7 +28,7 @@ pub use metrics::{roc, Metrics, Roc};
 pub use slices::{Slice, SliceSpec};
 
 use crate::datasets::TensorDataset;
-use crate::imageio::write_atomic;
+use crate::files::write_atomic;
 use crate::plot::{write_png_svg, COLORS};
 use crate::{Error, Result};
 use attacks::{example_stats, lr_features, lr_scores, ExampleStats, LrSettings};
@@ -109,8 +109,8 @@ pub fn parse_attacks(s: &str) -> Result<Vec<AttackKind>> {
             "lira-offline" => &[AttackKind::LiraOffline],
             "lira-online" => &[AttackKind::LiraOnline],
             _ => {
-                return Err(Error::bad_arg(
-                    "--attacks",
+                return Err(Error::field(
+                    "attacks",
                     format!("unknown attack '{part}'; choose from: {ATTACK_CHOICES}"),
                 ))
             }
@@ -118,8 +118,8 @@ pub fn parse_attacks(s: &str) -> Result<Vec<AttackKind>> {
         chosen.extend_from_slice(add);
     }
     if chosen.is_empty() {
-        return Err(Error::bad_arg(
-            "--attacks",
+        return Err(Error::field(
+            "attacks",
             format!("no attack given; choose from: {ATTACK_CHOICES}"),
         ));
     }
@@ -214,7 +214,7 @@ impl Source {
     fn error(&self, msg: impl Into<String>) -> Error {
         match self {
             Source::File(p) => Error::bad_file(p, msg),
-            Source::Arg(a) => Error::bad_arg(a, msg),
+            Source::Arg(a) => Error::field(a, msg),
         }
     }
 }
@@ -372,64 +372,6 @@ impl Outputs {
     }
 }
 
-/// SplitMix64: a small deterministic generator for subsampling and folds.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..n (n > 0), without modulo bias.
-    pub fn below(&mut self, n: u64) -> u64 {
-        let zone = u64::MAX - u64::MAX % n;
-        loop {
-            let v = self.next_u64();
-            if v < zone {
-                return v % n;
-            }
-        }
-    }
-
-    /// A uniformly random permutation of 0..n (Fisher–Yates).
-    pub fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
-        v
-    }
-}
-
-/// `max` of the indices 0..n chosen uniformly without replacement with `seed`, in
-/// increasing order; all of them when n ≤ max. (What `--max-examples` uses.)
-pub fn subsample(n: usize, max: usize, seed: u64) -> Vec<usize> {
-    if n <= max {
-        return (0..n).collect();
-    }
-    let mut v = Rng::new(seed).permutation(n);
-    v.truncate(max);
-    v.sort_unstable();
-    v
-}
-
-/// FNV-1a of a slice name: mixed into the seed so each slice gets its own folds.
-fn name_hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// Run the audit: every attack of `opts` on every slice, members vs non-members.
 pub fn audit(members: &Outputs, nonmembers: &Outputs, opts: &AuditOptions) -> Result<AuditReport> {
     if members.classes != nonmembers.classes {
@@ -439,18 +381,19 @@ pub fn audit(members: &Outputs, nonmembers: &Outputs, opts: &AuditOptions) -> Re
         )));
     }
     if members.kind != nonmembers.kind {
-        return Err(Error::Other(
-            "members and non-members must both be logits or both probabilities".into(),
+        return Err(Error::failed(
+            "audit",
+            "members and non-members must both be logits or both probabilities",
         ));
     }
     if opts.folds < 2 {
-        return Err(Error::bad_arg(
-            "--folds",
+        return Err(Error::field(
+            "folds",
             format!("{}: need at least 2 folds", opts.folds),
         ));
     }
     if !(opts.lr_c > 0.0 && opts.lr_c.is_finite()) {
-        return Err(Error::bad_arg(
+        return Err(Error::field(
             "lr_c",
             format!("{}: must be a positive number", opts.lr_c),
         ));
@@ -516,7 +459,7 @@ pub fn audit(members: &Outputs, nonmembers: &Outputs, opts: &AuditOptions) -> Re
                     let settings = LrSettings {
                         folds: opts.folds,
                         c: opts.lr_c,
-                        seed: opts.seed ^ name_hash(&name),
+                        seed: opts.seed ^ crate::rng::fnv1a(name.bytes()),
                     };
                     match lr_scores(&rows_m, &rows_n, &settings) {
                         Some(s) => s,
@@ -885,7 +828,7 @@ where
 /// Write `audit.json` (the rows), `audit.csv`, `roc.png` and `roc.svg` into `dir` (which
 /// must exist), each atomically.
 pub fn write_outputs(dir: &Path, results: &[AuditResult]) -> Result<()> {
-    let json = serde_json::to_string_pretty(results).map_err(|e| Error::Other(e.to_string()))?;
+    let json = serde_json::to_string_pretty(results).map_err(|e| Error::internal("JSON", e))?;
     let path = dir.join("audit.json");
     write_atomic(&path, |f| {
         f.write_all(json.as_bytes())

@@ -63,8 +63,8 @@ impl std::str::FromStr for SliceSpec {
                 "class" | "classes" | "by-class" => spec.by_class = true,
                 "correctness" | "correct" | "incorrect" => spec.by_correctness = true,
                 _ => {
-                    return Err(Error::bad_arg(
-                        "--slices",
+                    return Err(Error::field(
+                        "slices",
                         format!("unknown slicing '{part}'; choose from: {SLICE_CHOICES}"),
                     ))
                 }

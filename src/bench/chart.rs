@@ -29,7 +29,7 @@ where
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_default();
     for (panel, attack) in panels.iter().zip(&cfg.attacks) {
-        let steps = match super::factory::steps_label(attack) {
+        let steps = match crate::attacks::registry::steps_label(attack) {
             Some(("step", _)) => ", 1 step".to_string(),
             Some((label, default)) => format!(", {} {label}", cfg.steps.unwrap_or(default)),
             None => String::new(),

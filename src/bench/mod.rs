@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
 pub mod chart;
-pub mod factory;
+
 pub mod stats;
 
 pub use stats::{summarize, wilson, SummaryRow};
@@ -60,7 +60,7 @@ pub struct BenchConfig {
     pub targets: TargetMode,
     pub batch: usize,
     pub seed: u64,
-    pub preprocess: crate::report::PreprocessInfo,
+    pub preprocess: crate::attacks::record::PreprocessInfo,
 }
 
 /// One per-image result line of `results.jsonl`.
@@ -155,8 +155,8 @@ impl Shard {
 
     pub fn parse(s: &str) -> Result<Shard> {
         let bad = || {
-            Error::bad_arg(
-                "--shard",
+            Error::field(
+                "shard",
                 format!("'{s}': expected I/N with 0 ≤ I < N, e.g. 0/4"),
             )
         };
@@ -183,7 +183,7 @@ impl Shard {
         }
         if let Some(idx) = num("JOB_COMPLETION_INDEX") {
             let count = num("FOOL_SHARD_COUNT").ok_or_else(|| {
-                Error::bad_arg("--shard", "JOB_COMPLETION_INDEX is set but FOOL_SHARD_COUNT (the job's completions) is not")
+                Error::field("shard", "JOB_COMPLETION_INDEX is set but FOOL_SHARD_COUNT (the job's completions) is not")
             })?;
             return Shard::parse(&format!("{idx}/{count}")).map(Some);
         }
@@ -247,23 +247,11 @@ fn unit_row_keys(cfg: &BenchConfig, unit: &Unit, skipped: &HashSet<String>) -> V
     keys
 }
 
-/// 64-bit FNV-1a, for per-unit seeds.
-pub fn fnv(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0xff)) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
-}
-
 fn seed_for(cfg: &BenchConfig, parts: &[&str]) -> i64 {
     let s = cfg.seed.to_string();
     let mut all = vec![s.as_str()];
     all.extend_from_slice(parts);
-    (fnv(&all) >> 1) as i64
+    (crate::rng::fnv1a_parts(&all) >> 1) as i64
 }
 
 /// Read `results.jsonl`: drop a torn last line and duplicate rows (keeping the first), and
@@ -324,7 +312,7 @@ pub fn write_rows(path: &Path, rows: &[Row]) -> Result<()> {
         text.push_str(&serde_json::to_string(r).expect("row serializes"));
         text.push('\n');
     }
-    crate::imageio::write_atomic(path, |f| {
+    crate::files::write_atomic(path, |f| {
         f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
     })
 }
@@ -412,8 +400,11 @@ impl Runner<'_> {
                 b.items
                     .iter()
                     .map(|it| {
-                        let r = (fnv(&[&self.cfg.seed.to_string(), "target", &it.file])
-                            % (classes as u64 - 1)) as usize;
+                        let r = (crate::rng::fnv1a_parts(&[
+                            &self.cfg.seed.to_string(),
+                            "target",
+                            &it.file,
+                        ]) % (classes as u64 - 1)) as usize;
                         if r >= it.label {
                             r + 1
                         } else {
@@ -592,7 +583,7 @@ pub fn write_reports(out: &Path, cfg: &BenchConfig, rows: &[Row]) -> Result<Vec<
     let summary = summarize(rows, &cfg.attacks, &cfg.eps, &cfg.defenses);
     let json = serde_json::to_string_pretty(&summary).expect("summary serializes");
     let p = out.join("summary.json");
-    crate::imageio::write_atomic(&p, |f| {
+    crate::files::write_atomic(&p, |f| {
         f.write_all(json.as_bytes()).map_err(|e| Error::io(&p, e))
     })?;
     let mut csv = String::from(stats::CSV_HEADER);
@@ -602,7 +593,7 @@ pub fn write_reports(out: &Path, cfg: &BenchConfig, rows: &[Row]) -> Result<Vec<
         csv.push('\n');
     }
     let p = out.join("summary.csv");
-    crate::imageio::write_atomic(&p, |f| {
+    crate::files::write_atomic(&p, |f| {
         f.write_all(csv.as_bytes()).map_err(|e| Error::io(&p, e))
     })?;
     chart::success_vs_eps(out, cfg, &summary)?;
@@ -634,7 +625,7 @@ pub fn check_or_save_config(out: &Path, cfg: &BenchConfig) -> Result<()> {
         return Ok(());
     }
     let text = serde_json::to_string_pretty(cfg).expect("config serializes");
-    crate::imageio::write_atomic(&p, |f| {
+    crate::files::write_atomic(&p, |f| {
         f.write_all(text.as_bytes()).map_err(|e| Error::io(&p, e))
     })
 }

@@ -2,9 +2,10 @@
 use super::{print_json, refuse_overwrite, ModelArgs, OutputArgs};
 use anyhow::Result;
 use clap::Args;
-use fool::imageio::{ensure_writable_dir, load_rgb, quantize, save_png, tensor_to_rgb};
+use fool::attacks::record::format_top;
+use fool::files::ensure_writable_dir;
+use fool::imageio::{load_rgb, quantize, save_png, tensor_to_rgb};
 use fool::model::{ClassProb, Classifier};
-use fool::report::format_top;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,14 +59,7 @@ pub fn run(a: ApplyArgs) -> Result<ExitCode> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    ensure_writable_dir(
-        dir,
-        if a.output.is_some() {
-            "--output"
-        } else {
-            "--out"
-        },
-    )?;
+    ensure_writable_dir(dir, if a.output.is_some() { "output" } else { "out" })?;
     refuse_overwrite(&output, &[&a.image, &a.perturbation])?;
     let loaded = a.model.load(a.out_args.quiet)?;
     let m = &loaded.model;

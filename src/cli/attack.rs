@@ -3,12 +3,13 @@
 use super::{print_json, progress_bar, refuse_overwrite, ModelArgs, OutputArgs, EXIT_NOT_FOOLED};
 use anyhow::{bail, Result};
 use clap::Args;
-use fool::attacks::{verify_file, Attack, Budget, Goal, SgdAttack};
-use fool::imageio::{ensure_writable_dir, load_rgb, save_png, tensor_to_rgb, write_atomic};
-use fool::model::{sha256_file, Classifier};
-use fool::report::{
+use fool::attacks::record::{
     format_top, short_caption, side_by_side, AttackRecord, Prediction, PreprocessInfo, TargetInfo,
 };
+use fool::attacks::{verify_file, Attack, Budget, Goal, SgdAttack};
+use fool::files::{ensure_writable_dir, write_atomic};
+use fool::imageio::{load_rgb, save_png, tensor_to_rgb};
+use fool::model::{sha256_file, Classifier};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -128,7 +129,7 @@ pub fn run(a: AttackArgs) -> Result<ExitCode> {
 
     // Validate everything cheap before loading the model.
     let img = load_rgb(&image)?;
-    ensure_writable_dir(&a.out, "--out")?;
+    ensure_writable_dir(&a.out, "out")?;
     let loaded = margs.load(oargs.quiet)?;
     let (m, labels) = (&loaded.model, &loaded.labels);
     let x0 = m.pre.pixels(&img, m.device).unsqueeze(0);

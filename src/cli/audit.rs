@@ -3,9 +3,9 @@
 use super::{print_json, progress_bar, OutputArgs};
 use anyhow::{bail, Result};
 use clap::Args;
-use fool::audit::lira::{self, LiraObserver, LiraOptions, LiraOutcome};
 use fool::audit::{self, AttackKind, AuditOptions, AuditReport, OutputKind, Outputs, SliceSpec};
 use fool::datasets::{self, DatasetName, Split};
+use fool::lira::{self, LiraObserver, LiraOptions, LiraOutcome};
 use fool::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -206,22 +206,13 @@ fn from_model(a: &AuditArgs, model: &Path, hidden: bool) -> Result<(Outputs, Out
             Error::bad_file(model, "no such model file (expected a TorchScript .pt)").into(),
         );
     }
-    let mut module = tch::CModule::load_on_device(model, device).map_err(|e| {
-        Error::bad_file(
-            model,
-            format!(
-                "not a loadable TorchScript model ({})",
-                fool::error::first_line(&e.to_string())
-            ),
-        )
-    })?;
-    module.set_eval();
+    let module = fool::model::load_torchscript(model, device)?;
     let max = a.max_examples.unwrap_or(usize::MAX);
-    let idx_m: Vec<usize> = audit::subsample(members.len(), max, a.seed)
+    let idx_m: Vec<usize> = fool::rng::subsample(members.len(), max, a.seed)
         .into_iter()
         .map(|i| members[i])
         .collect();
-    let idx_n = audit::subsample(test.len(), max, a.seed);
+    let idx_n = fool::rng::subsample(test.len(), max, a.seed);
     let pb = progress_bar((idx_m.len() + idx_n.len()) as u64, hidden);
     pb.set_message("running the model");
     let mut tick = |k: usize| pb.inc(k as u64);
@@ -250,10 +241,9 @@ fn from_model(a: &AuditArgs, model: &Path, hidden: bool) -> Result<(Outputs, Out
 fn from_arrays(a: &AuditArgs) -> Result<(Outputs, Outputs, String)> {
     let need = |v: &Option<PathBuf>, flag: &str| -> Result<PathBuf> {
         v.clone().ok_or_else(|| {
-            anyhow::Error::from(Error::bad_arg(
-                flag,
-                "missing: give --train-logits, --train-labels, --test-logits and --test-labels (or --model and --dataset)",
-            ))
+            anyhow::anyhow!(
+                "{flag}: missing: give --train-logits, --train-labels, --test-logits and --test-labels (or --model and --dataset)"
+            )
         })
     };
     let tl = need(&a.train_logits, "--train-logits")?;
@@ -287,8 +277,8 @@ fn from_arrays(a: &AuditArgs) -> Result<(Outputs, Outputs, String)> {
         n.n
     );
     if let Some(max) = a.max_examples {
-        m = m.select(&audit::subsample(m.n, max, a.seed));
-        n = n.select(&audit::subsample(n.n, max, a.seed));
+        m = m.select(&fool::rng::subsample(m.n, max, a.seed));
+        n = n.select(&fool::rng::subsample(n.n, max, a.seed));
     }
     Ok((m, n, what))
 }
@@ -500,11 +490,11 @@ pub fn run(a: AuditArgs) -> Result<ExitCode> {
         };
         whats.push(what);
         if let Some(dir) = &a.out {
-            fool::imageio::ensure_writable_dir(dir, "--out")?;
+            fool::files::ensure_writable_dir(dir, "out")?;
         }
         report = audit::audit(&members, &nonmembers, &opts)?;
     } else if let Some(dir) = &a.out {
-        fool::imageio::ensure_writable_dir(dir, "--out")?;
+        fool::files::ensure_writable_dir(dir, "out")?;
     }
     if let Some((target, lo)) = &lira_run {
         let mut bar = LiraBar::new(lo.shadows, hidden);

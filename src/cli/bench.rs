@@ -2,11 +2,11 @@
 use super::{print_json, ModelArgs, OutputArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use fool::attacks::record::PreprocessInfo;
 use fool::attacks::Norm;
 use fool::bench::{self, BenchConfig, Row, Runner, Shard, SummaryRow, TargetMode};
-use fool::imageio::ensure_writable_dir;
+use fool::files::ensure_writable_dir;
 use fool::model::sha256_file;
-use fool::report::PreprocessInfo;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -144,22 +144,6 @@ fn parse_l2_eps(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// A deterministic shuffle (Fisher–Yates over a splitmix64 stream).
-fn shuffle<T>(v: &mut [T], seed: u64) {
-    let mut s = seed ^ 0x9e37_79b9_7f4a_7c15;
-    let mut next = || {
-        s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    for i in (1..v.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-}
-
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if let Some(BenchSub::Merge(m)) = a.sub {
         return merge(m);
@@ -173,7 +157,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let norm = Norm::parse(&a.norm)?;
     let eps = parse_eps_list(&a.eps, norm)?;
     for name in &a.attack {
-        let attack = bench::factory::build(name, a.steps, !a.no_early_stop)?;
+        let attack = fool::attacks::registry::build(name, a.steps, !a.no_early_stop)?;
         if !attack.supports(norm) {
             bail!(
                 "--attack {name}: not available under --norm {}; it implements L∞ only",
@@ -189,12 +173,12 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     };
     let mut items = fool::datasets::image_folder(&dir, a.wnids.as_deref())?;
     if a.shuffle {
-        shuffle(&mut items, a.seed);
+        fool::rng::SplitMix64::legacy(a.seed).shuffle_mod(&mut items);
     }
     if let Some(n) = a.limit {
         items.truncate(n);
     }
-    ensure_writable_dir(&a.out, "--out")?;
+    ensure_writable_dir(&a.out, "out")?;
     let loaded = a.model.load(a.output.quiet)?;
     let m = &loaded.model;
     if let Some(bad) = items.iter().find(|i| i.label >= m.num_classes) {
@@ -258,7 +242,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             a.out.display()
         );
     }
-    let make = |name: &str, early_stop: bool| bench::factory::build(name, a.steps, early_stop);
+    let make =
+        |name: &str, early_stop: bool| fool::attacks::registry::build(name, a.steps, early_stop);
     let runner = Runner {
         cfg: &cfg,
         model: m,
@@ -399,7 +384,7 @@ fn merge(m: MergeArgs) -> Result<ExitCode> {
         skipped.extend(bench::load_skipped(d)?);
     }
     let cfg = cfg.expect("at least one dir");
-    ensure_writable_dir(&m.out, "--out")?;
+    ensure_writable_dir(&m.out, "out")?;
     let rows = bench::merge_rows(rows);
     let missing = bench::pending(&cfg, Shard::ALL, &rows, &skipped).len();
     bench::check_or_save_config(&m.out, &cfg)?;
@@ -409,7 +394,7 @@ fn merge(m: MergeArgs) -> Result<ExitCode> {
         list.sort();
         let text: String = list.iter().map(|f| format!("{f}\tskipped\n")).collect();
         let p = m.out.join("skipped.txt");
-        fool::imageio::write_atomic(&p, |f| {
+        fool::files::write_atomic(&p, |f| {
             use std::io::Write;
             f.write_all(text.as_bytes())
                 .map_err(|e| fool::Error::io(&p, e))

@@ -184,7 +184,7 @@ impl ModelArgs {
         if self.model.is_none() && !model_path.exists() {
             return Err(Error::bad_file(
                 &model_path,
-                "default model not found; run scripts/setup.sh or pass --model PATH",
+                "default model not found; run scripts/setup/setup.sh or pass --model PATH",
             )
             .into());
         }
@@ -223,6 +223,68 @@ impl ModelArgs {
             model_path,
         })
     }
+}
+
+/// The flag that sets each library field named in errors ([`fool::Error::Invalid`]): the
+/// library names settings by field, the CLI by flag. Fields not listed are printed as they are.
+const FIELD_FLAGS: &[(&str, &str)] = &[
+    ("accountant", "--accountant"),
+    ("arch", "--arch"),
+    ("attack", "--attack"),
+    ("attacks", "--attacks"),
+    ("audit_examples", "--audit-examples"),
+    ("batch", "--batch"),
+    ("clip", "--clip"),
+    ("dataset", "--dataset"),
+    ("defense", "--defense"),
+    ("delta", "--delta"),
+    ("device", "--device"),
+    ("epochs", "--epochs"),
+    ("limit", "--limit"),
+    ("lira_epochs", "--lira-epochs"),
+    ("lira_shadows", "--lira-shadows"),
+    ("lira_variance", "--lira-variance"),
+    ("lr", "--lr"),
+    ("max_examples", "--max-examples"),
+    ("max_physical_batch", "--max-physical-batch"),
+    ("mean", "--mean"),
+    ("momentum", "--momentum"),
+    ("n", "--n"),
+    ("noise", "--noise"),
+    ("norm", "--norm"),
+    ("out", "--out"),
+    ("output", "--output"),
+    ("resize", "--resize"),
+    ("resume", "--resume"),
+    ("sample_rate", "--sample-rate"),
+    ("shadow_dir", "--shadow-dir"),
+    ("shard", "--shard"),
+    ("size", "--size"),
+    ("slices", "--slices"),
+    ("std", "--std"),
+    ("steps", "--steps"),
+    ("target", "--target"),
+    ("target_epsilon", "--target-epsilon"),
+];
+
+/// The flag for a library field (itself when no flag sets it).
+pub fn flag_for(field: &str) -> &str {
+    FIELD_FLAGS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or(field, |(_, flag)| flag)
+}
+
+/// An error as one line: the context chain joined with ": ", library fields named by their
+/// flags.
+pub fn describe(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| match c.downcast_ref::<Error>() {
+            Some(Error::Invalid { field, msg }) => format!("{}: {msg}", flag_for(field)),
+            _ => c.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Refuse to write over an input file.

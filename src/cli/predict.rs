@@ -2,10 +2,10 @@
 use super::{print_json, ModelArgs, OutputArgs};
 use anyhow::Result;
 use clap::Args;
+use fool::attacks::record::format_top;
 use fool::defenses::{self, Defense};
 use fool::imageio::load_rgb;
 use fool::model::{ClassProb, Classifier};
-use fool::report::format_top;
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -145,19 +145,19 @@ impl Schedule {
             (Some(q), _, _) => q,
             (None, Some(n), Some(b)) => {
                 if n == 0 {
-                    return Err(Error::bad_arg("--n", "must be at least 1"));
+                    return Err(Error::field("n", "must be at least 1"));
                 }
                 if b == 0 || b > n {
-                    return Err(Error::bad_arg(
-                        "--batch",
+                    return Err(Error::field(
+                        "batch",
                         format!("must be between 1 and --n ({n}), got {b}"),
                     ));
                 }
                 b as f64 / n as f64
             }
             _ => {
-                return Err(Error::bad_arg(
-                    "--sample-rate",
+                return Err(Error::field(
+                    "sample_rate",
                     "give --sample-rate, or --n and --batch",
                 ))
             }
@@ -167,28 +167,28 @@ impl Schedule {
             (Some(s), _) => s,
             (None, Some(e)) => {
                 if !(e.is_finite() && e > 0.0) {
-                    return Err(Error::bad_arg(
-                        "--epochs",
+                    return Err(Error::field(
+                        "epochs",
                         format!("must be a positive number, got {e}"),
                     ));
                 }
                 if q == 0.0 {
-                    return Err(Error::bad_arg(
-                        "--sample-rate",
+                    return Err(Error::field(
+                        "sample_rate",
                         "is 0: an epoch never ends; give --steps instead of --epochs",
                     ));
                 }
                 // Opacus: steps = int(epochs / sample_rate).
                 let s = (e / q).floor();
                 if s > 1e12 {
-                    return Err(Error::bad_arg(
-                        "--epochs",
+                    return Err(Error::field(
+                        "epochs",
                         format!("{e} epochs at q = {q} is {s:e} steps: too many"),
                     ));
                 }
                 s as u64
             }
-            _ => return Err(Error::bad_arg("--steps", "give --steps or --epochs")),
+            _ => return Err(Error::field("steps", "give --steps or --epochs")),
         };
         Ok((q, steps))
     }

@@ -2,8 +2,8 @@
 use super::{print_json, OutputArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use fool::imageio::ensure_writable_dir;
-use fool::privacy::report;
+use fool::files::ensure_writable_dir;
+use fool::report::privacy as report;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,7 +46,7 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
         .iter()
         .map(|d| report::load_run(d))
         .collect::<fool::Result<Vec<_>>>()?;
-    ensure_writable_dir(&a.out, "--out")?;
+    ensure_writable_dir(&a.out, "out")?;
     let rows = report::write(&runs, &a.out)?;
     if a.output.json {
         print_json(&rows)?;

@@ -3,7 +3,7 @@ use super::{print_json, progress_bar, OutputArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use fool::datasets::DatasetName;
-use fool::imageio::ensure_writable_dir;
+use fool::files::ensure_writable_dir;
 use fool::nets::Arch;
 use fool::privacy::accountant::AccountantKind;
 use fool::privacy::dpsgd::StepStats;
@@ -228,7 +228,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
     let device = fool::device::parse_device(&a.device)?;
     let data = train::load_data(&cfg)?;
     train::resolve_noise(&mut cfg, data.train_len)?;
-    ensure_writable_dir(&a.out, "--out")?;
+    ensure_writable_dir(&a.out, "out")?;
     let run_dir = RunDir {
         root: a.out.clone(),
     };

@@ -38,8 +38,8 @@ impl FromStr for DatasetName {
         match s.trim().to_ascii_lowercase().as_str() {
             "mnist" => Ok(DatasetName::Mnist),
             "cifar10" | "cifar-10" | "cifar_10" => Ok(DatasetName::Cifar10),
-            _ => Err(Error::bad_arg(
-                "--dataset",
+            _ => Err(Error::field(
+                "dataset",
                 format!("unknown data set '{s}'; choose one of: {DATASET_CHOICES}"),
             )),
         }
@@ -100,7 +100,7 @@ impl DatasetName {
         10
     }
 
-    /// Where `scripts/setup.sh` puts the files: `assets/mnist`, `assets/cifar10`
+    /// Where `scripts/setup/setup.sh` puts the files: `assets/mnist`, `assets/cifar10`
     /// (relative to the working directory).
     pub fn default_dir(&self) -> PathBuf {
         PathBuf::from("assets").join(self.to_string())
@@ -207,7 +207,7 @@ pub(crate) fn missing(path: &Path, dir: &Path, name: DatasetName, expected: &str
     Error::bad_file(
         path,
         format!(
-            "{what}; --data DIR must be a directory holding the {} files {expected} (here DIR is {}; scripts/setup.sh puts them in {})",
+            "{what}; --data DIR must be a directory holding the {} files {expected} (here DIR is {}; scripts/setup/setup.sh puts them in {})",
             match name {
                 DatasetName::Mnist => "MNIST",
                 DatasetName::Cifar10 => "CIFAR-10",

@@ -39,10 +39,10 @@ impl Defense for Blur {
         let r = self.radius();
         let sz = x.size();
         if sz.len() != 4 || sz[2] <= r || sz[3] <= r {
-            return Err(Error::Other(format!(
-                "{} needs a (N,C,H,W) batch with H and W > {r}, got {sz:?}",
-                self.name()
-            )));
+            return Err(Error::failed(
+                &self.name(),
+                format!("needs a (N,C,H,W) batch with H and W > {r}, got {sz:?}"),
+            ));
         }
         let c = sz[1];
         let k = self.kernel_1d().to_device(x.device());

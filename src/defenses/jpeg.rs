@@ -17,9 +17,9 @@ impl Jpeg {
         let mut buf = Vec::new();
         JpegEncoder::new_with_quality(&mut buf, self.quality)
             .encode_image(img)
-            .map_err(|e| Error::Other(format!("jpeg encode: {e}")))?;
+            .map_err(|e| Error::failed("jpeg defense", format!("encode: {e}")))?;
         let dec = image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg)
-            .map_err(|e| Error::Other(format!("jpeg decode: {e}")))?;
+            .map_err(|e| Error::failed("jpeg defense", format!("decode: {e}")))?;
         Ok(dec.to_rgb8())
     }
 }

@@ -32,9 +32,10 @@ impl Defense for Median {
         };
         let sz = x.size();
         if sz.len() != 4 || sz[2] <= p || sz[3] <= p {
-            return Err(Error::Other(format!(
-                "median:{k} needs a (N,C,H,W) batch with H and W > {p}, got {sz:?}"
-            )));
+            return Err(Error::failed(
+                &format!("median:{k}"),
+                format!("needs a (N,C,H,W) batch with H and W > {p}, got {sz:?}"),
+            ));
         }
         let padded = x
             .f_to_kind(Kind::Float)

@@ -82,8 +82,8 @@ pub fn parse(spec: &str) -> Result<Chain> {
                     .ok()
                     .filter(|q| (1..=100).contains(q))
                     .ok_or_else(|| {
-                        Error::bad_arg(
-                            "--defense",
+                        Error::field(
+                            "defense",
                             format!("'{part}': expected jpeg:Q with Q in 1..=100"),
                         )
                     })?;
@@ -95,8 +95,8 @@ pub fn parse(spec: &str) -> Result<Chain> {
                     .ok()
                     .filter(|n| (1..=8).contains(n))
                     .ok_or_else(|| {
-                        Error::bad_arg(
-                            "--defense",
+                        Error::field(
+                            "defense",
                             format!("'{part}': expected bits:N with N in 1..=8"),
                         )
                     })?;
@@ -108,8 +108,8 @@ pub fn parse(spec: &str) -> Result<Chain> {
                     .ok()
                     .filter(|k| (3..=15).contains(k) && k % 2 == 1)
                     .ok_or_else(|| {
-                        Error::bad_arg(
-                            "--defense",
+                        Error::field(
+                            "defense",
                             format!("'{part}': expected median:K with K odd in 3..=15"),
                         )
                     })?;
@@ -121,8 +121,8 @@ pub fn parse(spec: &str) -> Result<Chain> {
                     .ok()
                     .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 10.0)
                     .ok_or_else(|| {
-                        Error::bad_arg(
-                            "--defense",
+                        Error::field(
+                            "defense",
                             format!("'{part}': expected blur:SIGMA with SIGMA in (0, 10] pixels"),
                         )
                     })?;
@@ -134,8 +134,8 @@ pub fn parse(spec: &str) -> Result<Chain> {
                     .ok()
                     .filter(|s: &f64| s.is_finite() && *s > 0.0 && *s <= 1.0)
                     .ok_or_else(|| {
-                        Error::bad_arg(
-                            "--defense",
+                        Error::field(
+                            "defense",
                             format!(
                                 "'{part}': expected noise:SIGMA with SIGMA in (0, 1] \
                                  (pixel units, e.g. 0.03)"
@@ -152,8 +152,8 @@ pub fn parse(spec: &str) -> Result<Chain> {
                         .ok()
                         .filter(|r: &f64| r.is_finite() && *r > 0.0 && *r < 1.0)
                         .ok_or_else(|| {
-                            Error::bad_arg(
-                                "--defense",
+                            Error::field(
+                                "defense",
                                 format!(
                                     "'{part}': expected resize-pad or resize-pad:R with R \
                                      in (0, 1) (largest shrink, default 0.1)"
@@ -167,8 +167,8 @@ pub fn parse(spec: &str) -> Result<Chain> {
                 }));
             }
             _ => {
-                return Err(Error::bad_arg(
-                    "--defense",
+                return Err(Error::field(
+                    "defense",
                     format!(
                         "unknown defense '{part}'; expected none, jpeg:Q, bits:N, median:K, \
                          blur:SIGMA, noise:SIGMA or resize-pad[:R] (combine with +)"

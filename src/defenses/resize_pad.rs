@@ -50,10 +50,10 @@ impl Defense for ResizePad {
     fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let sz = x.size();
         if sz.len() != 4 || sz[2] < 1 || sz[3] < 1 {
-            return Err(Error::Other(format!(
-                "{} needs a (N,C,H,W) batch, got {sz:?}",
-                self.name()
-            )));
+            return Err(Error::failed(
+                &self.name(),
+                format!("needs a (N,C,H,W) batch, got {sz:?}"),
+            ));
         }
         let (n, hh, ww) = (sz[0], sz[2], sz[3]);
         let x = x

@@ -50,25 +50,25 @@ impl StepStats {
 impl DpSgd {
     pub fn validate(&self) -> Result<()> {
         if !(self.clip > 0.0 && self.clip.is_finite()) {
-            return Err(Error::bad_arg(
-                "--clip",
+            return Err(Error::field(
+                "clip",
                 format!("{} must be a positive number", self.clip),
             ));
         }
         if !(self.noise >= 0.0 && self.noise.is_finite()) {
-            return Err(Error::bad_arg(
-                "--noise",
+            return Err(Error::field(
+                "noise",
                 format!("{} must be a non-negative number", self.noise),
             ));
         }
         if !(self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
-            return Err(Error::bad_arg(
-                "--batch",
+            return Err(Error::field(
+                "batch",
                 format!("sampling rate {} must be in (0, 1]", self.sample_rate),
             ));
         }
         if self.max_physical_batch == 0 {
-            return Err(Error::bad_arg("--max-physical-batch", "must be at least 1"));
+            return Err(Error::field("max_physical_batch", "must be at least 1"));
         }
         Ok(())
     }

@@ -43,8 +43,8 @@ pub struct ClippedSum {
 /// Forward with a tape, backward of the summed cross-entropy to every recorded output.
 fn backprop(net: &Net, x: &Tensor, y: &Tensor) -> Result<(Tape, Vec<Tensor>, Tensor, Tensor)> {
     if !net.arch.dp_compatible() {
-        return Err(Error::bad_arg(
-            "--arch",
+        return Err(Error::field(
+            "arch",
             format!(
                 "{} has BatchNorm, which mixes the examples of a batch, so per-example \
                  gradients (and DP-SGD) are undefined; use norm=group",

@@ -4,4 +4,3 @@
 pub mod accountant;
 pub mod dpsgd;
 pub mod grad_sample;
-pub mod report;

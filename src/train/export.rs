@@ -7,7 +7,8 @@
 //! three channels first, so a grey PNG (R = G = B) gives exactly the training input.
 use super::Metadata;
 use crate::datasets::TensorDataset;
-use crate::imageio::{save_png, tensor_to_rgb, write_atomic};
+use crate::files::write_atomic;
+use crate::imageio::{save_png, tensor_to_rgb};
 use crate::nets::{Net, Pass};
 use crate::{Error, Result};
 use std::io::Write;
@@ -42,7 +43,7 @@ impl ModelCard {
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::Other(e.to_string()))?;
+    let text = serde_json::to_string_pretty(v).map_err(|e| Error::internal("JSON", e))?;
     write_atomic(path, |f| {
         f.write_all(text.as_bytes())
             .and_then(|_| f.write_all(b"\n"))

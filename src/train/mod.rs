@@ -144,38 +144,38 @@ fn seed_for_epoch(seed: u64, epoch: usize) -> i64 {
 /// Check the settings; errors name the flag.
 pub fn validate(cfg: &TrainConfig) -> Result<()> {
     if cfg.epochs == 0 {
-        return Err(Error::bad_arg("--epochs", "must be at least 1"));
+        return Err(Error::field("epochs", "must be at least 1"));
     }
     if cfg.batch == 0 {
-        return Err(Error::bad_arg("--batch", "must be at least 1"));
+        return Err(Error::field("batch", "must be at least 1"));
     }
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
-        return Err(Error::bad_arg(
-            "--lr",
+        return Err(Error::field(
+            "lr",
             format!("{} must be a positive number", cfg.lr),
         ));
     }
     if let OptKind::Sgd { momentum } = cfg.optimizer {
         if !(0.0..1.0).contains(&momentum) {
-            return Err(Error::bad_arg(
-                "--momentum",
+            return Err(Error::field(
+                "momentum",
                 format!("{momentum} must be in [0, 1)"),
             ));
         }
     }
     if cfg.audit_every > 0 && cfg.audit_examples == 0 {
-        return Err(Error::bad_arg(
-            "--audit-examples",
+        return Err(Error::field(
+            "audit_examples",
             "must be at least 1 with --audit-every",
         ));
     }
     if cfg.limit == Some(0) {
-        return Err(Error::bad_arg("--limit", "must be at least 1"));
+        return Err(Error::field("limit", "must be at least 1"));
     }
     if let Some(dp) = &cfg.dp {
         if !cfg.arch.dp_compatible() {
-            return Err(Error::bad_arg(
-                "--arch",
+            return Err(Error::field(
+                "arch",
                 format!(
                     "{} uses BatchNorm, which mixes the examples of a batch: per-example gradients \
                      and so DP-SGD are undefined with it; use resnet18 (GroupNorm) with --dp",
@@ -184,14 +184,14 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
             ));
         }
         if !(dp.delta > 0.0 && dp.delta < 1.0) {
-            return Err(Error::bad_arg(
-                "--delta",
+            return Err(Error::field(
+                "delta",
                 format!("{} must be in (0, 1)", dp.delta),
             ));
         }
         if !(dp.clip > 0.0 && dp.clip.is_finite()) {
-            return Err(Error::bad_arg(
-                "--clip",
+            return Err(Error::field(
+                "clip",
                 format!("{} must be a positive number", dp.clip),
             ));
         }
@@ -222,8 +222,8 @@ pub fn resolve_noise(cfg: &mut TrainConfig, n: usize) -> Result<()> {
     if let Some(dp) = &mut cfg.dp {
         let q = batch as f64 / n as f64;
         if q > 1.0 {
-            return Err(Error::bad_arg(
-                "--batch",
+            return Err(Error::field(
+                "batch",
                 format!("{batch} is larger than the {n} training examples"),
             ));
         }
@@ -232,8 +232,8 @@ pub fn resolve_noise(cfg: &mut TrainConfig, n: usize) -> Result<()> {
             dp.noise = accountant::noise_for_epsilon(dp.accountant, target, q, steps, dp.delta)?;
         }
         if !(dp.noise > 0.0 && dp.noise.is_finite()) {
-            return Err(Error::bad_arg(
-                "--noise",
+            return Err(Error::field(
+                "noise",
                 format!(
                     "{} must be a positive number (or give --target-epsilon)",
                     dp.noise
@@ -259,21 +259,11 @@ pub fn member_indices(limit: usize, half: Option<u64>) -> Tensor {
     match half {
         None => all,
         Some(seed) => {
-            // A seeded permutation from a small local generator (not torch's global one), so
-            // the split does not depend on anything else the process drew.
-            let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-            let mut next = move || {
-                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let mut z = state;
-                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                z ^ (z >> 31)
-            };
+            // A seeded permutation from the library's generator (not torch's global one), so
+            // the split does not depend on anything else the process drew. The legacy stream
+            // and modulo draw keep the halves of earlier runs (see `rng`).
             let mut idx: Vec<i64> = (0..limit as i64).collect();
-            for i in (1..idx.len()).rev() {
-                let j = (next() % (i as u64 + 1)) as usize;
-                idx.swap(i, j);
-            }
+            crate::rng::SplitMix64::legacy(seed).shuffle_mod(&mut idx);
             let mut chosen = idx[..limit / 2].to_vec();
             chosen.sort_unstable();
             Tensor::from_slice(&chosen)
@@ -535,7 +525,7 @@ impl Trainer {
             config: self.cfg.clone(),
             history: self.history.clone(),
         };
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| Error::Other(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| Error::internal("JSON", e))?;
         let sp = tmp.path().join("state.json");
         std::fs::write(&sp, json).map_err(|e| Error::io(&sp, e))?;
         let tmp = tmp.keep();
@@ -556,8 +546,8 @@ impl Trainer {
         let state: State = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(&sp, format!("not a fool training state: {e}")))?;
         if state.config != self.cfg {
-            return Err(Error::bad_arg(
-                "--resume",
+            return Err(Error::field(
+                "resume",
                 format!(
                     "the run in {} was started with other settings; rerun with the same flags or choose another --out",
                     dir.parent().unwrap_or(dir).display()

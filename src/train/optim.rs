@@ -88,7 +88,7 @@ impl Optimizer {
         let get = |k: &str| {
             named
                 .get(k)
-                .ok_or_else(|| Error::Other(format!("checkpoint has no '{k}'")))
+                .ok_or_else(|| Error::failed("checkpoint", format!("no '{k}'")))
         };
         self.step = get("optim.step")?.int64_value(&[]);
         tch::no_grad(|| -> Result<()> {

@@ -29,8 +29,8 @@ impl std::str::FromStr for AccountantKind {
         match s.to_ascii_lowercase().as_str() {
             "rdp" => Ok(AccountantKind::Rdp),
             "prv" => Ok(AccountantKind::Prv),
-            _ => Err(Error::bad_arg(
-                "--accountant",
+            _ => Err(Error::field(
+                "accountant",
                 format!("'{s}': expected rdp or prv"),
             )),
         }
@@ -56,8 +56,8 @@ pub fn check_noise(noise: f64) -> Result<()> {
     if noise.is_finite() && noise > 0.0 {
         Ok(())
     } else {
-        Err(Error::bad_arg(
-            "--noise",
+        Err(Error::field(
+            "noise",
             format!("the noise multiplier must be a positive number, got {noise}"),
         ))
     }
@@ -67,8 +67,8 @@ pub fn check_sample_rate(q: f64) -> Result<()> {
     if (0.0..=1.0).contains(&q) {
         Ok(())
     } else {
-        Err(Error::bad_arg(
-            "--sample-rate",
+        Err(Error::field(
+            "sample_rate",
             format!("the sampling rate must be in [0, 1], got {q}"),
         ))
     }
@@ -78,8 +78,8 @@ pub fn check_delta(delta: f64) -> Result<()> {
     if delta > 0.0 && delta < 1.0 {
         Ok(())
     } else {
-        Err(Error::bad_arg(
-            "--delta",
+        Err(Error::field(
+            "delta",
             format!("δ must be in (0, 1), got {delta}"),
         ))
     }
@@ -123,9 +123,10 @@ pub fn rdp_epsilon(
     }
     let (eps, order) = rdp::epsilon_and_order(noise, sample_rate, steps, delta);
     if eps.is_nan() || order.is_nan() {
-        return Err(Error::Other(format!(
-            "RDP accountant: no finite ε for σ = {noise}, q = {sample_rate}, {steps} steps"
-        )));
+        return Err(Error::failed(
+            "RDP accountant",
+            format!("no finite ε for σ = {noise}, q = {sample_rate}, {steps} steps"),
+        ));
     }
     Ok((eps, Some(order)))
 }
@@ -143,22 +144,22 @@ pub fn noise_for_epsilon(
     delta: f64,
 ) -> Result<f64> {
     if !(target_epsilon.is_finite() && target_epsilon > 0.0) {
-        return Err(Error::bad_arg(
-            "--target-epsilon",
+        return Err(Error::field(
+            "target_epsilon",
             format!("must be a positive number, got {target_epsilon}"),
         ));
     }
     check_sample_rate(sample_rate)?;
     check_delta(delta)?;
     if sample_rate == 0.0 {
-        return Err(Error::bad_arg(
-            "--sample-rate",
+        return Err(Error::field(
+            "sample_rate",
             "is 0: nothing is ever sampled, so no noise is needed",
         ));
     }
     if steps == 0 {
-        return Err(Error::bad_arg(
-            "--steps",
+        return Err(Error::field(
+            "steps",
             "is 0: no step is taken, so no noise is needed",
         ));
     }
@@ -202,8 +203,8 @@ pub fn noise_for_epsilon(
             }
             if s >= MAX_NOISE {
                 let e = e?;
-                return Err(Error::bad_arg(
-                    "--target-epsilon",
+                return Err(Error::field(
+                    "target_epsilon",
                     format!(
                         "ε = {target_epsilon} is out of reach: even σ = {s:e} gives ε = {e:.4} \
                          (δ = {delta:e}, {steps} steps, q = {sample_rate})"
@@ -224,9 +225,10 @@ pub fn noise_for_epsilon(
             }
             if s < 1e-6 {
                 // ε → ∞ as σ → 0 when q > 0 and steps > 0: only a bug gets here.
-                return Err(Error::Other(format!(
-                    "cannot bracket the noise multiplier for ε = {target_epsilon}"
-                )));
+                return Err(Error::failed(
+                    "noise calibration",
+                    format!("cannot bracket the noise multiplier for ε = {target_epsilon}"),
+                ));
             }
             hi = (s, g(&e));
             factor *= factor;

@@ -57,8 +57,8 @@ pub fn epsilon_bounds(
     let (pmf, shift) = discretize(&truncated, &domain)?;
     let (composed, pad) = compose(&pmf, steps)?;
     if f64::EPSILON * composed.len() as f64 > delta - delta_error {
-        return Err(Error::bad_arg(
-            "--delta",
+        return Err(Error::field(
+            "delta",
             "too small for the PRV accountant: rounding errors would dominate",
         ));
     }
@@ -86,9 +86,10 @@ fn safe_domain_size(
     let (one, _) = rdp::epsilon_and_order(noise, q, 1, delta_error / (8.0 * steps as f64));
     let l = all.max(one).max(eps_error) + 3.0;
     if !l.is_finite() {
-        return Err(Error::Other(format!(
-            "PRV accountant: no finite domain for σ = {noise}, q = {q}, {steps} steps"
-        )));
+        return Err(Error::failed(
+            "PRV accountant",
+            format!("no finite domain for σ = {noise}, q = {q}, {steps} steps"),
+        ));
     }
     Ok(l)
 }
@@ -234,8 +235,8 @@ impl Domain {
             size += 1.0;
         }
         if size.is_nan() || size > MAX_DOMAIN_SIZE as f64 {
-            return Err(Error::bad_arg(
-                "--accountant",
+            return Err(Error::field(
+                "accountant",
                 format!(
                     "the PRV accountant would need {size:.3e} grid points (more than {MAX_DOMAIN_SIZE}) \
                      for this setting; use the RDP accountant"
@@ -287,11 +288,14 @@ fn discretize(y: &Truncated, d: &Domain) -> Result<(Vec<f64>, f64)> {
     let mean_d = neumaier(pmf.iter().enumerate().map(|(i, &p)| d.t(i) * p));
     let shift = y.mean() - mean_d;
     if shift.is_nan() || shift.abs() >= half {
-        return Err(Error::Other(format!(
-            "PRV accountant: the discrete mean differs from the continuous one by {shift:e} \
+        return Err(Error::failed(
+            "PRV accountant",
+            format!(
+                "the discrete mean differs from the continuous one by {shift:e} \
              (mesh {:e})",
-            d.dt
-        )));
+                d.dt
+            ),
+        ));
     }
     Ok((pmf, shift))
 }
@@ -336,7 +340,7 @@ fn compose(pmf: &[f64], n: u64) -> Result<(Vec<f64>, usize)> {
     let r2c = planner.plan_fft_forward(m);
     let c2r = planner.plan_fft_inverse(m);
     let mut spec = r2c.make_output_vec();
-    let fft_err = |e: realfft::FftError| Error::Other(format!("PRV accountant: FFT: {e}"));
+    let fft_err = |e: realfft::FftError| Error::failed("PRV accountant", format!("FFT: {e}"));
     r2c.process(&mut buf, &mut spec).map_err(fft_err)?;
     let nf = n as f64;
     let last = spec.len() - 1;
@@ -406,8 +410,9 @@ impl DeltaCurve {
             }
         }
         if lo == 0 || lo >= n {
-            return Err(Error::Other(
-                "PRV accountant: cannot compute epsilon (δ out of the discretized range)".into(),
+            return Err(Error::failed(
+                "PRV accountant",
+                "cannot compute epsilon (δ out of the discretized range)",
             ));
         }
         Ok(((self.d1[lo] - target) / self.d2[lo]).ln())

@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""PGD throughput: `fool bench` versus torchattacks on the same work, in one run.
+
+Same TorchScript model (assets/model.pt), same images (the first N of
+assets/imagenet-samples in file-name order, resize 256 / center crop 224), same batch
+size, eps, step size (2.5·eps/steps, fool's default) and number of steps, random start,
+no early stopping (fool: --no-early-stop; torchattacks never stops early), same number of
+torch threads.
+
+What is timed: the attack loop only. Both sides are run with STEPS and with 1 step; the
+difference divided by (STEPS − 1) is the cost of one PGD iteration over the N images, which
+removes start-up, model loading, image decoding and the final evaluation from both sides.
+Throughput = N / (cost of one iteration) image-steps per second. Repeated REPS times;
+medians are reported.
+
+    .venv/bin/pip install torchattacks==3.5.1      # benchmark-only dependency
+    .venv/bin/python scripts/compare/bench_pgd.py [--n 64] [--batch 32] [--steps 10] [--reps 3]
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torchvision.transforms as T
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FOOL = os.path.join(ROOT, "target", "release", "fool")
+DATA = os.path.join(ROOT, "assets", "imagenet-samples")
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def load_images(n):
+    rows = sorted(csv.DictReader(open(os.path.join(DATA, "labels.csv"))), key=lambda r: r["file"])[:n]
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+    x = torch.stack([tf(Image.open(os.path.join(DATA, r["file"])).convert("RGB")) for r in rows])
+    y = torch.tensor([int(r["index"]) for r in rows])
+    return x, y
+
+
+def torchattacks_time(model, x, y, batch, eps, steps):
+    import torchattacks
+
+    alpha = 2.5 * eps / steps
+    atk = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    t0 = time.perf_counter()
+    for i in range(0, len(x), batch):
+        atk(x[i:i + batch], y[i:i + batch])
+    return time.perf_counter() - t0
+
+
+def fool_time(n, batch, eps_str, steps, threads):
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [FOOL, "bench", DATA, "--limit", str(n), "--batch", str(batch), "--attack", "pgd",
+               "--steps", str(steps), "--eps", eps_str, "--defense", "none", "--no-early-stop",
+               "--quiet", "--json", "--device", "cpu", "--out", out]
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+        return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--eps", default="4/255")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
+    a = ap.parse_args()
+    num, den = (a.eps.split("/") + ["1"])[:2]
+    eps = float(num) / float(den)
+    torch.set_num_threads(a.threads)
+    import torchattacks
+
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+          f"torchattacks {torchattacks.__version__}, threads {a.threads}")
+    print(f"work: PGD, eps {a.eps}, step 2.5*eps/steps, random start, {a.steps} steps, "
+          f"{a.n} ImageNet samples, batch {a.batch}, MobileNetV2 (assets/model.pt), CPU")
+    model = torch.nn.Sequential(T.Normalize(MEAN, STD), torch.jit.load(os.path.join(ROOT, "assets", "model.pt")).eval())
+    x, y = load_images(a.n)
+    per_step = {"torchattacks": [], "fool": []}
+    for rep in range(a.reps):
+        ta = (torchattacks_time(model, x, y, a.batch, eps, a.steps) - torchattacks_time(model, x, y, a.batch, eps, 1)) / (a.steps - 1)
+        fo = (fool_time(a.n, a.batch, a.eps, a.steps, a.threads) - fool_time(a.n, a.batch, a.eps, 1, a.threads)) / (a.steps - 1)
+        per_step["torchattacks"].append(ta)
+        per_step["fool"].append(fo)
+        print(f"rep {rep + 1}: one PGD iteration over {a.n} images: torchattacks {ta:.3f} s, fool {fo:.3f} s")
+    med = {k: statistics.median(v) for k, v in per_step.items()}
+    print(f"median image-steps/s: torchattacks {a.n / med['torchattacks']:.1f}, fool {a.n / med['fool']:.1f}")
+    print(f"throughput ratio fool/torchattacks: {med['torchattacks'] / med['fool']:.2f} (≥ 1.0: fool is at least as fast)")
+    print(json.dumps({"n": a.n, "batch": a.batch, "steps": a.steps, "eps": a.eps, "threads": a.threads,
+                      "per_step_s": per_step, "ratio": med["torchattacks"] / med["fool"]}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+//! Attacks by name, for `fool bench --attack`.
+use crate::attacks::{Apgd, Attack, CarliniWagner, Fgsm, MiFgsm, Pgd, SgdAttack, Square};
+use crate::{Error, Result};
+
+/// Names `fool bench --attack` accepts, with what `--steps` means for each.
+pub const ATTACKS: &[(&str, &str)] = &[
+    ("fgsm", "FGSM: one signed-gradient step of size eps (--steps ignored)"),
+    ("pgd", "PGD (Madry et al.): random start, step 2.5·eps/steps, 20 steps"),
+    ("bim", "BIM: PGD without random start, 20 steps"),
+    ("sgd", "the tutorial's SGD with momentum, lr 0.01, 100 steps"),
+    ("mifgsm", "MI-FGSM (Dong et al.): decay 1.0, step eps/steps, 10 steps"),
+    ("cw", "Carlini-Wagner L2: 5 binary-search steps x 100 Adam steps (--steps per search), clipped to the L∞ budget"),
+    ("apgd", "APGD-CE (Croce & Hein): 100 iterations, 1 restart"),
+    ("square", "Square Attack L∞ (black box): 1000 queries (--steps sets the query budget)"),
+];
+
+/// What `--steps` means for an attack, and its default: (label, default count).
+pub fn steps_label(name: &str) -> Option<(&'static str, usize)> {
+    Some(match name {
+        "fgsm" => ("step", 1),
+        "pgd" | "bim" => ("steps", Pgd::default().steps),
+        "sgd" => ("steps", SgdAttack::default().steps),
+        "mifgsm" => ("steps", MiFgsm::default().steps),
+        "cw" => ("Adam steps per search", CarliniWagner::default().steps),
+        "apgd" => ("iterations", Apgd::default().steps),
+        "square" => ("queries", Square::default().max_queries),
+        _ => return None,
+    })
+}
+
+/// Build an attack by name; `steps` overrides its default iteration count; `early_stop`
+/// false makes iterative attacks run all their steps (throughput benchmarks).
+pub fn build(name: &str, steps: Option<usize>, early_stop: bool) -> Result<Box<dyn Attack>> {
+    Ok(match name {
+        "fgsm" => Box::new(Fgsm::default()),
+        "pgd" => {
+            let d = Pgd::default();
+            Box::new(Pgd {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
+        }
+        "bim" => {
+            let d = Pgd::default();
+            Box::new(Pgd {
+                early_stop,
+                ..Pgd::bim(steps.unwrap_or(d.steps), None)
+            })
+        }
+        "sgd" => {
+            let d = SgdAttack::default();
+            Box::new(SgdAttack {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
+        }
+        "mifgsm" => {
+            let d = MiFgsm::default();
+            Box::new(MiFgsm {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
+        }
+        "cw" => {
+            let d = CarliniWagner::default();
+            Box::new(CarliniWagner {
+                steps: steps.unwrap_or(d.steps),
+                ..d
+            })
+        }
+        "apgd" => {
+            let d = Apgd::default();
+            Box::new(Apgd {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
+        }
+        "square" => {
+            let d = Square::default();
+            Box::new(Square {
+                max_queries: steps.unwrap_or(d.max_queries),
+                ..d
+            })
+        }
+        other => {
+            let names: Vec<&str> = ATTACKS.iter().map(|(n, _)| *n).collect();
+            return Err(Error::field(
+                "attack",
+                format!(
+                    "unknown attack '{other}'; expected one of {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+    })
+}

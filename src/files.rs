@@ -1,0 +1,73 @@
+//! Writing files safely: every output is written to a temp file in its folder and renamed
+//! over the target (readers never see half a file, a failed write leaves nothing behind),
+//! and output folders are checked for writability before long work starts.
+use crate::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+
+/// Write `path` atomically: `write` fills a temp file in the same directory, which is then
+/// renamed over `path`. On error nothing is left behind.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".fool-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    write(tmp.as_file_mut())?;
+    tmp.as_file_mut().flush().map_err(|e| Error::io(path, e))?;
+    // tempfile creates files 0600; outputs are ordinary files (0644, as `File::create` under
+    // the usual umask gives).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Write `value` as pretty JSON (with a final newline) to `path`, atomically.
+pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    write_atomic(path, |f| {
+        let mut w = std::io::BufWriter::new(f);
+        serde_json::to_writer_pretty(&mut w, value)
+            .map_err(|e| Error::bad_file(path, format!("cannot write JSON: {e}")))?;
+        w.write_all(b"\n").map_err(|e| Error::io(path, e))?;
+        w.flush().map_err(|e| Error::io(path, e))
+    })
+}
+
+/// Read and parse the JSON file `path`; errors name the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))
+}
+
+/// Create an output directory (and parents), with an error naming the flag on failure,
+/// and check that files can be created in it.
+pub fn ensure_writable_dir(dir: &Path, field: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::field(
+            field,
+            format!("cannot create output directory {}: {e}", dir.display()),
+        )
+    })?;
+    tempfile::Builder::new()
+        .prefix(".fool-probe-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            Error::field(
+                field,
+                format!("output directory {} is not writable: {e}", dir.display()),
+            )
+        })
+}

@@ -1,0 +1,352 @@
+//! `fool report privacy RUN...`: privacy, utility and robustness of training runs side by side.
+//!
+//! For each run folder (from `fool train`) it reads `metadata.json` (ε, accuracy, and the
+//! per-epoch membership audits of `--audit-every`), and when present `audit/audit.json` (from
+//! `fool audit --out RUN/audit`, e.g. with LiRA) and `bench/summary.json` (from
+//! `fool bench … --out RUN/bench`). It writes `privacy_by_epoch.png/svg`,
+//! `privacy_vs_utility.png/svg`, `privacy_report.csv` and `privacy_report.json`.
+use crate::audit::AuditResult;
+use crate::bench::SummaryRow;
+use crate::files::write_atomic;
+use crate::plot::{draw_legend, legend_line, line_chart, write_png_svg, COLORS};
+use crate::train::Metadata;
+use crate::{Error, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// One run as read from its folder.
+pub struct Run {
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: Metadata,
+    /// Rows of `audit/audit.json`, if any.
+    pub final_audit: Vec<AuditResult>,
+    /// Rows of `bench/summary.json`, if any.
+    pub bench: Vec<SummaryRow>,
+}
+
+/// A row of the comparison table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReportRow {
+    pub run: String,
+    pub dataset: String,
+    pub arch: String,
+    pub private: bool,
+    /// ε (null: not private, ε = ∞).
+    pub epsilon: Option<f64>,
+    pub delta: Option<f64>,
+    pub test_accuracy: Option<f64>,
+    pub epochs: usize,
+    /// Highest membership AUC over the attacks of the last audit (and audit/audit.json).
+    pub best_auc: Option<f64>,
+    pub best_auc_attack: Option<String>,
+    pub best_advantage: Option<f64>,
+    /// Highest TPR at FPR 0.1% over those attacks.
+    #[serde(rename = "tpr_at_fpr_0.001")]
+    pub tpr_at_fpr_0_001: Option<f64>,
+    /// From bench/summary.json: accuracy under the attack at the smallest non-zero eps (no
+    /// defense, non-adaptive), over all benchmarked images — at large eps every undefended
+    /// model is at 0%, so the smallest budget is the one that tells models apart.
+    pub robust_accuracy: Option<f64>,
+    pub robust_eps: Option<f64>,
+    pub robust_attack: Option<String>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::bad_file(p, format!("unexpected content: {e}")))
+}
+
+/// Read a run folder.
+pub fn load_run(dir: &Path) -> Result<Run> {
+    let mp = dir.join("metadata.json");
+    if !mp.is_file() {
+        return Err(Error::bad_file(
+            dir,
+            "not a training run: no metadata.json (expected a folder written by `fool train --out`)",
+        ));
+    }
+    let meta: Metadata = read_json(&mp)?;
+    let ap = dir.join("audit").join("audit.json");
+    let final_audit = if ap.is_file() {
+        read_json(&ap)?
+    } else {
+        vec![]
+    };
+    let bp = dir.join("bench").join("summary.json");
+    let bench = if bp.is_file() {
+        read_json(&bp)?
+    } else {
+        vec![]
+    };
+    let name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_else(|| dir.display().to_string());
+    Ok(Run {
+        name,
+        dir: dir.to_path_buf(),
+        meta,
+        final_audit,
+        bench,
+    })
+}
+
+/// The comparison row of a run.
+pub fn row(run: &Run) -> ReportRow {
+    let last_audit: Vec<&AuditResult> = run
+        .meta
+        .history
+        .iter()
+        .rev()
+        .find_map(|r| r.audit.as_ref())
+        .into_iter()
+        .flatten()
+        .chain(run.final_audit.iter())
+        .filter(|a| a.slice == "all")
+        .collect();
+    let best = last_audit
+        .iter()
+        .max_by(|a, b| a.auc.total_cmp(&b.auc))
+        .copied();
+    let max_of = |f: fn(&AuditResult) -> f64| {
+        last_audit
+            .iter()
+            .map(|a| f(a))
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    let robust = run
+        .bench
+        .iter()
+        .filter(|r| r.defense == "none" && r.mode == "non-adaptive" && r.eps > 0.0)
+        .min_by(|a, b| a.eps.total_cmp(&b.eps));
+    ReportRow {
+        run: run.name.clone(),
+        dataset: run.meta.dataset.to_string(),
+        arch: run.meta.arch.clone(),
+        private: run.meta.epsilon.is_some(),
+        epsilon: run.meta.epsilon,
+        delta: run.meta.delta,
+        test_accuracy: run.meta.test_accuracy,
+        epochs: run.meta.epochs_done,
+        best_auc: best.map(|a| a.auc),
+        best_auc_attack: best.map(|a| a.attack.to_string()),
+        best_advantage: max_of(|a| a.advantage),
+        tpr_at_fpr_0_001: max_of(|a| a.tpr_at_fpr_0_001),
+        robust_accuracy: robust.map(|r| r.robust_accuracy),
+        robust_eps: robust.map(|r| r.eps),
+        robust_attack: robust.map(|r| r.attack.clone()),
+    }
+}
+
+/// Per run: (epoch, test accuracy, audit rows on slice `all`) for every audited epoch.
+fn audited_epochs(run: &Run) -> Vec<(usize, f64, Vec<&AuditResult>)> {
+    run.meta
+        .history
+        .iter()
+        .filter_map(|r| {
+            r.audit.as_ref().map(|a| {
+                (
+                    r.epoch,
+                    r.test_accuracy,
+                    a.iter().filter(|x| x.slice == "all").collect(),
+                )
+            })
+        })
+        .collect()
+}
+
+fn draw_by_epoch<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[Run]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = crate::plot::chart_err::<DB::ErrorType>;
+    root.fill(&WHITE).map_err(err)?;
+    let max_epoch = runs
+        .iter()
+        .map(|r| r.meta.epochs_done)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let panels = root.split_evenly((1, 2));
+    for (panel, (what, get)) in panels.iter().zip([
+        (
+            "membership AUC",
+            (|a: &AuditResult| a.auc) as fn(&AuditResult) -> f64,
+        ),
+        ("attacker advantage (max TPR − FPR)", |a: &AuditResult| {
+            a.advantage
+        }),
+    ]) {
+        let top = runs
+            .iter()
+            .flat_map(audited_epochs)
+            .flat_map(|(_, _, rows)| rows.into_iter().map(get))
+            .fold(0.0f64, f64::max);
+        let (lo, hi) = if what.contains("AUC") {
+            (0.45, ((top + 0.05) * 20.0).ceil().clamp(11.0, 20.0) / 20.0)
+        } else {
+            (0.0, ((top + 0.05) * 20.0).ceil().clamp(1.0, 20.0) / 20.0)
+        };
+        let mut chart = line_chart(
+            panel,
+            format!("{what} by epoch"),
+            18,
+            (0.5f64..max_epoch + 0.5, lo..hi),
+            ("epoch", what),
+        )?;
+        for (ri, run) in runs.iter().enumerate() {
+            let color = COLORS[ri % COLORS.len()];
+            let epochs = audited_epochs(run);
+            let attacks: Vec<String> = epochs
+                .first()
+                .map(|(_, _, a)| a.iter().map(|x| x.attack.to_string()).collect())
+                .unwrap_or_default();
+            for (ai, attack) in attacks.iter().enumerate() {
+                let xy: Vec<(f64, f64)> = epochs
+                    .iter()
+                    .filter_map(|(e, _, rows)| {
+                        rows.iter()
+                            .find(|x| &x.attack.to_string() == attack)
+                            .map(|x| (*e as f64, get(x)))
+                    })
+                    .collect();
+                let style = color.stroke_width(2);
+                let (dash, gap) = match ai {
+                    0 => (1, 0),
+                    1 => (8, 4),
+                    2 => (3, 3),
+                    _ => (12, 3),
+                };
+                let series = if gap == 0 {
+                    chart.draw_series(LineSeries::new(xy.clone(), style))
+                } else {
+                    chart.draw_series(DashedLineSeries::new(xy.clone(), dash, gap, style))
+                }
+                .map_err(err)?;
+                series
+                    .label(format!("{} · {attack}", run.name))
+                    .legend(legend_line(color, 2, dash.max(6), gap));
+                chart
+                    .draw_series(xy.iter().map(|&p| Circle::new(p, 2, color.filled())))
+                    .map_err(err)?;
+            }
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 11)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn draw_vs_utility<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, runs: &[Run]) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let err = crate::plot::chart_err::<DB::ErrorType>;
+    root.fill(&WHITE).map_err(err)?;
+    let accs: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| r.meta.history.iter().map(|h| h.test_accuracy))
+        .collect();
+    let lo = accs.iter().cloned().fold(1.0f64, f64::min);
+    let lo = ((lo * 10.0).floor() / 10.0).clamp(0.0, 0.9);
+    let top = runs
+        .iter()
+        .flat_map(audited_epochs)
+        .flat_map(|(_, _, rows)| rows.into_iter().map(|a| a.auc))
+        .fold(0.0f64, f64::max);
+    let top_auc = ((top + 0.05) * 20.0).ceil().clamp(11.0, 20.0) / 20.0;
+    let mut chart = line_chart(
+        &root,
+        "privacy vs utility: highest membership AUC vs test accuracy (each audited epoch)",
+        18,
+        (lo..1.0f64, 0.45f64..top_auc),
+        (
+            "test accuracy",
+            "highest membership AUC (attacks on slice 'all')",
+        ),
+    )?;
+    for (ri, run) in runs.iter().enumerate() {
+        let color = COLORS[ri % COLORS.len()];
+        let xy: Vec<(f64, f64)> = audited_epochs(run)
+            .iter()
+            .map(|(_, acc, rows)| (*acc, rows.iter().map(|a| a.auc).fold(0.0f64, f64::max)))
+            .collect();
+        let eps = run
+            .meta
+            .epsilon
+            .map(|e| format!("ε = {e:.2}"))
+            .unwrap_or_else(|| "ε = ∞".into());
+        chart
+            .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(format!("{} ({eps})", run.name))
+            .legend(legend_line(color, 2, 1, 0));
+        chart
+            .draw_series(xy.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(err)?;
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::UpperLeft, 13)?;
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v}")).unwrap_or_default()
+}
+
+/// Write the charts and tables into `out`; return the rows.
+pub fn write(runs: &[Run], out: &Path) -> Result<Vec<ReportRow>> {
+    let rows: Vec<ReportRow> = runs.iter().map(row).collect();
+    write_png_svg(
+        out,
+        "privacy_by_epoch",
+        (1400, 560),
+        |a| draw_by_epoch(a, runs),
+        |a| draw_by_epoch(a, runs),
+    )?;
+    write_png_svg(
+        out,
+        "privacy_vs_utility",
+        (900, 600),
+        |a| draw_vs_utility(a, runs),
+        |a| draw_vs_utility(a, runs),
+    )?;
+    let json = serde_json::to_string_pretty(&rows).map_err(|e| Error::internal("JSON", e))?;
+    let jp = out.join("privacy_report.json");
+    write_atomic(&jp, |f| {
+        f.write_all(json.as_bytes()).map_err(|e| Error::io(&jp, e))
+    })?;
+    let mut csv = String::from(
+        "run,dataset,arch,private,epsilon,delta,test_accuracy,epochs,best_auc,best_auc_attack,best_advantage,tpr_at_fpr_0.001,robust_accuracy,robust_eps,robust_attack\n",
+    );
+    for r in &rows {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            r.run,
+            r.dataset,
+            r.arch.replace(',', ";"),
+            r.private,
+            r.epsilon
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "inf".into()),
+            opt(r.delta),
+            opt(r.test_accuracy),
+            r.epochs,
+            opt(r.best_auc),
+            r.best_auc_attack.clone().unwrap_or_default(),
+            opt(r.best_advantage),
+            opt(r.tpr_at_fpr_0_001),
+            opt(r.robust_accuracy),
+            opt(r.robust_eps),
+            r.robust_attack.clone().unwrap_or_default(),
+        ));
+    }
+    let cp = out.join("privacy_report.csv");
+    write_atomic(&cp, |f| {
+        f.write_all(csv.as_bytes()).map_err(|e| Error::io(&cp, e))
+    })?;
+    Ok(rows)
+}

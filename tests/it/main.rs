@@ -1,0 +1,18 @@
+//! fool's integration tests, one binary (one link of libtorch): a module per area.
+mod common;
+
+mod accountant;
+mod attack_models;
+mod attacks_batch;
+mod audit;
+mod bad_input;
+mod bench;
+mod cli;
+mod cli_privacy;
+mod datasets;
+mod defenses;
+mod grad_sample;
+mod lira;
+mod preprocess_vs_torchvision;
+mod report;
+mod train;

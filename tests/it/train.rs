@@ -1,0 +1,368 @@
+//! DP-SGD statistics, `fool train` end to end (ε from the accountant, export, resume, bad input).
+
+use crate::common::{fool, ok_json};
+use fool::nets::{Arch, Net};
+use fool::privacy::accountant::{self, AccountantKind};
+use fool::privacy::dpsgd::DpSgd;
+use fool::privacy::grad_sample::clipped_sum;
+use std::path::Path;
+use tch::{nn, CModule, Device, Kind, Tensor};
+
+/// libtorch's generator is global: the in-process tests take turns.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn mnist_cnn() -> (nn::VarStore, Net) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs, &"cnn".parse::<Arch>().unwrap(), 1, 28, 10).unwrap();
+    (vs, net)
+}
+
+#[test]
+fn noise_of_an_empty_poisson_batch_has_std_sigma_c_over_expected_batch() {
+    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(3);
+    let (_vs, net) = mnist_cnn();
+    let dp = DpSgd {
+        clip: 0.5,
+        noise: 2.0,
+        sample_rate: 0.01,
+        dataset_len: 10_000,
+        max_physical_batch: 64,
+    };
+    let empty = Tensor::zeros([0], (Kind::Int64, Device::Cpu));
+    let mut load = |_: &Tensor| -> (Tensor, Tensor) { unreachable!("no examples to load") };
+    let (grads, stats) = dp.noisy_grad(&net, &empty, &mut load).unwrap();
+    assert_eq!(stats.examples, 0);
+    let all = Tensor::cat(
+        &grads.iter().map(|g| g.flatten(0, -1)).collect::<Vec<_>>(),
+        0,
+    );
+    let n = all.size()[0] as f64;
+    assert!(n > 20_000.0);
+    let want = 2.0 * 0.5 / (0.01 * 10_000.0); // σ·C / (q·n)
+    let std = all.std(true).double_value(&[]);
+    let mean = all.mean(Kind::Double).double_value(&[]);
+    assert!(
+        (std / want - 1.0).abs() < 0.02,
+        "noise std {std}, expected {want}"
+    );
+    assert!(mean.abs() < 4.0 * want / n.sqrt(), "noise mean {mean}");
+}
+
+#[test]
+fn without_noise_the_step_is_the_clipped_sum_over_the_expected_batch_in_chunks() {
+    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(4);
+    let (_vs, net) = mnist_cnn();
+    let x = Tensor::randn([150, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = Tensor::randint(10, [150], (Kind::Int64, Device::Cpu));
+    let clip = 0.05; // small enough that most examples are clipped
+    let dp = DpSgd {
+        clip,
+        noise: 0.0,
+        sample_rate: 0.02,
+        dataset_len: 5_000,
+        max_physical_batch: 64,
+    };
+    let idx = Tensor::arange(150, (Kind::Int64, Device::Cpu));
+    let mut load = |i: &Tensor| (x.index_select(0, i), y.index_select(0, i));
+    let (grads, stats) = dp.noisy_grad(&net, &idx, &mut load).unwrap();
+    let whole = clipped_sum(&net, &x, &y, clip).unwrap();
+    for (g, w) in grads.iter().zip(&whole.grads) {
+        let want = w / 100.0; // expected batch q·n = 100
+        let diff = (g - &want).abs().max().double_value(&[]);
+        assert!(
+            diff <= 1e-6 + 1e-4 * want.abs().max().double_value(&[]),
+            "diff {diff}"
+        );
+    }
+    assert_eq!(stats.examples, 150);
+    let clipped = whole.norms.gt(clip).sum(Kind::Int64).int64_value(&[]);
+    assert_eq!(stats.clipped, clipped);
+    assert!(clipped > 100, "only {clipped} of 150 clipped");
+    // Each clipped example contributes exactly norm C; the summed norm cannot exceed n·C.
+    let total: f64 = whole
+        .grads
+        .iter()
+        .map(|g| g.square().sum(Kind::Double).double_value(&[]))
+        .sum();
+    assert!(total.sqrt() <= 150.0 * clip * (1.0 + 1e-5));
+}
+
+#[test]
+fn poisson_batches_have_binomial_sizes() {
+    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(5);
+    let dp = DpSgd {
+        clip: 1.0,
+        noise: 1.0,
+        sample_rate: 0.01,
+        dataset_len: 10_000,
+        max_physical_batch: 64,
+    };
+    let sizes: Vec<f64> = (0..2000)
+        .map(|_| dp.poisson_batch().size()[0] as f64)
+        .collect();
+    let mean = sizes.iter().sum::<f64>() / sizes.len() as f64;
+    let var = sizes.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / (sizes.len() - 1) as f64;
+    // Binomial(10000, 0.01): mean 100, variance 99.
+    assert!(
+        (mean - 100.0).abs() < 4.0 * (99.0f64 / 2000.0).sqrt(),
+        "mean {mean}"
+    );
+    assert!((var / 99.0 - 1.0).abs() < 0.15, "variance {var}");
+    let b = dp.poisson_batch();
+    let sorted = b.sort(0, false).0;
+    assert!(b.equal(&sorted), "indices come sorted and unique");
+    assert_eq!(dp.steps_per_epoch(), 100);
+}
+
+fn train_args(out: &Path) -> Vec<String> {
+    [
+        "train",
+        "--dataset",
+        "mnist",
+        "--limit",
+        "1000",
+        "--epochs",
+        "2",
+        "--batch",
+        "50",
+        "--lr",
+        "0.1",
+        "--samples",
+        "3",
+        "--json",
+        "--out",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([out.display().to_string()])
+    .collect()
+}
+
+#[test]
+fn dp_training_reports_the_accountants_epsilon_and_exports_a_loadable_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = train_args(&out);
+    args.extend(["--dp", "--noise", "1.0", "--clip", "1.0", "--delta", "1e-5"].map(String::from));
+    let meta = ok_json(fool().args(&args));
+    // q = 50/1000, ⌊1/q⌋ = 20 steps per epoch, 2 epochs.
+    assert_eq!(meta["steps"], 40);
+    assert_eq!(meta["sample_rate"], 0.05);
+    let want = accountant::epsilon(AccountantKind::Rdp, 1.0, 0.05, 40, 1e-5).unwrap();
+    let eps = meta["epsilon"].as_f64().unwrap();
+    assert!((eps - want).abs() <= 1e-9 * want, "{eps} vs {want}");
+    let e1 = meta["history"][0]["epsilon"].as_f64().unwrap();
+    let want1 = accountant::epsilon(AccountantKind::Rdp, 1.0, 0.05, 20, 1e-5).unwrap();
+    assert!((e1 - want1).abs() <= 1e-9 * want1 && e1 < eps);
+    assert_eq!(meta["delta"], 1e-5);
+    let acc = meta["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.3 && acc <= 1.0, "DP test accuracy {acc}");
+    // metadata.json on disk says the same.
+    let disk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(disk["epsilon"], meta["epsilon"]);
+    for f in [
+        "model.pt",
+        "model.json",
+        "labels.json",
+        "training.png",
+        "training.svg",
+        "samples/00000-7.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // The exported model classifies its own test sample through `fool predict` (model.json
+    // gives 28×28 and no normalization; labels.json the digit names).
+    let pj = ok_json(
+        fool()
+            .args(["predict", "--json", "--model"])
+            .arg(out.join("model.pt"))
+            .arg(out.join("samples/00002-1.png")),
+    );
+    let top = &pj["top"][0];
+    assert_eq!(
+        top["label"].as_str().unwrap(),
+        top["index"].as_u64().unwrap().to_string()
+    );
+    // …and gives the same probabilities as running the TorchScript module on the PNG pixels.
+    let m = CModule::load(out.join("model.pt")).unwrap();
+    let img = fool::imageio::load_rgb(&out.join("samples/00002-1.png")).unwrap();
+    let x = fool::imageio::rgb_to_tensor(&img).unsqueeze(0);
+    let probs = m.forward_ts(&[x]).unwrap().softmax(1, Kind::Float);
+    let k = top["index"].as_i64().unwrap();
+    let direct = probs.double_value(&[0, k]);
+    assert!((direct - top["prob"].as_f64().unwrap()).abs() < 1e-5);
+}
+
+#[test]
+fn plain_training_learns_mnist() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = train_args(&out);
+    args[4] = "3000".into();
+    args[10] = "0.02".into(); // --lr
+    let meta = ok_json(fool().args(&args));
+    assert!(meta["epsilon"].is_null());
+    let acc = meta["test_accuracy"].as_f64().unwrap();
+    assert!(
+        acc > 0.85,
+        "non-private test accuracy {acc} after 2 epochs on 3000 examples"
+    );
+    assert_eq!(meta["history"].as_array().unwrap().len(), 2);
+}
+
+fn strip_times(mut v: serde_json::Value) -> serde_json::Value {
+    for r in v["history"].as_array_mut().unwrap() {
+        for k in ["seconds", "train_seconds", "examples_per_second"] {
+            r.as_object_mut().unwrap().remove(k);
+        }
+    }
+    v
+}
+
+#[test]
+fn interrupted_training_resumes_to_the_same_model_and_epsilon() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let parts = dir.path().join("parts");
+    let dp = ["--dp", "--noise", "1.2", "--checkpoint-every", "1"].map(String::from);
+    let mut a = train_args(&whole);
+    a.extend(dp.clone());
+    let want = strip_times(ok_json(fool().args(&a)));
+
+    let mut b = train_args(&parts);
+    b.extend(dp);
+    let o = fool()
+        .args(&b)
+        .env("FOOL_TRAIN_STOP_AFTER", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    assert!(parts.join("checkpoints/epoch-001/model.pt").is_file());
+    assert!(
+        !parts.join("model.pt").exists(),
+        "no final model before the run finished"
+    );
+    // Same command without --resume refuses to clobber the run.
+    let o = fool().args(&b).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
+    b.push("--resume".into());
+    let got = strip_times(ok_json(fool().args(&b)));
+    assert_eq!(got["history"], want["history"]);
+    assert_eq!(got["epsilon"], want["epsilon"]);
+    // Bit-identical models.
+    let x = Tensor::rand([4, 3, 28, 28], (Kind::Float, Device::Cpu));
+    let m1 = CModule::load(whole.join("model.pt")).unwrap();
+    let m2 = CModule::load(parts.join("model.pt")).unwrap();
+    let y1 = m1.forward_ts(&[x.shallow_clone()]).unwrap();
+    let y2 = m2.forward_ts(&[x]).unwrap();
+    assert!(y1.equal(&y2));
+    // The epoch-1 checkpoint is a loadable model with its own metadata.
+    let ck: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(parts.join("checkpoints/epoch-001/metadata.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ck["epochs_done"], 1);
+    assert_eq!(ck["epsilon"], want["history"][0]["epsilon"]);
+}
+
+#[test]
+fn target_epsilon_calibrates_the_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut a = train_args(&out);
+    a[6] = "1".into(); // one epoch
+    a.extend(["--dp", "--target-epsilon", "2.0"].map(String::from));
+    let meta = ok_json(fool().args(&a));
+    let eps = meta["epsilon"].as_f64().unwrap();
+    assert!(eps <= 2.0 && eps > 1.98, "ε {eps} for target 2");
+    let sigma = meta["noise"].as_f64().unwrap();
+    let again = accountant::epsilon(AccountantKind::Rdp, sigma, 0.05, 20, 1e-5).unwrap();
+    assert!((again - eps).abs() < 1e-9);
+}
+
+#[test]
+fn bad_training_input_is_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--arch", "resnet18:norm=batch", "--dp", "--noise", "1"],
+            "BatchNorm",
+        ),
+        (vec!["--dp"], "--noise"),
+        (vec!["--noise", "1"], "--dp"),
+        (vec!["--dp", "--noise", "1", "--delta", "2"], "--delta"),
+        (vec!["--arch", "small-cnn:conv=9"], "--arch"),
+        (vec!["--optimizer", "rmsprop"], "--optimizer"),
+        (
+            vec!["--audit-every", "1", "--audit-examples", "0"],
+            "--audit-examples",
+        ),
+        (
+            vec!["--dp", "--noise", "1", "--max-physical-batch", "0"],
+            "--max-physical-batch",
+        ),
+        (vec!["--data", "/nonexistent/mnist"], "/nonexistent/mnist"),
+    ];
+    for (extra, needle) in cases {
+        let mut a = train_args(&out);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let o = fool().args(&a).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{extra:?}: {err}");
+        assert!(!out.join("model.pt").exists());
+    }
+    // A DP batch larger than the training set.
+    let mut a = train_args(&out);
+    a[8] = "5000".into();
+    a.extend(["--dp", "--noise", "1"].map(String::from));
+    let o = fool().args(&a).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--batch"));
+    let o = fool()
+        .args(["train", "--dataset", "imagenet", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--dataset"));
+}
+
+#[test]
+fn half_trains_on_a_seeded_random_half_and_records_the_members() {
+    use ndarray_npy::ReadNpyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let read = |p: &Path| -> Vec<i64> {
+        ndarray::Array1::<i64>::read_npy(std::fs::File::open(p).unwrap())
+            .unwrap()
+            .to_vec()
+    };
+    let mut sets = vec![];
+    for (name, seed) in [("a", "1"), ("b", "1"), ("c", "2")] {
+        let out = dir.path().join(name);
+        let meta = ok_json(
+            fool()
+                .args("train --dataset mnist --limit 400 --epochs 1 --batch 50".split(' '))
+                .args(["--samples", "0", "--json", "--half", seed, "--out"])
+                .arg(&out),
+        );
+        assert_eq!(meta["train_examples"], 200);
+        assert!(meta["members"].as_str().unwrap().contains("random half"));
+        let m = read(&out.join("members.npy"));
+        assert_eq!(m.len(), 200);
+        assert!(
+            m.windows(2).all(|w| w[0] < w[1]) && m[199] < 400,
+            "sorted, unique, in range"
+        );
+        sets.push(m);
+    }
+    assert_eq!(sets[0], sets[1], "same seed, same half");
+    assert_ne!(sets[0], sets[2], "another seed, another half");
+}
