@@ -77,6 +77,33 @@ pub fn first_line(msg: &str) -> String {
     }
 }
 
+/// A libtorch error as one line with its cause: for TorchScript interpreter failures (whose
+/// first line only says "The following operation failed in the TorchScript interpreter")
+/// the last `…Error: …` line of the trace, which says what went wrong; otherwise
+/// [`first_line`]. Control characters are dropped.
+pub fn torch_cause(msg: &str) -> String {
+    let clean: String = msg
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    let first = first_line(&clean);
+    if !first.contains("TorchScript interpreter") {
+        return first;
+    }
+    let cause = clean
+        .lines()
+        .map(str::trim)
+        .rfind(|l| {
+            l.split_once(": ")
+                .is_some_and(|(head, _)| head.ends_with("Error") && !head.contains(' '))
+        })
+        .map(|l| first_line(l));
+    match cause {
+        Some(c) => format!("the TorchScript model failed: {c}"),
+        None => first,
+    }
+}
+
 impl From<tch::TchError> for Error {
     fn from(e: tch::TchError) -> Self {
         Error::Torch(first_line(&e.to_string()))

@@ -34,6 +34,38 @@ pub fn write_atomic(
     Ok(())
 }
 
+/// Check that `path` is a regular file (symlinks followed) before reading it: a folder, FIFO,
+/// socket or device is refused, since reading those blocks forever or never ends. `what` says
+/// what was expected ("an image file").
+pub fn check_regular(path: &Path, what: &str) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        return Err(Error::bad_file(
+            path,
+            format!("is a directory, expected {what}"),
+        ));
+    }
+    if !meta.is_file() {
+        return Err(Error::bad_file(
+            path,
+            format!("is not a regular file (a FIFO, socket or device), expected {what}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Open a regular file (see [`check_regular`]) for reading.
+pub fn open_regular(path: &Path, what: &str) -> Result<std::fs::File> {
+    check_regular(path, what)?;
+    std::fs::File::open(path).map_err(|e| Error::io(path, e))
+}
+
+/// The text of a regular file (see [`check_regular`]).
+pub fn read_regular_to_string(path: &Path, what: &str) -> Result<String> {
+    check_regular(path, what)?;
+    std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
+}
+
 /// Write `value` as pretty JSON (with a final newline) to `path`, atomically.
 pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
     write_atomic(path, |f| {
@@ -47,7 +79,7 @@ pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Resul
 
 /// Read and parse the JSON file `path`; errors name the file.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = read_regular_to_string(path, "a JSON file")?;
     serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))
 }
 

@@ -12,13 +12,7 @@ pub const MAX_SIDE: u32 = 20_000;
 /// Read an image file as 8-bit RGB. Greyscale, alpha (dropped, as Pillow's `convert('RGB')`),
 /// 16-bit and CMYK JPEGs are converted. Errors name the file.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::bad_file(
-            path,
-            "is a directory, expected an image file",
-        ));
-    }
+    crate::files::check_regular(path, "an image file")?;
     // Trust the content, not the extension.
     let mut head = [0u8; 64];
     let n = {

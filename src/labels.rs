@@ -21,7 +21,7 @@ impl Labels {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::files::read_regular_to_string(path, "a JSON labels file")?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))?;
         let names = match value {

@@ -2,7 +2,7 @@
 //!
 //! Any module that takes (N,3,H,W) normalized input and returns (N,C) logits works; the
 //! shape of the output is checked once at load time with a probe forward pass.
-use crate::error::first_line;
+use crate::error::{first_line, torch_cause};
 use crate::labels::Labels;
 use crate::preprocess::Preprocess;
 use crate::{Error, Result};
@@ -27,7 +27,7 @@ pub struct ClassProb {
 }
 
 impl Classifier {
-    /// Load `path` onto `device` in eval mode and check it maps (1,3,size,size) to (1,C).
+    /// Load `path` onto `device` in eval mode and probe it (see [`Classifier::probe`]).
     pub fn load(path: &Path, device: Device, pre: Preprocess) -> Result<Self> {
         pre.validate()?;
         let module = load_torchscript(path, device)?;
@@ -47,23 +47,74 @@ impl Classifier {
             num_classes: 0,
             path: path.to_path_buf(),
         };
-        let s = c.pre.size as i64;
-        let probe = Tensor::full([1, 3, s, s], 0.5, (Kind::Float, device));
-        let out = tch::no_grad(|| c.forward_normalized(&c.pre.normalize(&probe))).map_err(|e| {
+        c.num_classes = c.probe()?;
+        Ok(c)
+    }
+
+    /// What every command needs of a classifier, checked once at load time: for batches of
+    /// N = 1 and N = 2 images, floating-point logits of shape (N, C) with C ≥ 2, finite, and
+    /// (N = 2) a gradient with respect to the input (attacks follow it; a model that detaches
+    /// its input or returns integers would otherwise fail deep inside libtorch). Returns C.
+    fn probe(&self) -> Result<usize> {
+        let s = self.pre.size as i64;
+        let path = &self.path;
+        let fail = |n: i64, msg: String| {
             Error::bad_file(
                 path,
-                format!("forward pass on a (1,3,{s},{s}) input failed: {e}"),
+                format!("refused: on a ({n},3,{s},{s}) input the model {msg}"),
             )
-        })?;
-        let shape = out.size();
-        if shape.len() != 2 || shape[0] != 1 || shape[1] < 2 {
-            return Err(Error::bad_file(
-                path,
-                format!("model output has shape {shape:?}, expected (N, C) logits with C ≥ 2"),
-            ));
+        };
+        let mut classes = 0;
+        for n in [1i64, 2] {
+            // Two different images, so a model that mixes the batch or ignores its size shows.
+            let x = Tensor::linspace(0.25, 0.75, n, (Kind::Float, self.device))
+                .view([n, 1, 1, 1])
+                .expand([n, 3, s, s], false)
+                .contiguous()
+                .set_requires_grad(n == 2);
+            let out = self
+                .raw_forward(&self.pre.normalize(&x))
+                .map_err(|e| fail(n, format!("failed: {e}")))?;
+            let shape = out.size();
+            if shape.len() != 2 || shape[0] != n || shape[1] < 2 {
+                return Err(fail(
+                    n,
+                    format!("returned shape {shape:?}, expected ({n}, C) logits with C ≥ 2"),
+                ));
+            }
+            if !out.is_floating_point() {
+                return Err(fail(
+                    n,
+                    format!(
+                        "returned {:?} values, expected floating-point logits",
+                        out.kind()
+                    ),
+                ));
+            }
+            let finite = out.isfinite().all().int64_value(&[]) != 0;
+            if !finite {
+                return Err(fail(n, "returned NaN or infinite logits".into()));
+            }
+            if n == 2 {
+                if !out.requires_grad() {
+                    return Err(fail(
+                        n,
+                        "returned logits with no gradient path to the input (attacks need one)"
+                            .into(),
+                    ));
+                }
+                let g = Tensor::f_run_backward(&[out.to_kind(Kind::Float).sum(Kind::Float)], &[&x], false, true)
+                    .map_err(|e| fail(n, format!("has no usable input gradient: {}", first_line(&e.to_string()))))?;
+                let ok = g
+                    .first()
+                    .is_some_and(|g| g.defined() && g.isfinite().all().int64_value(&[]) != 0);
+                if !ok {
+                    return Err(fail(n, "gave a missing or non-finite input gradient".into()));
+                }
+            }
+            classes = shape[1] as usize;
         }
-        c.num_classes = shape[1] as usize;
-        Ok(c)
+        Ok(classes)
     }
 
     /// Check that `labels` has one entry per model output.
@@ -83,6 +134,11 @@ impl Classifier {
     }
 
     fn forward_normalized(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.raw_forward(x)?.to_kind(Kind::Float))
+    }
+
+    /// The module's output as it is (any dtype) for normalized input.
+    fn raw_forward(&self, x: &Tensor) -> Result<Tensor> {
         // Channels-last memory (NHWC strides, same NCHW shape): oneDNN's and cuDNN's fast
         // convolution layouts; 1.4× faster forward + backward for MobileNetV2 on CPU.
         let x = if x.dim() == 4 {
@@ -90,11 +146,9 @@ impl Classifier {
         } else {
             x.shallow_clone()
         };
-        let out = self
-            .module
+        self.module
             .forward_ts(&[x])
-            .map_err(|e| Error::Torch(first_line(&e.to_string())))?;
-        Ok(out.to_kind(Kind::Float))
+            .map_err(|e| Error::Torch(torch_cause(&e.to_string())))
     }
 
     /// Logits for pixel-space input (N,3,H,W) in [0,1]; differentiable w.r.t. `x`.
@@ -129,13 +183,7 @@ impl Classifier {
 /// Load a TorchScript module from `path` onto `device`, in eval mode: the one loader of the
 /// library (the attacked classifier, shadow and audited models). Errors name the file.
 pub fn load_torchscript(path: &Path, device: Device) -> Result<CModule> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.is_dir() {
-        return Err(Error::bad_file(
-            path,
-            "is a directory, expected a TorchScript model file",
-        ));
-    }
+    crate::files::check_regular(path, "a TorchScript model file")?;
     let mut module = CModule::load_on_device(path, device).map_err(|e| {
         Error::bad_file(
             path,

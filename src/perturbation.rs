@@ -27,7 +27,7 @@ pub fn save(r: &Tensor, path: &Path) -> Result<()> {
 
 /// Load a perturbation and check it is float32 with shape (1,3,size,size).
 pub fn load(path: &Path, size: u32) -> Result<Tensor> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let f = crate::files::open_regular(path, "a .npy perturbation")?;
     let expected = format!("a float32 array of shape (1, 3, {size}, {size})");
     let arr = Array4::<f32>::read_npy(std::io::BufReader::new(f))
         .map_err(|e| Error::bad_file(path, format!("expected {expected} in .npy format: {e}")))?;
