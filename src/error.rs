@@ -13,6 +13,13 @@ pub enum Error {
     /// A file was read but its content is not what was expected.
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
+    /// An input is over a resource limit (the setting `field` raises it).
+    #[error("{}: {msg} (limit: {field})", path.display())]
+    TooLarge {
+        path: PathBuf,
+        field: String,
+        msg: String,
+    },
     /// A setting (a field of an options or config struct) has an invalid value.
     #[error("{field}: {msg}")]
     Invalid { field: String, msg: String },
@@ -97,7 +104,7 @@ pub fn torch_cause(msg: &str) -> String {
             l.split_once(": ")
                 .is_some_and(|(head, _)| head.ends_with("Error") && !head.contains(' '))
         })
-        .map(|l| first_line(l));
+        .map(first_line);
     match cause {
         Some(c) => format!("the TorchScript model failed: {c}"),
         None => first,

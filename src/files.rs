@@ -66,13 +66,36 @@ pub fn read_regular_to_string(path: &Path, what: &str) -> Result<String> {
     std::fs::read_to_string(path).map_err(|e| Error::io(path, e))
 }
 
-/// Write `value` as pretty JSON (with a final newline) to `path`, atomically.
+/// Write `text` to `path`, atomically.
+pub fn write_text(path: &Path, text: &str) -> Result<()> {
+    write_atomic(path, |f| {
+        f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+    })
+}
+
+/// Write `value` as pretty JSON with a final newline to `path`, atomically.
 pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    write_json_to(path, value, true)
+}
+
+/// [`write_json`] without the final newline: the attack record, `bench.json`, `summary.json`
+/// and the privacy report were first written so, and their bytes stay as they were.
+pub fn write_json_bare<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    write_json_to(path, value, false)
+}
+
+fn write_json_to<T: serde::Serialize + ?Sized>(
+    path: &Path,
+    value: &T,
+    newline: bool,
+) -> Result<()> {
     write_atomic(path, |f| {
         let mut w = std::io::BufWriter::new(f);
         serde_json::to_writer_pretty(&mut w, value)
             .map_err(|e| Error::bad_file(path, format!("cannot write JSON: {e}")))?;
-        w.write_all(b"\n").map_err(|e| Error::io(path, e))?;
+        if newline {
+            w.write_all(b"\n").map_err(|e| Error::io(path, e))?;
+        }
         w.flush().map_err(|e| Error::io(path, e))
     })
 }

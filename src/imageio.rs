@@ -6,8 +6,45 @@ use std::io::Write;
 use std::path::Path;
 use tch::{Kind, Tensor};
 
-/// Largest accepted side, in pixels; larger images are refused before decoding.
-pub const MAX_SIDE: u32 = 20_000;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Default limit on an image's pixels (width × height), checked before decoding.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+/// Default limit on the memory a decoder may allocate for one image, in MiB.
+pub const DEFAULT_MAX_MIB: u64 = 2048;
+static MAX_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_PIXELS);
+static MAX_MIB: AtomicU64 = AtomicU64::new(DEFAULT_MAX_MIB);
+
+/// Set the process-wide decoding limits (pixels per image, decoder memory in MiB): a small
+/// file can declare a huge image, and decoding it would take the machine's memory.
+pub fn set_decode_limits(max_pixels: u64, max_mib: u64) {
+    MAX_PIXELS.store(max_pixels.max(1), Ordering::Relaxed);
+    MAX_MIB.store(max_mib.max(1), Ordering::Relaxed);
+}
+
+/// The decoding limits in force: (pixels, MiB).
+pub fn decode_limits() -> (u64, u64) {
+    (
+        MAX_PIXELS.load(Ordering::Relaxed),
+        MAX_MIB.load(Ordering::Relaxed),
+    )
+}
+
+/// Refuse a `w`×`h` image over the pixel limit, before it is decoded.
+fn check_pixels(path: &Path, w: u64, h: u64) -> Result<()> {
+    let (max, _) = decode_limits();
+    if w.saturating_mul(h) > max {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            field: "max_image_pixels".into(),
+            msg: format!(
+                "image too large: {w}×{h} = {} pixels, over the limit of {max}",
+                w.saturating_mul(h)
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// Read an image file as 8-bit RGB. Greyscale, alpha (dropped, as Pillow's `convert('RGB')`),
 /// 16-bit and CMYK JPEGs are converted. Errors name the file.
@@ -26,6 +63,10 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
             "not a recognised image file (expected PNG, JPEG, BMP, GIF, TIFF, WebP or PNM)",
         )
     })?;
+    // The declared size, from the header alone, before any decoder runs.
+    if let Ok(d) = imagesize::size(path) {
+        check_pixels(path, d.width as u64, d.height as u64)?;
+    }
     let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
     reader.set_format(format);
     if reader.format() == Some(image::ImageFormat::Jpeg) {
@@ -33,22 +74,44 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
             return Ok(img);
         }
     }
+    let (max_pixels, max_mib) = decode_limits();
+    let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(2 << 30);
+    limits.max_image_width = Some(side);
+    limits.max_image_height = Some(side);
+    limits.max_alloc = Some(max_mib.saturating_mul(1 << 20));
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => Error::bad_file(
-            path,
-            format!("image too large (limit {MAX_SIDE}×{MAX_SIDE} pixels, 2 GiB decoded)"),
-        ),
-        other => Error::bad_file(path, format!("cannot decode image: {other}")),
-    })?;
+    let decoder = reader.into_decoder().map_err(|e| decode_error(path, e))?;
+    let (w, h) = image::ImageDecoder::dimensions(&decoder);
+    check_pixels(path, w as u64, h as u64)?;
+    let img = image::DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(Error::bad_file(path, "image has no pixels"));
     }
     Ok(img.to_rgb8())
+}
+
+fn decode_error(path: &Path, e: image::ImageError) -> Error {
+    match e {
+        image::ImageError::Limits(l) => Error::TooLarge {
+            path: path.to_path_buf(),
+            field: "max_image_mib".into(),
+            msg: format!(
+                "image too large to decode within {} MiB ({l})",
+                decode_limits().1
+            ),
+        },
+        other => Error::bad_file(path, format!("cannot decode image: {}", one_line(&other))),
+    }
+}
+
+/// An error's text on one line, without control characters (decoders' messages can carry
+/// raw bytes of the file).
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// Decode a YCbCr or greyscale JPEG with libjpeg-turbo's decoder (through mozjpeg, default
@@ -59,28 +122,29 @@ fn decode_jpeg_like_pillow(path: &Path) -> Result<Option<RgbImage>> {
     use mozjpeg::ColorSpace;
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     // mozjpeg reports libjpeg errors by unwinding; turn them into an error value.
-    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Option<RgbImage>> {
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<Result<Option<RgbImage>>> {
         let d = mozjpeg::Decompress::new_mem(&data)?;
         if !matches!(
             d.color_space(),
             ColorSpace::JCS_YCbCr | ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_RGB
         ) {
-            return Ok(None);
+            return Ok(Ok(None));
         }
         let (w, h) = d.size();
-        if w > MAX_SIDE as usize || h > MAX_SIDE as usize {
-            return Err(std::io::Error::other(format!(
-                "image too large ({w}×{h}; limit {MAX_SIDE}×{MAX_SIDE} pixels)"
-            )));
+        if let Err(e) = check_pixels(path, w as u64, h as u64) {
+            return Ok(Err(e));
         }
         let mut started = d.rgb()?;
         let pixels = started.read_scanlines::<u8>()?;
         started.finish()?;
-        Ok(RgbImage::from_raw(w as u32, h as u32, pixels))
+        Ok(Ok(RgbImage::from_raw(w as u32, h as u32, pixels)))
     });
     match decoded {
-        Ok(Ok(img)) => Ok(img),
-        Ok(Err(e)) => Err(Error::bad_file(path, format!("cannot decode JPEG: {e}"))),
+        Ok(Ok(img)) => img,
+        Ok(Err(e)) => Err(Error::bad_file(
+            path,
+            format!("cannot decode JPEG: {}", one_line(&e)),
+        )),
         Err(_) => Err(Error::bad_file(
             path,
             "cannot decode JPEG: corrupt or truncated data",

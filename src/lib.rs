@@ -10,7 +10,7 @@
 //!   its accountants), [`defenses`], [`attacks`] (the attack registry);
 //! - models and data: [`nets`], [`model`], [`datasets`], [`preprocess`], [`labels`],
 //!   [`perturbation`], [`imageio`];
-//! - foundations: [`plot`], [`files`], [`rng`], [`device`], [`error`].
+//! - foundations: [`plot`], [`files`], [`optim`], [`rng`], [`device`], [`error`].
 pub mod report;
 
 pub mod lira;
@@ -34,6 +34,7 @@ pub mod preprocess;
 pub mod device;
 pub mod error;
 pub mod files;
+pub mod optim;
 pub mod plot;
 pub mod rng;
 

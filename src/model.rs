@@ -103,13 +103,29 @@ impl Classifier {
                             .into(),
                     ));
                 }
-                let g = Tensor::f_run_backward(&[out.to_kind(Kind::Float).sum(Kind::Float)], &[&x], false, true)
-                    .map_err(|e| fail(n, format!("has no usable input gradient: {}", first_line(&e.to_string()))))?;
+                let g = Tensor::f_run_backward(
+                    &[out.to_kind(Kind::Float).sum(Kind::Float)],
+                    &[&x],
+                    false,
+                    true,
+                )
+                .map_err(|e| {
+                    fail(
+                        n,
+                        format!(
+                            "has no usable input gradient: {}",
+                            first_line(&e.to_string())
+                        ),
+                    )
+                })?;
                 let ok = g
                     .first()
                     .is_some_and(|g| g.defined() && g.isfinite().all().int64_value(&[]) != 0);
                 if !ok {
-                    return Err(fail(n, "gave a missing or non-finite input gradient".into()));
+                    return Err(fail(
+                        n,
+                        "gave a missing or non-finite input gradient".into(),
+                    ));
                 }
             }
             classes = shape[1] as usize;
@@ -195,6 +211,105 @@ pub fn load_torchscript(path: &Path, device: Device) -> Result<CModule> {
     })?;
     module.set_eval();
     Ok(module)
+}
+
+/// `model.json`: how `fool` should preprocess images for a model.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModelCard {
+    pub format: String,
+    pub size: u32,
+    pub resize: u32,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+    /// Labels file, relative to the card.
+    pub labels: String,
+    pub input: String,
+}
+
+impl ModelCard {
+    /// The card beside a model file: `model.pt` → `model.json`, if there is one.
+    pub fn beside(model: &Path) -> Result<Option<ModelCard>> {
+        let p = model.with_extension("json");
+        if !p.is_file() {
+            return Ok(None);
+        }
+        let text = crate::files::read_regular_to_string(&p, "a fool model card (JSON)")?;
+        let card: ModelCard = serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(&p, format!("not a fool model card: {e}")))?;
+        Ok(Some(card))
+    }
+}
+
+/// Where a command's classifier comes from: the model file, preprocessing given explicitly
+/// (each `None` falls back to the model card beside the model, then to the ImageNet
+/// defaults), and the labels (explicit, else the card's, else `default_labels` when it has one
+/// name per class, else class numbers).
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub path: PathBuf,
+    pub device: Device,
+    pub size: Option<u32>,
+    pub resize: Option<u32>,
+    pub mean: Option<[f64; 3]>,
+    pub std: Option<[f64; 3]>,
+    pub resize_always: bool,
+    pub labels: Option<PathBuf>,
+    pub default_labels: PathBuf,
+}
+
+/// A loaded classifier with its labels.
+pub struct Loaded {
+    pub model: Classifier,
+    pub labels: Labels,
+    /// No labels file fits the model: the labels are class numbers.
+    pub numbered_labels: bool,
+}
+
+impl ModelSpec {
+    /// The preprocessing: explicit settings, then the card, then the defaults.
+    pub fn preprocess(&self) -> Result<Preprocess> {
+        let card = ModelCard::beside(&self.path)?;
+        Ok(self.preprocess_with(card.as_ref()))
+    }
+
+    fn preprocess_with(&self, card: Option<&ModelCard>) -> Preprocess {
+        let d = Preprocess::default();
+        Preprocess {
+            size: self.size.or(card.map(|c| c.size)).unwrap_or(d.size),
+            resize: self.resize.or(card.map(|c| c.resize)).unwrap_or(d.resize),
+            mean: self.mean.or(card.map(|c| c.mean)).unwrap_or(d.mean),
+            std: self.std.or(card.map(|c| c.std)).unwrap_or(d.std),
+            resize_always: self.resize_always,
+        }
+    }
+
+    /// Load and probe the model, then its labels (checked against its number of classes).
+    pub fn load(&self) -> Result<Loaded> {
+        let card = ModelCard::beside(&self.path)?;
+        let model = Classifier::load(&self.path, self.device, self.preprocess_with(card.as_ref()))?;
+        let card_labels = card.and_then(|c| {
+            let p = self.path.parent().unwrap_or(Path::new(".")).join(c.labels);
+            p.is_file().then_some(p)
+        });
+        if let Some(p) = self.labels.as_ref().or(card_labels.as_ref()) {
+            let labels = Labels::load(p)?;
+            model.check_labels(&labels, p)?;
+            return Ok(Loaded {
+                model,
+                labels,
+                numbered_labels: false,
+            });
+        }
+        let (labels, numbered_labels) = match Labels::load(&self.default_labels) {
+            Ok(l) if l.len() == model.num_classes => (l, false),
+            _ => (Labels::numbered(model.num_classes), true),
+        };
+        Ok(Loaded {
+            model,
+            labels,
+            numbered_labels,
+        })
+    }
 }
 
 /// SHA-256 of a file, hex.

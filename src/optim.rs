@@ -14,7 +14,9 @@ pub fn adam_step(m: &mut Tensor, v: &mut Tensor, grad: &Tensor, t: i32, lr: f64)
     let bc1 = 1.0 - f64::powi(BETA1, t);
     let bc2 = 1.0 - f64::powi(BETA2, t);
     let _ = m.g_mul_scalar_(BETA1).g_add_(&(grad * (1.0 - BETA1)));
-    let _ = v.g_mul_scalar_(BETA2).g_add_(&(grad * grad * (1.0 - BETA2)));
+    let _ = v
+        .g_mul_scalar_(BETA2)
+        .g_add_(&(grad * grad * (1.0 - BETA2)));
     let denom = (&*v / bc2).sqrt() + EPS;
     &*m / denom * (lr / bc1)
 }

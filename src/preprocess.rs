@@ -73,12 +73,30 @@ impl Preprocess {
             return img.clone();
         }
         let (nw, nh) = resized_size(w, h, self.resize);
-        let resized = if (nw, nh) == (w, h) {
-            img.clone()
-        } else {
-            resize_bilinear_pil(img, nw, nh)
-        };
-        center_crop(&resized, self.size, self.size)
+        if (nw, nh) == (w, h) {
+            return center_crop(img, self.size, self.size);
+        }
+        // Resize only the part the crop keeps: the same pixels as resizing the whole image and
+        // cropping, without materializing a resized image that can be huge (a 1×20000 image
+        // resized to a shorter side of 256 would be 256×5,120,000).
+        let (s, nw, nh) = (self.size as i64, nw as i64, nh as i64);
+        let top = round_half_even((nh - s) as f64 / 2.0);
+        let left = round_half_even((nw - s) as f64 / 2.0);
+        let (x0, x1) = (left.max(0), (left + s).min(nw));
+        let (y0, y1) = (top.max(0), (top + s).min(nh));
+        let part = resize_bilinear_pil_window(
+            img,
+            (nw as u32, nh as u32),
+            (x0 as usize..x1 as usize, y0 as usize..y1 as usize),
+        );
+        RgbImage::from_fn(self.size, self.size, |x, y| {
+            let (px, py) = (left + x as i64 - x0, top + y as i64 - y0);
+            if px >= 0 && py >= 0 && px < x1 - x0 && py < y1 - y0 {
+                *part.get_pixel(px as u32, py as u32)
+            } else {
+                image::Rgb([0, 0, 0])
+            }
+        })
     }
 
     /// Image → float tensor (3, size, size) in [0, 1] ("pixel space"), on `device`.
@@ -157,15 +175,17 @@ struct Taps {
     k: Vec<i32>,
 }
 
-fn taps(in_size: usize, out_size: usize) -> Taps {
+/// Taps of the output indices `range` (of `out_size`), indexed from `range.start`.
+fn taps(in_size: usize, out_size: usize, range: std::ops::Range<usize>) -> Taps {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filterscale; // bilinear support 1.0 × filterscale
     let ksize = support.ceil() as usize * 2 + 1;
-    let mut bounds = Vec::with_capacity(out_size);
-    let mut k = vec![0i32; out_size * ksize];
+    let mut bounds = Vec::with_capacity(range.len());
+    let mut k = vec![0i32; range.len() * ksize];
     let ss = 1.0 / filterscale;
-    for xx in 0..out_size {
+    let first = range.start;
+    for xx in range {
         let center = (xx as f64 + 0.5) * scale;
         let xmin = ((center - support + 0.5) as i64).max(0) as usize; // C cast truncates
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
@@ -181,7 +201,7 @@ fn taps(in_size: usize, out_size: usize) -> Taps {
         for (x, wx) in w.iter().enumerate() {
             let v = if total != 0.0 { wx / total } else { *wx };
             let f = v * (1u32 << PRECISION_BITS) as f64;
-            k[xx * ksize + x] = if v < 0.0 {
+            k[(xx - first) * ksize + x] = if v < 0.0 {
                 (f - 0.5) as i32
             } else {
                 (f + 0.5) as i32
@@ -199,13 +219,36 @@ fn clip8(v: i64) -> u8 {
 
 /// Pillow's `Image.resize(size, Image.BILINEAR)` on an RGB image (antialiased when shrinking).
 pub fn resize_bilinear_pil(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    resize_bilinear_pil_window(img, (out_w, out_h), (0..out_w as usize, 0..out_h as usize))
+}
+
+/// The pixels `cols` × `rows` of [`resize_bilinear_pil`]`(img, size.0, size.1)`, computed alone
+/// (each output pixel is computed exactly as in the full resize).
+pub fn resize_bilinear_pil_window(
+    img: &RgbImage,
+    size: (u32, u32),
+    (cols, rows): (std::ops::Range<usize>, std::ops::Range<usize>),
+) -> RgbImage {
     let (in_w, in_h) = (img.width() as usize, img.height() as usize);
-    let (ow, oh) = (out_w as usize, out_h as usize);
+    let (full_w, full_h) = (size.0 as usize, size.1 as usize);
+    let (ow, oh) = (cols.len(), rows.len());
     let src = img.as_raw();
-    let horiz = taps(in_w, ow);
-    let vert = taps(in_h, oh);
-    let need_h = ow != in_w;
-    let need_v = oh != in_h;
+    let need_h = full_w != in_w;
+    let need_v = full_h != in_h;
+    if ow == 0 || oh == 0 {
+        return RgbImage::new(ow as u32, oh as u32);
+    }
+    let horiz = taps(in_w, full_w, cols.clone());
+    // Without a vertical pass the rows are the source rows themselves.
+    let vert = if need_v {
+        taps(in_h, full_h, rows.clone())
+    } else {
+        Taps {
+            bounds: rows.clone().map(|y| (y, 1)).collect(),
+            ksize: 1,
+            k: vec![1 << PRECISION_BITS; oh],
+        }
+    };
     // Horizontal pass over the rows the vertical pass will read.
     let (first_row, rows, mid, mid_w) = if need_h {
         let first = vert.bounds[0].0;
@@ -229,7 +272,14 @@ pub fn resize_bilinear_pil(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
         }
         (first, rows, mid, ow)
     } else {
-        (0, in_h, src.to_vec(), in_w)
+        // Columns `cols` of the source rows the vertical pass reads.
+        let first = vert.bounds[0].0;
+        let last = vert.bounds[oh - 1].0 + vert.bounds[oh - 1].1;
+        let mut mid = Vec::with_capacity((last - first) * ow * 3);
+        for y in first..last {
+            mid.extend_from_slice(&src[(y * in_w + cols.start) * 3..(y * in_w + cols.end) * 3]);
+        }
+        (first, last - first, mid, ow)
     };
     let _ = rows;
     if !need_v {
@@ -295,5 +345,37 @@ mod tests {
         };
         assert_ne!(p2.geometry(&img), img);
         assert_eq!(p2.geometry(&img).dimensions(), (224, 224));
+    }
+
+    #[test]
+    fn geometry_equals_full_resize_then_crop() {
+        // The windowed resize must give the pixels of the full resize + center crop, for
+        // shrinking, enlarging, thin and crop-larger-than-image cases.
+        let mut seed = 7u32;
+        for (w, h, size, resize) in [
+            (300, 200, 224, 256),
+            (97, 410, 64, 80),
+            (40, 30, 64, 72),
+            (1, 300, 32, 32),
+            (500, 3, 16, 20),
+            (256, 256, 224, 256),
+        ] {
+            let img = RgbImage::from_fn(w, h, |_, _| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                image::Rgb([(seed >> 8) as u8, (seed >> 16) as u8, (seed >> 24) as u8])
+            });
+            let pre = Preprocess {
+                size,
+                resize,
+                ..Preprocess::default()
+            };
+            let (nw, nh) = resized_size(w, h, resize);
+            let full = center_crop(&resize_bilinear_pil(&img, nw, nh), size, size);
+            assert_eq!(
+                pre.geometry(&img),
+                full,
+                "{w}x{h} -> {size} (resize {resize})"
+            );
+        }
     }
 }

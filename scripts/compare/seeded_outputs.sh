@@ -2,8 +2,8 @@
 # Seeded outputs of one `fool` binary, fingerprinted, for before/after comparisons of a change
 # that must not change behaviour (a refactor): every command below is seeded, so two binaries
 # that behave the same write the same files. Timings (seconds, examples/s, …) and the version
-# are dropped from JSON before hashing; everything else — PNGs, .npy arrays, summaries,
-# metadata, audits, LiRA scores, reports, stdout of --json commands — must match byte for byte.
+# are masked in JSON before hashing; everything else — PNGs, .npy arrays, summaries, metadata,
+# audits, LiRA scores, reports (byte for byte), stdout of --json commands (as JSON) — must match.
 #
 #   bash scripts/compare/seeded_outputs.sh BINARY OUT_DIR      # run and fingerprint -> OUT_DIR/manifest.txt
 #   bash scripts/compare/seeded_outputs.sh --diff A_DIR B_DIR  # compare two manifests (exit 1 on a difference)
@@ -72,7 +72,7 @@ run eps-prv privacy epsilon --n 60000 --batch 256 --noise 1.1 --epochs 60 --delt
 run noise privacy noise --n 60000 --batch 256 --epochs 60 --target-epsilon 3 --delta 1e-5 --json
 run report report privacy "$OUT/train" "$OUT/train-dp" --out "$OUT/report" --json -q
 
-# Fingerprint: JSON/JSONL without timings, everything else as bytes.
+# Fingerprint: files as bytes (JSON timings masked), --json stdout as parsed JSON without timings.
 "$PY" - "$OUT" <<'PYEOF'
 import hashlib, json, os, re, sys
 out = sys.argv[1]
@@ -85,17 +85,19 @@ def clean(v):
     if isinstance(v, str):
         return v.replace(out, "<OUT>")
     return v
+# Timing values are masked in the raw text, so the hash still covers the files' exact bytes
+# (formatting, key order, final newline); stdout of --json commands is compared as parsed JSON.
+MASK = re.compile(r'("[^"]*(?:second|elapsed|duration|per_sec|fool_version)[^"]*"\s*:\s*)(-?[0-9][0-9.eE+-]*|"[^"]*"|null)')
 def digest(path):
     data = open(path, "rb").read()
     name = os.path.basename(path)
-    try:
-        if name.endswith(".jsonl"):
-            rows = [clean(json.loads(l)) for l in data.decode().splitlines() if l.strip()]
-            data = "\n".join(json.dumps(r, sort_keys=True) for r in rows).encode()
-        elif name.endswith((".json", ".stdout")) and data.strip():
+    if name.endswith((".json", ".jsonl")):
+        data = MASK.sub(r'\1"<masked>"', data.decode()).replace(out, "<OUT>").encode()
+    elif name.endswith(".stdout") and data.strip():
+        try:
             data = json.dumps(clean(json.loads(data)), sort_keys=True).encode()
-    except ValueError:
-        pass
+        except ValueError:
+            pass
     return hashlib.sha256(data).hexdigest()[:16]
 lines = []
 for root, dirs, files in os.walk(out):

@@ -46,7 +46,7 @@ impl Default for CarliniWagner {
     }
 }
 
-/// Adam (Kingma & Ba 2015) on one tensor, per element.
+/// Adam's state on the tanh-space variable `w` of one binary-search step.
 struct Adam {
     lr: f64,
     m: Tensor,
@@ -55,10 +55,6 @@ struct Adam {
 }
 
 impl Adam {
-    const B1: f64 = 0.9;
-    const B2: f64 = 0.999;
-    const EPS: f64 = 1e-8;
-
     fn new(like: &Tensor, lr: f64) -> Self {
         Adam {
             lr,
@@ -68,14 +64,10 @@ impl Adam {
         }
     }
 
-    /// The parameter after one step against `grad`.
+    /// The parameter after one step against `grad` ([`crate::optim::adam_step`]).
     fn step(&mut self, param: &Tensor, grad: &Tensor) -> Tensor {
         self.t += 1;
-        self.m = &self.m * Self::B1 + grad * (1.0 - Self::B1);
-        self.v = &self.v * Self::B2 + grad.square() * (1.0 - Self::B2);
-        let m_hat = &self.m / (1.0 - Self::B1.powi(self.t));
-        let v_hat = &self.v / (1.0 - Self::B2.powi(self.t));
-        param - m_hat / (v_hat.sqrt() + Self::EPS) * self.lr
+        param - crate::optim::adam_step(&mut self.m, &mut self.v, grad, self.t, self.lr)
     }
 }
 

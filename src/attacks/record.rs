@@ -1,6 +1,7 @@
-//! What a run reports: the JSON record of an attack, human-readable lines, and the
-//! side-by-side picture (original | amplified perturbation | adversarial, with captions).
+//! What a run reports: the JSON records of an attack and of `apply`, human-readable lines, and
+//! the side-by-side picture (original | amplified perturbation | adversarial, with captions).
 use crate::model::ClassProb;
+use crate::preprocess::Preprocess;
 use image::{Rgb, RgbImage};
 use serde::Serialize;
 
@@ -15,6 +16,7 @@ pub struct TargetInfo {
     pub label: String,
 }
 
+/// The preprocessing a run used, as records and bench configs store it.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct PreprocessInfo {
     pub size: u32,
@@ -22,6 +24,18 @@ pub struct PreprocessInfo {
     pub resize_always: bool,
     pub mean: [f64; 3],
     pub std: [f64; 3],
+}
+
+impl From<&Preprocess> for PreprocessInfo {
+    fn from(pre: &Preprocess) -> Self {
+        PreprocessInfo {
+            size: pre.size,
+            resize: pre.resize,
+            resize_always: pre.resize_always,
+            mean: pre.mean,
+            std: pre.std,
+        }
+    }
 }
 
 /// The record of one attack run (`<stem>_<target>.json`, or stdout with `--json`).
@@ -61,6 +75,20 @@ pub struct AttackRecord {
     pub side_by_side: String,
     pub record: String,
     pub elapsed_s: f64,
+}
+
+/// The record of `fool apply`: a saved perturbation added to an image, the result saved and
+/// classified as saved.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyRecord {
+    pub image: String,
+    pub perturbation: String,
+    pub output: String,
+    pub original: Vec<ClassProb>,
+    pub perturbed: Vec<ClassProb>,
+    /// Distance between the saved image and the preprocessed original, pixel space 0..1.
+    pub linf: f64,
+    pub l2: f64,
 }
 
 /// `Pembroke (83.1%)` for a top-1 entry.

@@ -1,20 +1,20 @@
-//! Attacks by name, for `fool bench --attack`.
+//! Attacks by name: the one place names map to attacks (`fool bench --attack`).
 use crate::attacks::{Apgd, Attack, CarliniWagner, Fgsm, MiFgsm, Pgd, SgdAttack, Square};
 use crate::{Error, Result};
 
-/// Names `fool bench --attack` accepts, with what `--steps` means for each.
+/// The attack names, with what the `steps` setting means for each.
 pub const ATTACKS: &[(&str, &str)] = &[
-    ("fgsm", "FGSM: one signed-gradient step of size eps (--steps ignored)"),
+    ("fgsm", "FGSM: one signed-gradient step of size eps (steps ignored)"),
     ("pgd", "PGD (Madry et al.): random start, step 2.5·eps/steps, 20 steps"),
     ("bim", "BIM: PGD without random start, 20 steps"),
     ("sgd", "the tutorial's SGD with momentum, lr 0.01, 100 steps"),
     ("mifgsm", "MI-FGSM (Dong et al.): decay 1.0, step eps/steps, 10 steps"),
-    ("cw", "Carlini-Wagner L2: 5 binary-search steps x 100 Adam steps (--steps per search), clipped to the L∞ budget"),
+    ("cw", "Carlini-Wagner L2: 5 binary-search steps x 100 Adam steps (steps per search), clipped to the L∞ budget"),
     ("apgd", "APGD-CE (Croce & Hein): 100 iterations, 1 restart"),
-    ("square", "Square Attack L∞ (black box): 1000 queries (--steps sets the query budget)"),
+    ("square", "Square Attack L∞ (black box): 1000 queries (steps sets the query budget)"),
 ];
 
-/// What `--steps` means for an attack, and its default: (label, default count).
+/// What the `steps` setting means for an attack, and its default: (label, default count).
 pub fn steps_label(name: &str) -> Option<(&'static str, usize)> {
     Some(match name {
         "fgsm" => ("step", 1),

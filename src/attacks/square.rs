@@ -65,15 +65,6 @@ fn signs(shape: &[i64], device: tch::Device) -> Tensor {
     Tensor::randint_low(0, 2, shape, (Kind::Int64, device)).to_kind(Kind::Float) * 2.0 - 1.0
 }
 
-/// The goal restricted to the images `idx` of the batch.
-fn sub_goal(goal: &Goal, idx: &Tensor) -> Goal {
-    let classes = goal.classes().index_select(0, idx);
-    match goal {
-        Goal::Targeted(_) => Goal::Targeted(classes),
-        Goal::Untargeted(_) => Goal::Untargeted(classes),
-    }
-}
-
 impl Attack for Square {
     fn name(&self) -> String {
         "square".into()
@@ -107,7 +98,7 @@ impl Square {
         if !self.supports(budget.norm) {
             return Err(crate::Error::field(
                 "norm",
-                "the Square Attack is implemented for L∞ only; use --norm linf",
+                "the Square Attack is implemented for L∞ only",
             ));
         }
         let x0 = x0.detach();
@@ -174,7 +165,7 @@ impl Square {
             let x_new =
                 (&x0a + (&xba - &x0a).where_self(&window.logical_not(), &delta)).clamp(0.0, 1.0);
             let logits = model.logits(&x_new)?;
-            let marg = margin(&sub_goal(goal, &idx), &logits);
+            let marg = margin(&goal.select(&idx), &logits);
             let marg_old = margin_min.index_select(0, &idx);
             let improved = marg.lt_tensor(&marg_old);
             x_best = x_best.index_copy(

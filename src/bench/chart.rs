@@ -35,7 +35,7 @@ where
             None => String::new(),
         };
         let target = match &cfg.targets {
-            super::TargetMode::Untargeted => "untargeted".to_string(),
+            crate::attacks::TargetMode::Untargeted => "untargeted".to_string(),
             t => format!(
                 "targeted ({})",
                 serde_json::to_value(t)

@@ -1,12 +1,11 @@
 //! `fool apply IMAGE --perturbation r.npy`: add a saved perturbation and classify the result.
-use super::{print_json, refuse_overwrite, ModelArgs, OutputArgs};
+use super::{print_json, ModelArgs, OutputArgs};
 use anyhow::Result;
 use clap::Args;
+use fool::attacks::image::{apply_perturbation, refuse_overwrite, ApplyPerturbation};
 use fool::attacks::record::format_top;
 use fool::files::ensure_writable_dir;
-use fool::imageio::{load_rgb, quantize, save_png, tensor_to_rgb};
-use fool::model::{ClassProb, Classifier};
-use serde::Serialize;
+use fool::imageio::load_rgb;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,20 +28,8 @@ pub struct ApplyArgs {
     out_args: OutputArgs,
 }
 
-#[derive(Serialize)]
-struct ApplyRecord {
-    image: String,
-    perturbation: String,
-    output: String,
-    original: Vec<ClassProb>,
-    perturbed: Vec<ClassProb>,
-    /// Distance between the saved image and the preprocessed original, pixel space 0..1.
-    linf: f64,
-    l2: f64,
-}
-
 pub fn run(a: ApplyArgs) -> Result<ExitCode> {
-    let img = load_rgb(&a.image)?;
+    let pixels = load_rgb(&a.image)?;
     let r = fool::perturbation::load(&a.perturbation, a.model.preprocess()?.size)?;
     let output = match &a.output {
         Some(p) => p.clone(),
@@ -55,29 +42,22 @@ pub fn run(a: ApplyArgs) -> Result<ExitCode> {
             a.out.join(format!("{stem}_applied.png"))
         }
     };
+    let field = if a.output.is_some() { "output" } else { "out" };
     let dir = output
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."));
-    ensure_writable_dir(dir, if a.output.is_some() { "output" } else { "out" })?;
-    refuse_overwrite(&output, &[&a.image, &a.perturbation])?;
+    ensure_writable_dir(dir, field)?;
+    refuse_overwrite(&output, &[&a.image, &a.perturbation], field)?;
     let loaded = a.model.load(a.out_args.quiet)?;
-    let m = &loaded.model;
-    let x0 = m.pre.pixels(&img, m.device).unsqueeze(0);
-    let x = quantize(&(&x0 + m.pre.delta_to_pixels(&r.to_device(m.device))));
-    save_png(&tensor_to_rgb(&x), &output)?;
-    // Classify the file as saved.
-    let saved = m.pre.pixels(&load_rgb(&output)?, m.device).unsqueeze(0);
-    let (linf, l2) = fool::attacks::distances(&saved, &x0);
-    let record = ApplyRecord {
-        image: a.image.display().to_string(),
-        perturbation: a.perturbation.display().to_string(),
-        output: output.display().to_string(),
-        original: Classifier::top_k(&m.probs(&x0)?, 5, &loaded.labels),
-        perturbed: Classifier::top_k(&m.probs(&saved)?, 5, &loaded.labels),
-        linf: linf[0],
-        l2: l2[0],
+    let job = ApplyPerturbation {
+        image: &a.image,
+        pixels: &pixels,
+        perturbation: &a.perturbation,
+        r: &r,
+        output: &output,
     };
+    let record = apply_perturbation(&job, loaded.model_ref())?;
     if a.out_args.json {
         print_json(&record)?;
     } else {

@@ -2,11 +2,9 @@
 use super::{print_json, ModelArgs, OutputArgs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use fool::attacks::record::PreprocessInfo;
-use fool::attacks::Norm;
-use fool::bench::{self, BenchConfig, Row, Runner, Shard, SummaryRow, TargetMode};
-use fool::files::ensure_writable_dir;
-use fool::model::sha256_file;
+use fool::attacks::{parse_eps_list, Norm};
+use fool::bench::{self, Outcome, Report, Shard};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -103,47 +101,6 @@ pub struct MergeArgs {
     output: OutputArgs,
 }
 
-fn parse_eps_list(list: &[String], norm: Norm) -> Result<Vec<f64>> {
-    let mut out = Vec::new();
-    for s in list {
-        let v = if s.trim() == "0" {
-            0.0
-        } else if norm == Norm::L2 {
-            parse_l2_eps(s).map_err(|e| anyhow::anyhow!("--eps: {e}"))?
-        } else {
-            super::attack::parse_eps(s).map_err(|e| anyhow::anyhow!("--eps: {e}"))?
-        };
-        if !out.contains(&v) {
-            out.push(v);
-        }
-    }
-    out.sort_by(f64::total_cmp);
-    Ok(out)
-}
-
-/// An L2 radius in pixel space: a positive number (or fraction) of at least one 8-bit step.
-fn parse_l2_eps(s: &str) -> Result<f64, String> {
-    let v = match s.split_once('/') {
-        Some((a, b)) => match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
-            (Ok(a), Ok(b)) if b != 0.0 => a / b,
-            _ => return Err(format!("'{s}': not a number or fraction")),
-        },
-        None => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{s}': not a number"))?,
-    };
-    if !(v.is_finite() && v > 0.0) {
-        return Err(format!("'{s}': an L2 radius must be a positive number"));
-    }
-    if v * 255.0 + 1e-6 < 1.0 {
-        return Err(format!(
-            "'{s}' = {v}: smaller than one 8-bit step (1/255), no 8-bit change fits; use 0 for the clean baseline"
-        ));
-    }
-    Ok(v)
-}
-
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     if let Some(BenchSub::Merge(m)) = a.sub {
         return merge(m);
@@ -151,177 +108,140 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let Some(dir) = a.dir.clone() else {
         bail!("no image folder given; usage: fool bench DIR --attack pgd --eps ... (see fool bench --help)");
     };
-    if a.batch == 0 {
-        bail!("--batch: must be at least 1");
-    }
     let norm = Norm::parse(&a.norm)?;
-    let eps = parse_eps_list(&a.eps, norm)?;
-    for name in &a.attack {
-        let attack = fool::attacks::registry::build(name, a.steps, !a.no_early_stop)?;
-        if !attack.supports(norm) {
-            bail!(
-                "--attack {name}: not available under --norm {}; it implements L∞ only",
-                norm.name()
-            );
-        }
-    }
-    let defense_list: Vec<String> = a.defense.iter().map(|d| d.trim().to_string()).collect();
-    let defenses = bench::parse_defenses(&defense_list)?;
     let shard = match &a.shard {
         Some(s) => Shard::parse(s)?,
         None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
     };
-    let mut items = fool::datasets::image_folder(&dir, a.wnids.as_deref())?;
-    if a.shuffle {
-        fool::rng::SplitMix64::legacy(a.seed).shuffle_mod(&mut items);
-    }
-    if let Some(n) = a.limit {
-        items.truncate(n);
-    }
-    ensure_writable_dir(&a.out, "out")?;
-    let loaded = a.model.load(a.output.quiet)?;
-    let m = &loaded.model;
-    if let Some(bad) = items.iter().find(|i| i.label >= m.num_classes) {
-        bail!(
-            "{}: label {} is out of range for a {}-class model",
-            bad.file,
-            bad.label,
-            m.num_classes
-        );
-    }
-    let targets = match a.targets.as_str() {
-        "untargeted" => TargetMode::Untargeted,
-        "random" => TargetMode::Random,
-        "least-likely" => TargetMode::LeastLikely,
-        t => TargetMode::Fixed(loaded.labels.resolve(t)?),
-    };
-    let pre = &m.pre;
-    let cfg = BenchConfig {
-        model: loaded.model_path.display().to_string(),
-        model_sha256: sha256_file(&loaded.model_path)?,
-        dataset: dir.display().to_string(),
-        files: items.iter().map(|i| i.file.clone()).collect(),
+    let plan = bench::Plan::new(bench::Settings {
+        dataset: dir,
+        wnids: a.wnids.clone(),
+        limit: a.limit,
+        shuffle: a.shuffle,
         attacks: a.attack.clone(),
         steps: a.steps,
         early_stop: !a.no_early_stop,
-        eps,
+        eps: parse_eps_list(&a.eps, norm)?,
         norm,
-        defenses: defense_list,
+        defenses: a.defense.clone(),
         adaptive: a.adaptive,
         eot: a.eot,
-        targets,
+        targets: a.targets.clone(),
         batch: a.batch,
         seed: a.seed,
-        preprocess: PreprocessInfo {
-            size: pre.size,
-            resize: pre.resize,
-            resize_always: pre.resize_always,
-            mean: pre.mean,
-            std: pre.std,
-        },
-    };
-    bench::check_or_save_config(&a.out, &cfg)?;
-    let results = bench::results_path(&a.out);
-    let mut rows = bench::load_results(&results)?;
-    let mut skipped = bench::load_skipped(&a.out)?;
-    let todo = bench::pending(&cfg, shard, &rows, &skipped);
-    let quiet = a.output.quiet || a.output.json;
-    if !quiet {
-        let total = bench::units(&cfg)
-            .into_iter()
-            .filter(|u| shard.owns(u.batch))
-            .count();
-        eprintln!(
-            "fool bench: {} images, {} units of work in shard {}/{} ({} done, {} to run) → {}",
-            items.len(),
-            total,
-            shard.index,
-            shard.count,
-            total - todo.len(),
-            todo.len(),
-            a.out.display()
-        );
-    }
-    let make =
-        |name: &str, early_stop: bool| fool::attacks::registry::build(name, a.steps, early_stop);
-    let runner = Runner {
-        cfg: &cfg,
-        model: m,
-        defenses,
-        make_attack: &make,
-    };
-    let mp = indicatif::MultiProgress::new();
-    let overall = mp.add(super::progress_bar(todo.len() as u64, quiet));
-    overall.set_style(
-        indicatif::ProgressStyle::with_template(
-            "overall  [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} units {msg}",
-        )
-        .expect("template"),
-    );
-    let step_bar = mp.add(super::progress_bar(0, quiet));
-    let by_file: std::collections::HashMap<&str, &fool::datasets::Item> =
-        items.iter().map(|i| (i.file.as_str(), i)).collect();
-    let mut current: Option<(usize, bench::LoadedBatch)> = None;
-    // Testing hook: stop after N units as an interruption would (exit code 130).
-    let stop_after: Option<usize> = std::env::var("FOOL_BENCH_STOP_AFTER")
-        .ok()
-        .and_then(|v| v.parse().ok());
-    for (done, unit) in todo.iter().enumerate() {
-        if stop_after == Some(done) {
-            overall.finish_and_clear();
-            eprintln!("fool: interrupted after {done} units; run the same command again to resume");
-            return Ok(ExitCode::from(130));
+        shard,
+        out: a.out.clone(),
+    })?;
+    let loaded = a.model.load(a.output.quiet)?;
+    let mut bars = Bars::new(a.output.quiet || a.output.json, a.output.quiet);
+    let outcome = bench::run(&plan, loaded.model_ref(), &mut bars)?;
+    bars.finish();
+    match outcome {
+        Outcome::Finished(r) => report(&r, &a.output),
+        Outcome::Stopped { units } => {
+            eprintln!(
+                "fool: interrupted after {units} units; run the same command again to resume"
+            );
+            Ok(ExitCode::from(130))
         }
-        if current.as_ref().map(|(b, _)| *b) != Some(unit.batch) {
-            let lo = unit.batch * cfg.batch;
-            let hi = (lo + cfg.batch).min(cfg.files.len());
-            let batch_items: Vec<fool::datasets::Item> = cfg.files[lo..hi]
-                .iter()
-                .filter(|f| !skipped.contains(*f))
-                .map(|f| (*by_file[f.as_str()]).clone())
-                .collect();
-            let lb = bench::load_batch(m, &batch_items);
-            for (it, e) in &lb.failed {
-                if !a.output.quiet {
-                    overall.suspend(|| eprintln!("fool: warning: skipping {}: {e}", it.file));
-                }
-                bench::record_skipped(&a.out, &it.file, e)?;
-                skipped.insert(it.file.clone());
-            }
-            current = Some((unit.batch, lb));
-        }
-        let (_, lb) = current.as_ref().expect("batch loaded");
-        overall.set_message(unit.setting());
-        step_bar.reset();
-        let mut on_step = |s: fool::attacks::StepInfo| {
-            step_bar.set_length(s.steps as u64);
-            step_bar.set_position(s.step as u64);
-            step_bar.set_message(format!(
-                "batch {} reached {}/{}",
-                unit.batch,
-                s.reached,
-                lb.items.len()
-            ));
-        };
-        let new_rows = runner.run_unit(unit, lb, &mut on_step)?;
-        bench::append_rows(&results, &new_rows)?;
-        rows.extend(new_rows);
-        overall.inc(1);
     }
-    step_bar.finish_and_clear();
-    overall.finish_and_clear();
-    let summary = bench::write_reports(&a.out, &cfg, &rows)?;
-    report(&summary, &a.output, &a.out, skipped.len())
 }
 
-fn report(
-    summary: &[SummaryRow],
-    out: &OutputArgs,
-    dir: &std::path::Path,
-    skipped: usize,
-) -> Result<ExitCode> {
+/// Progress on stderr: a header, then bars over the units of work and over the current
+/// unit's attack steps, and warnings about unreadable images.
+struct Bars {
+    /// No header and no bars (--quiet or --json).
+    quiet: bool,
+    /// No warnings either (--quiet).
+    silent: bool,
+    /// (overall, steps), once the run has started.
+    bars: Option<(indicatif::ProgressBar, indicatif::ProgressBar)>,
+}
+
+impl Bars {
+    fn new(quiet: bool, silent: bool) -> Bars {
+        Bars {
+            quiet,
+            silent,
+            bars: None,
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((overall, step)) = &self.bars {
+            step.finish_and_clear();
+            overall.finish_and_clear();
+        }
+    }
+}
+
+impl bench::Observer for Bars {
+    fn started(&mut self, s: &bench::Start) {
+        if !self.quiet {
+            eprintln!(
+                "fool bench: {} images, {} units of work in shard {}/{} ({} done, {} to run) → {}",
+                s.images,
+                s.units,
+                s.shard.index,
+                s.shard.count,
+                s.done,
+                s.to_run,
+                s.out.display()
+            );
+        }
+        let mp = indicatif::MultiProgress::new();
+        let overall = mp.add(super::progress_bar(s.to_run as u64, self.quiet));
+        overall.set_style(
+            indicatif::ProgressStyle::with_template(
+                "overall  [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} units {msg}",
+            )
+            .expect("template"),
+        );
+        let step = mp.add(super::progress_bar(0, self.quiet));
+        self.bars = Some((overall, step));
+    }
+
+    fn skipped(&mut self, file: &str, err: &fool::Error) {
+        if self.silent {
+            return;
+        }
+        let warn = || eprintln!("fool: warning: skipping {file}: {err}");
+        match &self.bars {
+            Some((overall, _)) => overall.suspend(warn),
+            None => warn(),
+        }
+    }
+
+    fn unit_started(&mut self, unit: &bench::Unit) {
+        if let Some((overall, step)) = &self.bars {
+            overall.set_message(unit.setting());
+            step.reset();
+        }
+    }
+
+    fn step(&mut self, unit: &bench::Unit, images: usize, s: fool::attacks::StepInfo) {
+        if let Some((_, step)) = &self.bars {
+            step.set_length(s.steps as u64);
+            step.set_position(s.step as u64);
+            step.set_message(format!(
+                "batch {} reached {}/{images}",
+                unit.batch, s.reached
+            ));
+        }
+    }
+
+    fn unit_done(&mut self, _: &bench::Unit, _: usize) -> ControlFlow<()> {
+        if let Some((overall, _)) = &self.bars {
+            overall.inc(1);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
+    let (summary, dir, skipped) = (&r.summary, &r.out, r.skipped);
     if out.json {
-        print_json(&summary)?;
+        print_json(summary)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -361,48 +281,12 @@ fn report(
 }
 
 fn merge(m: MergeArgs) -> Result<ExitCode> {
-    let mut cfg: Option<BenchConfig> = None;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut skipped = std::collections::HashSet::new();
-    for d in &m.dirs {
-        let p = bench::config_path(d);
-        let text = std::fs::read_to_string(&p).map_err(|e| fool::Error::io(&p, e))?;
-        let c: BenchConfig = serde_json::from_str(&text)
-            .map_err(|e| fool::Error::bad_file(&p, format!("not a fool bench config ({e})")))?;
-        match &cfg {
-            None => cfg = Some(c),
-            Some(first) if *first != c => {
-                bail!(
-                    "{}: settings differ from {} (not shards of one run)",
-                    p.display(),
-                    m.dirs[0].display()
-                )
-            }
-            _ => {}
-        }
-        rows.extend(bench::load_results(&bench::results_path(d))?);
-        skipped.extend(bench::load_skipped(d)?);
+    let merged = bench::merge(&m.dirs, &m.out)?;
+    if merged.missing > 0 && !m.output.quiet {
+        eprintln!(
+            "fool: warning: {} unit(s) of work are in no shard's results yet; the summary covers what is there",
+            merged.missing
+        );
     }
-    let cfg = cfg.expect("at least one dir");
-    ensure_writable_dir(&m.out, "out")?;
-    let rows = bench::merge_rows(rows);
-    let missing = bench::pending(&cfg, Shard::ALL, &rows, &skipped).len();
-    bench::check_or_save_config(&m.out, &cfg)?;
-    bench::write_rows(&bench::results_path(&m.out), &rows)?;
-    if !skipped.is_empty() {
-        let mut list: Vec<&String> = skipped.iter().collect();
-        list.sort();
-        let text: String = list.iter().map(|f| format!("{f}\tskipped\n")).collect();
-        let p = m.out.join("skipped.txt");
-        fool::files::write_atomic(&p, |f| {
-            use std::io::Write;
-            f.write_all(text.as_bytes())
-                .map_err(|e| fool::Error::io(&p, e))
-        })?;
-    }
-    let summary = bench::write_reports(&m.out, &cfg, &rows)?;
-    if missing > 0 && !m.output.quiet {
-        eprintln!("fool: warning: {missing} unit(s) of work are in no shard's results yet; the summary covers what is there");
-    }
-    report(&summary, &m.output, &m.out, skipped.len())
+    report(&merged.report, &m.output)
 }

@@ -40,6 +40,13 @@ pub struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     attack: attack::AttackArgs,
+    /// Refuse images with more pixels (width × height) than this, before decoding them (a
+    /// small file can declare a huge image)
+    #[arg(long, global = true, value_name = "N", default_value_t = fool::imageio::DEFAULT_MAX_PIXELS)]
+    max_image_pixels: u64,
+    /// Memory an image decoder may allocate for one image, in MiB
+    #[arg(long, global = true, value_name = "MIB", default_value_t = fool::imageio::DEFAULT_MAX_MIB)]
+    max_image_mib: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -63,6 +70,7 @@ enum Command {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    fool::imageio::set_decode_limits(cli.max_image_pixels, cli.max_image_mib);
     match cli.command {
         Some(Command::Predict(a)) => predict::run(a),
         Some(Command::Attack(a)) => attack::run(a),
@@ -151,6 +159,17 @@ pub struct Loaded {
     pub model_path: PathBuf,
 }
 
+impl Loaded {
+    /// The model as the library's file-level functions take it.
+    pub fn model_ref(&self) -> fool::attacks::image::ModelRef<'_> {
+        fool::attacks::image::ModelRef {
+            model: &self.model,
+            labels: &self.labels,
+            path: &self.model_path,
+        }
+    }
+}
+
 impl ModelArgs {
     /// The model file: --model, else assets/model.pt.
     fn model_path(&self) -> PathBuf {
@@ -159,68 +178,48 @@ impl ModelArgs {
             .unwrap_or_else(|| default_asset("model.pt"))
     }
 
+    /// What the flags say about the model: file, device, preprocessing, labels.
+    fn spec(&self) -> Result<fool::model::ModelSpec> {
+        Ok(fool::model::ModelSpec {
+            path: self.model_path(),
+            device: fool::device::parse_device(&self.device)?,
+            size: self.size,
+            resize: self.resize,
+            mean: self.mean,
+            std: self.std,
+            resize_always: self.resize_always,
+            labels: self.labels.clone(),
+            default_labels: default_asset("imagenet_labels.json"),
+        })
+    }
+
     /// Preprocessing: flags first, then the `model.json` beside the model (written by
     /// `fool train`), then the ImageNet defaults.
     pub fn preprocess(&self) -> Result<Preprocess> {
-        let card = fool::train::export::ModelCard::beside(&self.model_path())?;
-        Ok(self.preprocess_with(card.as_ref()))
-    }
-
-    fn preprocess_with(&self, card: Option<&fool::train::export::ModelCard>) -> Preprocess {
-        let d = Preprocess::default();
-        Preprocess {
-            size: self.size.or(card.map(|c| c.size)).unwrap_or(d.size),
-            resize: self.resize.or(card.map(|c| c.resize)).unwrap_or(d.resize),
-            mean: self.mean.or(card.map(|c| c.mean)).unwrap_or(d.mean),
-            std: self.std.or(card.map(|c| c.std)).unwrap_or(d.std),
-            resize_always: self.resize_always,
-        }
+        Ok(self.spec()?.preprocess()?)
     }
 
     /// Load the model on the chosen device and its labels (checked against the output size).
     pub fn load(&self, quiet: bool) -> Result<Loaded> {
-        let device = fool::device::parse_device(&self.device)?;
-        let model_path = self.model_path();
-        if self.model.is_none() && !model_path.exists() {
+        let spec = self.spec()?;
+        if self.model.is_none() && !spec.path.exists() {
             return Err(Error::bad_file(
-                &model_path,
+                &spec.path,
                 "default model not found; run scripts/setup/setup.sh or pass --model PATH",
             )
             .into());
         }
-        // model.json beside the model (from `fool train`): preprocessing and labels.
-        let card = fool::train::export::ModelCard::beside(&model_path)?;
-        let model = Classifier::load(&model_path, device, self.preprocess_with(card.as_ref()))?;
-        let card_labels = card.and_then(|c| {
-            let p = model_path.parent().unwrap_or(Path::new(".")).join(c.labels);
-            p.is_file().then_some(p)
-        });
-        let labels = match self.labels.as_ref().or(card_labels.as_ref()) {
-            Some(p) => {
-                let l = Labels::load(p)?;
-                model.check_labels(&l, p)?;
-                l
-            }
-            None => {
-                let p = default_asset("imagenet_labels.json");
-                match Labels::load(&p) {
-                    Ok(l) if l.len() == model.num_classes => l,
-                    _ => {
-                        if !quiet {
-                            eprintln!(
-                                "fool: note: no labels for a {}-class model; using class numbers (pass --labels)",
-                                model.num_classes
-                            );
-                        }
-                        Labels::numbered(model.num_classes)
-                    }
-                }
-            }
-        };
+        let loaded = spec.load()?;
+        if loaded.numbered_labels && !quiet {
+            eprintln!(
+                "fool: note: no labels for a {}-class model; using class numbers (pass --labels)",
+                loaded.model.num_classes
+            );
+        }
         Ok(Loaded {
-            model,
-            labels,
-            model_path,
+            model: loaded.model,
+            labels: loaded.labels,
+            model_path: spec.path,
         })
     }
 }
@@ -240,13 +239,18 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("delta", "--delta"),
     ("device", "--device"),
     ("epochs", "--epochs"),
+    ("eps", "--eps"),
+    ("folds", "--folds"),
     ("limit", "--limit"),
     ("lira_epochs", "--lira-epochs"),
     ("lira_shadows", "--lira-shadows"),
     ("lira_variance", "--lira-variance"),
     ("lr", "--lr"),
     ("max_examples", "--max-examples"),
+    ("max_image_mib", "--max-image-mib"),
+    ("max_image_pixels", "--max-image-pixels"),
     ("max_physical_batch", "--max-physical-batch"),
+    ("members", "--members"),
     ("mean", "--mean"),
     ("momentum", "--momentum"),
     ("n", "--n"),
@@ -281,26 +285,15 @@ pub fn describe(e: &anyhow::Error) -> String {
     e.chain()
         .map(|c| match c.downcast_ref::<Error>() {
             Some(Error::Invalid { field, msg }) => format!("{}: {msg}", flag_for(field)),
+            Some(Error::TooLarge { path, field, msg }) => format!(
+                "{}: {msg} (raise the limit with {})",
+                path.display(),
+                flag_for(field)
+            ),
             _ => c.to_string(),
         })
         .collect::<Vec<_>>()
         .join(": ")
-}
-
-/// Refuse to write over an input file.
-pub fn refuse_overwrite(output: &Path, inputs: &[&Path]) -> Result<()> {
-    let out = output.canonicalize().ok();
-    for input in inputs {
-        if let (Some(o), Ok(i)) = (&out, input.canonicalize()) {
-            if *o == i {
-                anyhow::bail!(
-                    "{}: refusing to overwrite an input file; choose another --out",
-                    output.display()
-                );
-            }
-        }
-    }
-    Ok(())
 }
 
 /// A progress bar on stderr, hidden with --quiet/--json or when stderr is not a terminal.

@@ -3,9 +3,7 @@
 use super::{print_json, OutputArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use fool::privacy::accountant::{self, AccountantKind};
-use fool::Error;
-use serde::Serialize;
+use fool::privacy::accountant::{AccountantKind, Length, Sampling, Schedule, Spent};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -26,7 +24,7 @@ enum PrivacyCommand {
 
 /// Sampling rate, number of steps, δ and the accountant.
 #[derive(Args, Debug)]
-struct Schedule {
+struct ScheduleArgs {
     /// Training set size; with --batch, the sampling rate is q = batch/n
     #[arg(
         long,
@@ -75,7 +73,7 @@ pub struct EpsilonArgs {
     #[arg(long)]
     noise: f64,
     #[command(flatten)]
-    schedule: Schedule,
+    schedule: ScheduleArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -87,140 +85,47 @@ pub struct NoiseArgs {
     #[arg(long, value_name = "EPS")]
     target_epsilon: f64,
     #[command(flatten)]
-    schedule: Schedule,
+    schedule: ScheduleArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
 
-#[derive(Serialize)]
-struct Record {
-    accountant: AccountantKind,
-    epsilon: f64,
-    delta: f64,
-    noise: f64,
-    sample_rate: f64,
-    steps: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    target_epsilon: Option<f64>,
-    /// RDP only: the order that gave ε.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    best_order: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    epochs: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    n: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    batch: Option<u64>,
-}
-
 pub fn run(a: PrivacyArgs) -> Result<ExitCode> {
-    let (rec, json) = match a.command {
-        PrivacyCommand::Epsilon(e) => {
-            let (q, steps) = e.schedule.rate_and_steps()?;
-            accountant::check_noise(e.noise)?;
-            let rec = account(&e.schedule, e.noise, q, steps, None)?;
-            (rec, e.out.json)
-        }
-        PrivacyCommand::Noise(nz) => {
-            let s = &nz.schedule;
-            let (q, steps) = s.rate_and_steps()?;
-            let noise =
-                accountant::noise_for_epsilon(s.accountant, nz.target_epsilon, q, steps, s.delta)?;
-            let rec = account(s, noise, q, steps, Some(nz.target_epsilon))?;
-            (rec, nz.out.json)
-        }
+    let (spent, json) = match a.command {
+        PrivacyCommand::Epsilon(e) => (e.schedule.schedule()?.epsilon(e.noise)?, e.out.json),
+        PrivacyCommand::Noise(n) => (
+            n.schedule.schedule()?.calibrate(n.target_epsilon)?,
+            n.out.json,
+        ),
     };
     if json {
-        print_json(&rec)?;
+        print_json(&spent)?;
     } else {
-        println!("{}", human(&rec));
+        println!("{}", human(&spent));
     }
     Ok(ExitCode::SUCCESS)
 }
 
-impl Schedule {
-    /// (q, steps) from --sample-rate or --n/--batch, and --steps or --epochs.
-    fn rate_and_steps(&self) -> fool::Result<(f64, u64)> {
-        let q = match (self.sample_rate, self.n, self.batch) {
-            (Some(q), _, _) => q,
-            (None, Some(n), Some(b)) => {
-                if n == 0 {
-                    return Err(Error::field("n", "must be at least 1"));
-                }
-                if b == 0 || b > n {
-                    return Err(Error::field(
-                        "batch",
-                        format!("must be between 1 and --n ({n}), got {b}"),
-                    ));
-                }
-                b as f64 / n as f64
-            }
-            _ => {
-                return Err(Error::field(
-                    "sample_rate",
-                    "give --sample-rate, or --n and --batch",
-                ))
-            }
+impl ScheduleArgs {
+    /// The library's schedule; clap has already required one of each pair of flags.
+    fn schedule(&self) -> Result<Schedule> {
+        let sampling = match (self.sample_rate, self.n, self.batch) {
+            (Some(q), _, _) => Sampling::Rate(q),
+            (None, Some(n), Some(batch)) => Sampling::Batches { n, batch },
+            _ => anyhow::bail!("--sample-rate: give --sample-rate, or --n and --batch"),
         };
-        accountant::check_sample_rate(q)?;
-        let steps = match (self.steps, self.epochs) {
-            (Some(s), _) => s,
-            (None, Some(e)) => {
-                if !(e.is_finite() && e > 0.0) {
-                    return Err(Error::field(
-                        "epochs",
-                        format!("must be a positive number, got {e}"),
-                    ));
-                }
-                if q == 0.0 {
-                    return Err(Error::field(
-                        "sample_rate",
-                        "is 0: an epoch never ends; give --steps instead of --epochs",
-                    ));
-                }
-                // Opacus: steps = int(epochs / sample_rate).
-                let s = (e / q).floor();
-                if s > 1e12 {
-                    return Err(Error::field(
-                        "epochs",
-                        format!("{e} epochs at q = {q} is {s:e} steps: too many"),
-                    ));
-                }
-                s as u64
-            }
-            _ => return Err(Error::field("steps", "give --steps or --epochs")),
+        let length = match (self.steps, self.epochs) {
+            (Some(s), _) => Length::Steps(s),
+            (None, Some(e)) => Length::Epochs(e),
+            _ => anyhow::bail!("--steps: give --steps or --epochs"),
         };
-        Ok((q, steps))
+        Ok(Schedule {
+            sampling,
+            length,
+            delta: self.delta,
+            accountant: self.accountant,
+        })
     }
-}
-
-fn account(
-    s: &Schedule,
-    noise: f64,
-    q: f64,
-    steps: u64,
-    target_epsilon: Option<f64>,
-) -> fool::Result<Record> {
-    let (epsilon, best_order) = match s.accountant {
-        AccountantKind::Rdp => accountant::rdp_epsilon(noise, q, steps, s.delta)?,
-        AccountantKind::Prv => (
-            accountant::epsilon(AccountantKind::Prv, noise, q, steps, s.delta)?,
-            None,
-        ),
-    };
-    Ok(Record {
-        accountant: s.accountant,
-        epsilon,
-        delta: s.delta,
-        noise,
-        sample_rate: q,
-        steps,
-        target_epsilon,
-        best_order,
-        epochs: s.epochs,
-        n: s.n,
-        batch: s.batch,
-    })
 }
 
 /// `x` with `digits` significant digits, trailing zeros dropped.
@@ -237,7 +142,7 @@ fn sig(x: f64, digits: i32) -> String {
     }
 }
 
-fn human(r: &Record) -> String {
+fn human(r: &Spent) -> String {
     let name = match r.accountant {
         AccountantKind::Rdp => "RDP",
         AccountantKind::Prv => "PRV",

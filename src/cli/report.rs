@@ -2,7 +2,6 @@
 use super::{print_json, OutputArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use fool::files::ensure_writable_dir;
 use fool::report::privacy as report;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,13 +40,7 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
 
 pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let ReportSub::Privacy(a) = a.sub;
-    let runs = a
-        .runs
-        .iter()
-        .map(|d| report::load_run(d))
-        .collect::<fool::Result<Vec<_>>>()?;
-    ensure_writable_dir(&a.out, "out")?;
-    let rows = report::write(&runs, &a.out)?;
+    let rows = report::generate(&a.runs, &a.out)?;
     if a.output.json {
         print_json(&rows)?;
         return Ok(ExitCode::SUCCESS);

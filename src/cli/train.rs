@@ -3,12 +3,14 @@ use super::{print_json, progress_bar, OutputArgs};
 use anyhow::{bail, Result};
 use clap::Args;
 use fool::datasets::DatasetName;
-use fool::files::ensure_writable_dir;
 use fool::nets::Arch;
 use fool::privacy::accountant::AccountantKind;
 use fool::privacy::dpsgd::StepStats;
 use fool::train::optim::OptKind;
-use fool::train::{self, DpConfig, EpochRecord, Observer, RunDir, TrainConfig, Trainer};
+use fool::train::{
+    DpConfig, EpochRecord, Observer, Outcome, Resume, Run, RunDir, Started, TrainConfig,
+};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -124,11 +126,6 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
         if a.noise.is_some() == a.target_epsilon.is_some() {
             bail!("--dp: give exactly one of --noise SIGMA or --target-epsilon EPS");
         }
-        if let Some(t) = a.target_epsilon {
-            if !(t > 0.0 && t.is_finite()) {
-                bail!("--target-epsilon: {t} must be a positive number");
-            }
-        }
         Some(DpConfig {
             clip: a.clip,
             noise: a.noise.unwrap_or(0.0),
@@ -158,7 +155,8 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
     })
 }
 
-/// Progress bar per epoch: running loss/accuracy, ε at the end of the previous epoch.
+/// Progress bar per epoch: running loss/accuracy, ε at the end of the previous epoch; the
+/// heading and the epoch lines unless quiet.
 struct Bars {
     pb: indicatif::ProgressBar,
     hidden: bool,
@@ -167,9 +165,53 @@ struct Bars {
     running: StepStats,
     eps: Option<f64>,
     lines: bool,
+    /// --resume was given (a note when there was nothing to resume).
+    resume: bool,
+    out: PathBuf,
+    quiet: bool,
 }
 
 impl Observer for Bars {
+    fn started(&mut self, s: &Started) {
+        let cfg = s.config;
+        self.epochs = cfg.epochs;
+        self.eps = s.resumed.last().and_then(|r| r.epsilon);
+        if self.resume && s.resumed.is_empty() && !self.quiet {
+            eprintln!(
+                "fool: note: nothing to resume in {}; starting a new run",
+                self.out.display()
+            );
+        }
+        if !self.lines {
+            return;
+        }
+        let dp = match &cfg.dp {
+            Some(d) => format!(
+                "DP-SGD: clip {}, σ = {:.4}{}, q = {:.6}, δ = {:e}, {} accountant",
+                d.clip,
+                d.noise,
+                d.target_epsilon
+                    .map(|t| format!(" (calibrated for ε = {t})"))
+                    .unwrap_or_default(),
+                cfg.batch as f64 / s.train_examples as f64,
+                d.delta,
+                d.accountant
+            ),
+            None => "not private".into(),
+        };
+        println!(
+            "training {} on {} ({} examples, {} test) for {} epochs on {}; {dp}",
+            cfg.arch,
+            cfg.dataset,
+            s.train_examples,
+            s.test_examples,
+            cfg.epochs,
+            fool::device::device_name(s.device)
+        );
+        for r in s.resumed {
+            println!("{} (resumed)", epoch_line(r, cfg.epochs));
+        }
+    }
     fn epoch_start(&mut self, epoch: usize, steps: u64) {
         self.pb = progress_bar(steps, self.hidden);
         self.epoch = epoch;
@@ -188,7 +230,7 @@ impl Observer for Bars {
         ));
         self.pb.inc(1);
     }
-    fn epoch_end(&mut self, r: &EpochRecord) {
+    fn epoch_end(&mut self, r: &EpochRecord) -> ControlFlow<()> {
         self.pb.finish_and_clear();
         self.eps = r.epsilon;
         if self.lines {
@@ -203,6 +245,7 @@ impl Observer for Bars {
                 );
             }
         }
+        ControlFlow::Continue(())
     }
 }
 
@@ -223,102 +266,38 @@ fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
 }
 
 pub fn run(a: TrainArgs) -> Result<ExitCode> {
-    let mut cfg = config(&a)?;
-    train::validate(&cfg)?;
+    let config = config(&a)?;
     let device = fool::device::parse_device(&a.device)?;
-    let data = train::load_data(&cfg)?;
-    train::resolve_noise(&mut cfg, data.train_len)?;
-    ensure_writable_dir(&a.out, "out")?;
-    let run_dir = RunDir {
-        root: a.out.clone(),
+    let run = Run {
+        resume: if a.resume {
+            Resume::Continue
+        } else {
+            Resume::Never
+        },
+        samples: a.samples,
+        ..Run::new(config, RunDir::new(&a.out), device)
     };
-    let state = run_dir.state_dir();
-    let mut trainer = Trainer::new(cfg.clone(), device)?;
-    if state.exists() {
-        if !a.resume {
-            bail!(
-                "--out: {} already holds a training run; pass --resume to continue it or choose another folder",
-                a.out.display()
-            );
-        }
-        trainer.load_state(&state)?;
-    } else if a.resume && !a.output.quiet {
-        eprintln!(
-            "fool: note: nothing to resume in {}; starting a new run",
-            a.out.display()
-        );
-    }
     let quiet = a.output.quiet || a.output.json;
-    if !quiet {
-        let dp = match &cfg.dp {
-            Some(d) => format!(
-                "DP-SGD: clip {}, σ = {:.4}{}, q = {:.6}, δ = {:e}, {} accountant",
-                d.clip,
-                d.noise,
-                d.target_epsilon
-                    .map(|t| format!(" (calibrated for ε = {t})"))
-                    .unwrap_or_default(),
-                cfg.batch as f64 / data.train_len as f64,
-                d.delta,
-                d.accountant
-            ),
-            None => "not private".into(),
-        };
-        println!(
-            "training {} on {} ({} examples, {} test) for {} epochs on {}; {dp}",
-            cfg.arch,
-            cfg.dataset,
-            data.train_len,
-            data.test.len(),
-            cfg.epochs,
-            fool::device::device_name(device)
-        );
-        for r in &trainer.history {
-            println!("{} (resumed)", epoch_line(r, cfg.epochs));
-        }
-    }
     let mut bars = Bars {
         pb: indicatif::ProgressBar::hidden(),
         hidden: quiet,
-        epochs: cfg.epochs,
+        epochs: 0,
         epoch: 0,
         running: StepStats::default(),
-        eps: trainer.history.last().and_then(|r| r.epsilon),
+        eps: None,
         lines: !quiet,
+        resume: a.resume,
+        out: a.out.clone(),
+        quiet: a.output.quiet,
     };
-    for epoch in trainer.history.len() + 1..=cfg.epochs {
-        trainer.epoch(&data, epoch, &mut bars)?;
-        trainer.save_state(&state)?;
-        if cfg.checkpoint_every > 0 && epoch.is_multiple_of(cfg.checkpoint_every) {
-            let meta = trainer.metadata(&data);
-            train::export::export(
-                &trainer.net,
-                &data.train,
-                &meta,
-                &run_dir.checkpoint_dir(epoch),
-            )?;
-        }
-        // Test hook: simulate an interrupt right after epoch N's state is saved.
-        if std::env::var("FOOL_TRAIN_STOP_AFTER")
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            == Some(epoch)
-        {
-            eprintln!("fool: stopping after epoch {epoch} (FOOL_TRAIN_STOP_AFTER)");
-            return Ok(ExitCode::from(130));
-        }
-    }
-    let meta = trainer.metadata(&data);
-    train::export::export(&trainer.net, &data.train, &meta, &a.out)?;
-    train::chart::training(&a.out, &meta)?;
-    train::export::save_members(&data.members, &a.out.join("members.npy"))?;
-    if a.samples > 0 {
-        train::export::save_samples(&data.test, a.samples, &a.out.join("samples"))?;
-    }
+    let meta = match run.train(&mut bars)? {
+        Outcome::Finished(meta) => meta,
+        Outcome::Stopped { .. } => return Ok(ExitCode::from(130)),
+    };
     if a.output.json {
         print_json(&meta)?;
     } else {
-        let model = a.out.join("model.pt");
+        let model = run.dir.model_path();
         println!(
             "test accuracy {:.2}%{}",
             100.0 * meta.test_accuracy.unwrap_or(0.0),

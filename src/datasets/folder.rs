@@ -1,6 +1,6 @@
 //! Labelled image folders: a directory of images with a `labels.csv` (`file,index` columns
 //! at least, as the ImageNet samples have), or images named by ImageNet WordNet id
-//! (`n01440764_tench.JPEG`) together with a synset list (`--wnids`, one `nXXXXXXXX ...` per
+//! (`n01440764_tench.JPEG`) together with a synset list (`wnids`, one `nXXXXXXXX ...` per
 //! line in class order, the `LOC_synset_mapping.txt` format).
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ pub fn image_folder(dir: &Path, wnids: Option<&Path>) -> Result<Vec<Item>> {
     } else {
         return Err(Error::bad_file(
             dir,
-            "no labels.csv (columns file,index) in the folder; for files named by WordNet id pass --wnids SYNSETS.txt",
+            "no labels.csv (columns file,index) in the folder; for files named by WordNet id give a synset list (wnids, one `nXXXXXXXX name` per line)",
         ));
     };
     items.sort_by(|a, b| a.file.cmp(&b.file));
@@ -161,7 +161,7 @@ mod tests {
         assert!(image_folder(d.path(), None)
             .unwrap_err()
             .to_string()
-            .contains("--wnids"));
+            .contains("synset list (wnids"));
         std::fs::write(d.path().join("n00000002_x.JPEG"), "").unwrap();
         std::fs::write(d.path().join("n00000001_y.png"), "").unwrap();
         std::fs::write(d.path().join("notes.txt"), "").unwrap();

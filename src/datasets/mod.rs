@@ -8,17 +8,20 @@
 //!
 //! The pixel tensors stay uint8 on the CPU (47 MB for MNIST train, 154 MB for CIFAR-10
 //! train); [`TensorDataset::pixels`] and [`TensorDataset::normalized`] convert only the
-//! rows of a batch, on the device that will use them.
+//! rows of a batch, on the device that will use them; [`TensorDataset::batches`] is the one
+//! loop over chosen rows in batches.
 use crate::{Error, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tch::{Device, Kind, Tensor};
 
+mod batches;
 pub mod cifar10;
 mod folder;
 pub mod mnist;
 
+pub use batches::{Batch, Batches, Feed};
 pub use folder::{image_folder, Item};
 
 /// The data sets [`load`] reads.
@@ -197,7 +200,7 @@ pub fn load(name: DatasetName, dir: &Path, split: Split) -> Result<TensorDataset
     })
 }
 
-/// The error for a missing data directory or file: names what `--data DIR` must hold.
+/// The error for a missing data directory or file: names what the data folder must hold.
 pub(crate) fn missing(path: &Path, dir: &Path, name: DatasetName, expected: &str) -> Error {
     let what = if path == dir {
         "no such directory"
@@ -207,7 +210,7 @@ pub(crate) fn missing(path: &Path, dir: &Path, name: DatasetName, expected: &str
     Error::bad_file(
         path,
         format!(
-            "{what}; --data DIR must be a directory holding the {} files {expected} (here DIR is {}; scripts/setup/setup.sh puts them in {})",
+            "{what}; the data folder must be a directory holding the {} files {expected} (here it is {}; scripts/setup/setup.sh puts them in {})",
             match name {
                 DatasetName::Mnist => "MNIST",
                 DatasetName::Cifar10 => "CIFAR-10",

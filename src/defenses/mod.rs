@@ -9,12 +9,14 @@ pub mod blur;
 pub mod jpeg;
 pub mod median;
 pub mod noise;
+pub mod predict;
 pub mod resize_pad;
 pub use bits::Bits;
 pub use blur::Blur;
 pub use jpeg::Jpeg;
 pub use median::Median;
 pub use noise::Noise;
+pub use predict::{predict_image, PredictRecord};
 pub use resize_pad::ResizePad;
 
 pub trait Defense {
@@ -238,7 +240,7 @@ mod tests {
         assert!(!c.random());
         for bad in ["jpeg", "jpeg:0", "jpeg:101", "jpeg:x", "sharpen:3"] {
             let e = parse(bad).err().expect("error").to_string();
-            assert!(e.starts_with("--defense:"), "{e}");
+            assert!(e.starts_with("defense: "), "{e}");
         }
     }
 }

@@ -7,13 +7,12 @@
 //! `privacy_vs_utility.png/svg`, `privacy_report.csv` and `privacy_report.json`.
 use crate::audit::AuditResult;
 use crate::bench::SummaryRow;
-use crate::files::write_atomic;
+use crate::files::{ensure_writable_dir, read_json};
 use crate::plot::{draw_legend, legend_line, line_chart, write_png_svg, COLORS};
 use crate::train::Metadata;
-use crate::{Error, Result};
+use crate::Result;
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One run as read from its folder.
@@ -54,21 +53,20 @@ pub struct ReportRow {
     pub robust_attack: Option<String>,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::bad_file(p, format!("unexpected content: {e}")))
+/// Load every run folder, then write the report into `out` (created if needed, and only once
+/// every run has loaded); return the rows.
+pub fn generate(dirs: &[impl AsRef<Path>], out: &Path) -> Result<Vec<ReportRow>> {
+    let runs = dirs
+        .iter()
+        .map(|d| load_run(d.as_ref()))
+        .collect::<Result<Vec<_>>>()?;
+    ensure_writable_dir(out, "out")?;
+    write(&runs, out)
 }
 
 /// Read a run folder.
 pub fn load_run(dir: &Path) -> Result<Run> {
-    let mp = dir.join("metadata.json");
-    if !mp.is_file() {
-        return Err(Error::bad_file(
-            dir,
-            "not a training run: no metadata.json (expected a folder written by `fool train --out`)",
-        ));
-    }
-    let meta: Metadata = read_json(&mp)?;
+    let meta = crate::train::RunDir::new(dir).read_metadata()?;
     let ap = dir.join("audit").join("audit.json");
     let final_audit = if ap.is_file() {
         read_json(&ap)?
@@ -314,11 +312,7 @@ pub fn write(runs: &[Run], out: &Path) -> Result<Vec<ReportRow>> {
         |a| draw_vs_utility(a, runs),
         |a| draw_vs_utility(a, runs),
     )?;
-    let json = serde_json::to_string_pretty(&rows).map_err(|e| Error::internal("JSON", e))?;
-    let jp = out.join("privacy_report.json");
-    write_atomic(&jp, |f| {
-        f.write_all(json.as_bytes()).map_err(|e| Error::io(&jp, e))
-    })?;
+    crate::files::write_json_bare(&out.join("privacy_report.json"), &rows)?;
     let mut csv = String::from(
         "run,dataset,arch,private,epsilon,delta,test_accuracy,epochs,best_auc,best_auc_attack,best_advantage,tpr_at_fpr_0.001,robust_accuracy,robust_eps,robust_attack\n",
     );
@@ -345,8 +339,6 @@ pub fn write(runs: &[Run], out: &Path) -> Result<Vec<ReportRow>> {
         ));
     }
     let cp = out.join("privacy_report.csv");
-    write_atomic(&cp, |f| {
-        f.write_all(csv.as_bytes()).map_err(|e| Error::io(&cp, e))
-    })?;
+    crate::files::write_text(&cp, &csv)?;
     Ok(rows)
 }

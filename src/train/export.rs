@@ -6,50 +6,14 @@
 //! std 1) and does the dataset normalization itself; a single-channel network averages the
 //! three channels first, so a grey PNG (R = G = B) gives exactly the training input.
 use super::Metadata;
-use crate::datasets::TensorDataset;
-use crate::files::write_atomic;
+use crate::datasets::{Feed, TensorDataset};
+use crate::files::write_json;
 use crate::imageio::{save_png, tensor_to_rgb};
+use crate::model::ModelCard;
 use crate::nets::{Net, Pass};
 use crate::{Error, Result};
-use std::io::Write;
 use std::path::Path;
 use tch::{CModule, Kind, Tensor};
-
-/// `model.json`: how `fool` should preprocess images for a model.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ModelCard {
-    pub format: String,
-    pub size: u32,
-    pub resize: u32,
-    pub mean: [f64; 3],
-    pub std: [f64; 3],
-    /// Labels file, relative to the card.
-    pub labels: String,
-    pub input: String,
-}
-
-impl ModelCard {
-    /// The card beside a model file: `model.pt` → `model.json`, if there is one.
-    pub fn beside(model: &Path) -> Result<Option<ModelCard>> {
-        let p = model.with_extension("json");
-        if !p.is_file() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        let card: ModelCard = serde_json::from_str(&text)
-            .map_err(|e| Error::bad_file(&p, format!("not a fool model card: {e}")))?;
-        Ok(Some(card))
-    }
-}
-
-fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(v).map_err(|e| Error::internal("JSON", e))?;
-    write_atomic(path, |f| {
-        f.write_all(text.as_bytes())
-            .and_then(|_| f.write_all(b"\n"))
-            .map_err(|e| Error::io(path, e))
-    })
-}
 
 /// Trace `net` (with the normalization in front) into a TorchScript module saved at `path`.
 ///
@@ -133,39 +97,24 @@ pub fn export(net: &Net, ds: &TensorDataset, meta: &Metadata, dir: &Path) -> Res
 /// `labels.csv` (`file,index`).
 pub fn save_samples(ds: &TensorDataset, n: usize, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let n = n.min(ds.len());
-    let idx = Tensor::arange(n as i64, (Kind::Int64, tch::Device::Cpu));
-    let px = ds.pixels(&idx, tch::Device::Cpu);
-    let labels = ds.labels_at(&idx, tch::Device::Cpu);
+    let rows: Vec<usize> = (0..n.min(ds.len())).collect();
+    let labels = ds.labels_of(&rows)?;
     let mut csv = String::from("file,index\n");
-    for i in 0..n as i64 {
-        let img = px.get(i).expand([3, -1, -1], false);
-        let label = labels.int64_value(&[i]) as usize;
-        let name = ds
-            .classes
-            .get(label)
-            .cloned()
-            .unwrap_or_else(|| label.to_string());
-        let file = format!("{i:05}-{name}.png");
-        save_png(&tensor_to_rgb(&img), &dir.join(&file))?;
-        csv.push_str(&format!("{file},{label}\n"));
+    for b in ds.batches(&rows, 256, tch::Device::Cpu, Feed::Rgb) {
+        for k in 0..b.len() {
+            let i = b.start + k;
+            let label = labels[i] as usize;
+            let name = ds
+                .classes
+                .get(label)
+                .cloned()
+                .unwrap_or_else(|| label.to_string());
+            let file = format!("{i:05}-{name}.png");
+            save_png(&tensor_to_rgb(&b.images.get(k as i64)), &dir.join(&file))?;
+            csv.push_str(&format!("{file},{label}\n"));
+        }
     }
     // labels.csv makes the folder a `fool bench` dataset.
     let lp = dir.join("labels.csv");
-    write_atomic(&lp, |f| {
-        f.write_all(csv.as_bytes()).map_err(|e| Error::io(&lp, e))
-    })
-}
-
-/// Write the member indices (rows of the training split the model was trained on) as an
-/// int64 `.npy`, atomically.
-pub fn save_members(members: &Tensor, path: &Path) -> Result<()> {
-    use ndarray_npy::WriteNpyExt;
-    let v = Vec::<i64>::try_from(members.to_kind(Kind::Int64).view([-1]))
-        .map_err(|e| Error::Torch(e.to_string()))?;
-    let arr = ndarray::Array1::from(v);
-    write_atomic(path, |f| {
-        arr.write_npy(std::io::BufWriter::new(f))
-            .map_err(|e| Error::bad_file(path, e.to_string()))
-    })
+    crate::files::write_text(&lp, &csv)
 }

@@ -57,15 +57,11 @@ impl Optimizer {
                 }
             }
             OptKind::Adam => {
-                let (b1, b2, eps) = (0.9, 0.999, 1e-8);
                 let t = self.step as i32;
-                let bc1 = 1.0 - f64::powi(b1, t);
-                let bc2 = 1.0 - f64::powi(b2, t);
                 for (((p, g), m), v) in params.iter().zip(grads).zip(&mut self.m).zip(&mut self.v) {
-                    let _ = m.g_mul_scalar_(b1).g_add_(&(g * (1.0 - b1)));
-                    let _ = v.g_mul_scalar_(b2).g_add_(&(g * g * (1.0 - b2)));
-                    let denom = (&*v / bc2).sqrt() + eps;
-                    let _ = p.shallow_clone().g_sub_(&(&*m / denom * (self.lr / bc1)));
+                    let _ = p
+                        .shallow_clone()
+                        .g_sub_(&crate::optim::adam_step(m, v, g, t, self.lr));
                 }
             }
         });

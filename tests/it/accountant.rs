@@ -196,26 +196,24 @@ fn epsilon_is_monotone() {
 }
 
 #[test]
-fn bad_arguments_name_the_flag() {
+fn bad_arguments_name_the_field() {
     let msg = |r: fool::Result<f64>| r.unwrap_err().to_string();
     for kind in [AccountantKind::Rdp, AccountantKind::Prv] {
         for noise in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            assert!(msg(epsilon(kind, noise, 0.01, 10, 1e-5)).starts_with("--noise: "));
+            assert!(msg(epsilon(kind, noise, 0.01, 10, 1e-5)).starts_with("noise: "));
         }
         for q in [-0.1, 1.5, f64::NAN] {
-            assert!(msg(epsilon(kind, 1.0, q, 10, 1e-5)).starts_with("--sample-rate: "));
+            assert!(msg(epsilon(kind, 1.0, q, 10, 1e-5)).starts_with("sample_rate: "));
         }
         for d in [0.0, 1.0, -1e-5, f64::NAN] {
-            assert!(msg(epsilon(kind, 1.0, 0.01, 10, d)).starts_with("--delta: "));
+            assert!(msg(epsilon(kind, 1.0, 0.01, 10, d)).starts_with("delta: "));
         }
         for t in [0.0, -1.0, f64::NAN] {
-            assert!(
-                msg(noise_for_epsilon(kind, t, 0.01, 10, 1e-5)).starts_with("--target-epsilon: ")
-            );
+            assert!(msg(noise_for_epsilon(kind, t, 0.01, 10, 1e-5)).starts_with("target_epsilon: "));
         }
-        assert!(msg(noise_for_epsilon(kind, 1.0, 0.0, 10, 1e-5)).starts_with("--sample-rate: "));
-        assert!(msg(noise_for_epsilon(kind, 1.0, 0.01, 0, 1e-5)).starts_with("--steps: "));
-        assert!(msg(noise_for_epsilon(kind, 1.0, 0.01, 10, 2.0)).starts_with("--delta: "));
+        assert!(msg(noise_for_epsilon(kind, 1.0, 0.0, 10, 1e-5)).starts_with("sample_rate: "));
+        assert!(msg(noise_for_epsilon(kind, 1.0, 0.01, 0, 1e-5)).starts_with("steps: "));
+        assert!(msg(noise_for_epsilon(kind, 1.0, 0.01, 10, 2.0)).starts_with("delta: "));
     }
     // Out of reach: RDP with the default orders cannot go below ~0.1 at δ = 1e-5, PRV not
     // below its 0.01 error margin.
@@ -227,7 +225,7 @@ fn bad_arguments_name_the_flag() {
         1e-5,
     ));
     assert!(
-        e.starts_with("--target-epsilon: ") && e.contains("out of reach"),
+        e.starts_with("target_epsilon: ") && e.contains("out of reach"),
         "{e}"
     );
     let e = msg(noise_for_epsilon(
@@ -238,12 +236,12 @@ fn bad_arguments_name_the_flag() {
         1e-5,
     ));
     assert!(
-        e.starts_with("--target-epsilon: ") && e.contains("out of reach"),
+        e.starts_with("target_epsilon: ") && e.contains("out of reach"),
         "{e}"
     );
     // A PRV grid too large to build is an error, not an allocation failure.
     let e = msg(epsilon(AccountantKind::Prv, 0.3, 0.5, 1_000_000, 1e-5));
-    assert!(e.starts_with("--accountant: ") && e.contains("RDP"), "{e}");
+    assert!(e.starts_with("accountant: ") && e.contains("RDP"), "{e}");
 }
 
 #[test]
@@ -257,7 +255,7 @@ fn accountant_kind_parses_and_prints() {
         AccountantKind::Prv
     );
     let e = "gdp".parse::<AccountantKind>().unwrap_err().to_string();
-    assert!(e.starts_with("--accountant: "), "{e}");
+    assert!(e.starts_with("accountant: "), "{e}");
     assert_eq!(AccountantKind::Prv.to_string(), "prv");
     assert_eq!(
         serde_json::to_string(&AccountantKind::Rdp).unwrap(),

@@ -2,8 +2,8 @@
 //! bad input, and an audit of a small overfit MNIST model.
 
 use crate::common::{asset, fool, ok, ok_json};
-use fool::audit::attacks::LogisticRegression;
-use fool::audit::{self, roc, AttackKind, AuditOptions, Metrics, OutputKind, Outputs, SliceSpec};
+use fool::audit::mia::LogisticRegression;
+use fool::audit::{self, roc, AuditOptions, Metrics, MiaKind, OutputKind, Outputs, SliceSpec};
 use ndarray::{Array1, Array2};
 use ndarray_npy::WriteNpyExt;
 use serde_json::Value;
@@ -113,7 +113,7 @@ fn audit_logits_rows_slices_and_skips() {
     let rows = audit::audit_logits(&ml, &my, &nl, &ny, &opts).unwrap();
     let slices: Vec<&str> = rows
         .iter()
-        .filter(|r| r.attack == AttackKind::ThresholdLoss)
+        .filter(|r| r.attack == MiaKind::ThresholdLoss)
         .map(|r| r.slice.as_str())
         .collect();
     assert_eq!(
@@ -131,11 +131,11 @@ fn audit_logits_rows_slices_and_skips() {
     }
     let all = rows
         .iter()
-        .find(|r| r.attack == AttackKind::ThresholdLoss && r.slice == "all")
+        .find(|r| r.attack == MiaKind::ThresholdLoss && r.slice == "all")
         .unwrap();
     assert_eq!((all.n_members, all.n_nonmembers), (300, 200));
     // Every attack ran on `all`.
-    for a in AttackKind::ALL {
+    for a in MiaKind::ALL {
         assert!(
             rows.iter().any(|r| r.attack == a && r.slice == "all"),
             "{a}"
@@ -160,11 +160,11 @@ fn audit_logits_rows_slices_and_skips() {
     assert!(report
         .skipped
         .iter()
-        .any(|s| s.slice == "class=2" && s.attack == Some(AttackKind::LogisticRegression)));
+        .any(|s| s.slice == "class=2" && s.attack == Some(MiaKind::LogisticRegression)));
     assert!(report
         .results
         .iter()
-        .any(|r| r.slice == "class=2" && r.attack == AttackKind::ThresholdLoss));
+        .any(|r| r.slice == "class=2" && r.attack == MiaKind::ThresholdLoss));
     let text = audit::format_report(&report);
     assert!(
         text.contains("skipped slice class=3: no non-members"),
@@ -504,15 +504,9 @@ fn bad_models() {
 
 /// Logits of `model` on rows `idx` of `ds`, in batches of 500 as the CLI runs them.
 fn logits(model: &CModule, ds: &fool::datasets::TensorDataset, idx: &[usize]) -> Tensor {
-    let outs: Vec<Tensor> = idx
-        .chunks(500)
-        .map(|c| {
-            let ids: Vec<i64> = c.iter().map(|&i| i as i64).collect();
-            let x = ds
-                .pixels(&Tensor::from_slice(&ids), Device::Cpu)
-                .expand([-1, 3, -1, -1], false);
-            tch::no_grad(|| model.forward_ts(&[x])).unwrap()
-        })
+    let outs: Vec<Tensor> = ds
+        .batches(idx, 500, Device::Cpu, fool::datasets::Feed::Rgb)
+        .map(|b| tch::no_grad(|| model.forward_ts(&[b.images])).unwrap())
         .collect();
     Tensor::cat(&outs, 0)
 }

@@ -169,7 +169,7 @@ fn bad_models_and_labels() {
             bad_shape.as_os_str(),
         ],
         1,
-        &["spatial.pt", "expected (N, C) logits"],
+        &["spatial.pt", "expected (1, C) logits"],
     );
 
     let labels = dir.path().join("labels.json");

@@ -2,8 +2,15 @@
 //! chart, resume after interruption, shards + merge, unreadable files, bad input.
 
 use crate::common::{fool, ok, ok_json};
+use assert_cmd::cargo::CommandCargoExt;
+use fool::attacks::image::ModelRef;
+use fool::attacks::Norm;
+use fool::bench;
+use fool::labels::Labels;
 use fool::model::Classifier;
 use fool::preprocess::Preprocess;
+use std::ffi::OsString;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -63,22 +70,98 @@ fn bench_cmd(f: &Fixture, out: &Path, extra: &[&str]) -> assert_cmd::Command {
 /// `fool bench` on the fixture: sgd, 3 defenses (2 adaptive), the given eps list.
 fn bench_cmd_eps(f: &Fixture, out: &Path, eps: &str, extra: &[&str]) -> assert_cmd::Command {
     let mut c = fool();
-    c.arg("bench").arg(&f.images).arg("--model").arg(&f.model);
-    c.args([
-        "--size", "32", "--resize", "32", "--quiet", "--batch", "3", "--steps", "5", "--seed", "3",
-    ]);
-    c.args([
-        "--attack",
-        "sgd",
-        "--eps",
-        eps,
-        "--defense",
-        "none,jpeg:75,bits:4",
-        "--adaptive",
-    ]);
-    c.arg("--out").arg(out);
-    c.args(extra);
+    c.args(bench_args(f, out, eps, extra));
     c
+}
+
+/// The arguments of [`bench_cmd_eps`] (5 steps unless `extra` sets them).
+fn bench_args(f: &Fixture, out: &Path, eps: &str, extra: &[&str]) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["bench".into(), f.images.clone().into()];
+    a.extend(["--model".into(), f.model.clone().into()]);
+    a.extend(
+        [
+            "--size",
+            "32",
+            "--resize",
+            "32",
+            "--quiet",
+            "--batch",
+            "3",
+            "--seed",
+            "3",
+            "--attack",
+            "sgd",
+            "--eps",
+            eps,
+            "--defense",
+            "none,jpeg:75,bits:4",
+            "--adaptive",
+        ]
+        .map(OsString::from),
+    );
+    if !extra.contains(&"--steps") {
+        a.extend(["--steps".into(), "5".into()]);
+    }
+    a.extend(["--out".into(), out.as_os_str().to_owned()]);
+    a.extend(extra.iter().map(OsString::from));
+    a
+}
+
+/// [`bench_cmd`]'s run through the library: `fool::bench::run` with `observer`, on one
+/// libtorch thread (as the CLI runs it with `OMP_NUM_THREADS=1`, so the rows are identical).
+fn bench_lib(f: &Fixture, out: &Path, observer: &mut dyn bench::Observer) -> bench::Outcome {
+    tch::set_num_threads(1);
+    let plan = bench::Plan::new(bench::Settings {
+        dataset: f.images.clone(),
+        wnids: None,
+        limit: None,
+        shuffle: false,
+        attacks: vec!["sgd".into()],
+        steps: Some(5),
+        early_stop: true,
+        eps: fool::attacks::parse_eps_list(
+            &EPS.split(',').map(String::from).collect::<Vec<_>>(),
+            Norm::Linf,
+        )
+        .unwrap(),
+        norm: Norm::Linf,
+        defenses: ["none", "jpeg:75", "bits:4"].map(String::from).to_vec(),
+        adaptive: true,
+        eot: 10,
+        targets: "untargeted".into(),
+        batch: 3,
+        seed: 3,
+        shard: bench::Shard::ALL,
+        out: out.to_path_buf(),
+    })
+    .unwrap();
+    let pre = Preprocess {
+        size: 32,
+        resize: 32,
+        ..Preprocess::default()
+    };
+    let device = fool::device::parse_device("auto").unwrap();
+    let model = Classifier::load(&f.model, device, pre).unwrap();
+    let labels = Labels::numbered(model.num_classes);
+    let m = ModelRef {
+        model: &model,
+        labels: &labels,
+        path: &f.model,
+    };
+    bench::run(&plan, m, observer).unwrap()
+}
+
+/// Stops a library run after `n` units of work, as an interruption would.
+struct StopAfter(usize);
+
+impl bench::Observer for StopAfter {
+    fn unit_done(&mut self, _: &bench::Unit, done: usize) -> ControlFlow<()> {
+        if done >= self.0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
 }
 
 /// `fool bench` on the fixture with `--json`, batch 5 and the given settings; must succeed.
@@ -179,35 +262,83 @@ fn sweep_writes_results_summary_and_chart() {
 fn interrupted_run_resumes_to_the_same_summary() {
     let f = fixture();
     let whole = f.root.join("whole");
-    ok(&mut bench_cmd(&f, &whole, &[]));
+    ok(bench_cmd(&f, &whole, &[]).env("OMP_NUM_THREADS", "1"));
 
+    // Stopped by its observer after 7 units, then after 3 more: the rows of 10 units are there.
     let part = f.root.join("part");
-    let o = bench_cmd(&f, &part, &[])
-        .env("FOOL_BENCH_STOP_AFTER", "7")
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stopped = |o: bench::Outcome| match o {
+        bench::Outcome::Stopped { units } => units,
+        bench::Outcome::Finished(_) => panic!("the run was not stopped"),
+    };
+    assert_eq!(stopped(bench_lib(&f, &part, &mut StopAfter(7))), 7);
+    let after7 = sorted_lines(&part.join("results.jsonl")).len();
+    assert!(after7 > 0 && after7 < 150);
+    assert!(!part.join("summary.json").exists());
+    assert_eq!(stopped(bench_lib(&f, &part, &mut StopAfter(3))), 3);
     let partial = sorted_lines(&part.join("results.jsonl"));
-    assert!(!partial.is_empty() && partial.len() < 150);
+    assert!(partial.len() > after7 && partial.len() < 150);
     // A kill in the middle of a write leaves a torn line: it must be dropped, not kept.
     let mut text = std::fs::read_to_string(part.join("results.jsonl")).unwrap();
     text.push_str("{\"file\":\"img0");
     std::fs::write(part.join("results.jsonl"), text).unwrap();
 
-    ok(&mut bench_cmd(&f, &part, &[]));
+    // The CLI resumes the library's run (same configuration) and finishes it.
+    ok(bench_cmd(&f, &part, &[]).env("OMP_NUM_THREADS", "1"));
     assert_eq!(
         sorted_lines(&part.join("results.jsonl")),
         sorted_lines(&whole.join("results.jsonl"))
     );
     assert_eq!(summary(&part), summary(&whole));
     // Running again does nothing and changes nothing.
+    match bench_lib(&f, &part, &mut StopAfter(1)) {
+        bench::Outcome::Finished(r) => assert_eq!(r.summary.len(), 15),
+        bench::Outcome::Stopped { .. } => panic!("a finished run ran a unit again"),
+    }
     ok(&mut bench_cmd(&f, &part, &[]));
     assert_eq!(sorted_lines(&part.join("results.jsonl")).len(), 150);
+    assert_eq!(summary(&part), summary(&whole));
+}
+
+#[test]
+fn killed_process_resumes_to_the_same_results() {
+    let f = fixture();
+    // Enough steps that the run lasts long after its first unit's rows are written.
+    let slow = ["--steps", "60", "--no-early-stop"];
+    let whole = f.root.join("whole");
+    ok(bench_cmd(&f, &whole, &slow).env("OMP_NUM_THREADS", "1"));
+
+    let part = f.root.join("part");
+    let results = part.join("results.jsonl");
+    let mut child = std::process::Command::cargo_bin("fool")
+        .unwrap()
+        .current_dir(crate::common::root())
+        .args(bench_args(&f, &part, EPS, &slow))
+        .env("OMP_NUM_THREADS", "1")
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&results).map_or(true, |t| !t.contains('\n')) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fool bench ended before it could be killed"
+        );
+        assert!(start.elapsed().as_secs() < 120, "no rows after 2 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "not killed: {status:?}");
+    let partial = sorted_lines(&results).len();
+    assert!(partial > 0 && partial < 150, "{partial} rows");
+    assert!(!part.join("summary.json").exists());
+
+    ok(bench_cmd(&f, &part, &slow).env("OMP_NUM_THREADS", "1"));
+    assert_eq!(
+        sorted_lines(&results),
+        sorted_lines(&whole.join("results.jsonl"))
+    );
+    assert_eq!(summary(&part), summary(&whole));
 }
 
 #[test]
@@ -420,7 +551,7 @@ fn bad_norm_input() {
         (vec!["--norm", "l3"], "--norm: 'l3': expected linf or l2"),
         (
             vec!["--norm", "l2", "--attack", "square"],
-            "--attack square: not available under --norm l2",
+            "--attack: square: not available under an L2 budget",
         ),
         (
             vec!["--norm", "l2", "--eps", "0.001"],

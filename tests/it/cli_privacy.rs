@@ -165,6 +165,18 @@ fn bad_values_are_one_line_errors_naming_the_flag() {
         err.starts_with("fool: error: --target-epsilon: ") && err.contains("out of reach"),
         "{err}"
     );
+    // A library error on a field is printed with the field's flag.
+    let out = fool()
+        .args(["privacy", "epsilon", "--sample-rate", "0", "--epochs", "1"])
+        .args(["--noise", "1", "--delta", "1e-5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.starts_with("fool: error: --sample-rate: is 0") && err.lines().count() == 1,
+        "{err}"
+    );
     // Unknown accountant and conflicting flags are usage errors (exit 2).
     for extra in [&["--accountant", "gdp"][..], &["--sample-rate", "0.1"][..]] {
         let out = fool()

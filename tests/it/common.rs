@@ -3,7 +3,7 @@
 //! tiny TorchScript classifiers traced from Rust closures.
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
-use tch::nn::{self, Module, ModuleT};
+use tch::nn::{self, Module};
 use tch::{CModule, Device, Kind, Tensor};
 
 pub fn root() -> PathBuf {
@@ -67,14 +67,74 @@ pub fn tiny_model(path: &Path, classes: i64, size: i64, seed: i64) {
     trace(path, size, net);
 }
 
-/// A ResNet-18 (tch's torchvision-equivalent architecture, random weights) traced to TorchScript.
+/// A ResNet-18 (torchvision's architecture: 7×7 stem, four stages of two basic blocks, global
+/// average pool, linear head; random weights, BatchNorm in eval mode) traced to TorchScript. Built
+/// here rather than with `tch::vision::resnet`, whose flatten records the tracing batch size as a
+/// constant (the traced module would only take batches of one).
 pub fn resnet18_model(path: &Path, classes: i64, size: i64) {
     let _guard = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(18);
     let mut vs = nn::VarStore::new(Device::Cpu);
-    let net = tch::vision::resnet::resnet18(&vs.root(), classes);
+    let p = vs.root();
+    let conv = |p: nn::Path, i, o, k, stride, padding| {
+        nn::conv2d(
+            p,
+            i,
+            o,
+            k,
+            nn::ConvConfig {
+                stride,
+                padding,
+                bias: false,
+                ..Default::default()
+            },
+        )
+    };
+    let bn = |p: nn::Path, c| nn::batch_norm2d(p, c, Default::default());
+    let block = |p: nn::Path, i: i64, o: i64, stride: i64| {
+        let c1 = conv(&p / "conv1", i, o, 3, stride, 1);
+        let b1 = bn(&p / "bn1", o);
+        let c2 = conv(&p / "conv2", o, o, 3, 1, 1);
+        let b2 = bn(&p / "bn2", o);
+        let down = (stride != 1 || i != o)
+            .then(|| (conv(&p / "down", i, o, 1, stride, 0), bn(&p / "down_bn", o)));
+        nn::func_t(move |x, t| {
+            let y = x
+                .apply(&c1)
+                .apply_t(&b1, t)
+                .relu()
+                .apply(&c2)
+                .apply_t(&b2, t);
+            let skip = match &down {
+                Some((c, b)) => x.apply(c).apply_t(b, t),
+                None => x.shallow_clone(),
+            };
+            (y + skip).relu()
+        })
+    };
+    let stem = conv(&p / "conv1", 3, 64, 7, 2, 3);
+    let stem_bn = bn(&p / "bn1", 64);
+    let mut stages = nn::seq_t();
+    for (i, (c_in, c_out, stride)) in [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
+        .into_iter()
+        .enumerate()
+    {
+        stages = stages
+            .add(block(&p / format!("layer{i}a"), c_in, c_out, stride))
+            .add(block(&p / format!("layer{i}b"), c_out, c_out, 1));
+    }
+    let fc = nn::linear(&p / "fc", 512, classes, Default::default());
     vs.freeze();
-    trace(path, size, move |x| net.forward_t(x, false));
+    trace(path, size, move |x| {
+        x.apply(&stem)
+            .apply_t(&stem_bn, false)
+            .relu()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false)
+            .apply_t(&stages, false)
+            .adaptive_avg_pool2d([1, 1])
+            .flatten(1, -1)
+            .apply(&fc)
+    });
 }
 
 /// A module whose output is not (N,C): it returns the input's spatial map (N,1,S,S).

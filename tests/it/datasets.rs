@@ -188,8 +188,13 @@ fn dataset_names() {
     ] {
         assert_eq!(s.parse::<DatasetName>().unwrap(), d);
     }
-    let e = "imagenet".parse::<DatasetName>().unwrap_err().to_string();
-    assert!(e.contains("--dataset") && e.contains("imagenet"), "{e}");
+    let err = "imagenet".parse::<DatasetName>().unwrap_err();
+    assert!(
+        matches!(&err, fool::Error::Invalid { field, .. } if field == "dataset"),
+        "{err:?}"
+    );
+    let e = err.to_string();
+    assert!(e.contains("dataset") && e.contains("imagenet"), "{e}");
     assert!(e.contains("mnist") && e.contains("cifar10"), "{e}");
     assert_eq!(DatasetName::Cifar10.to_string(), "cifar10");
     assert_eq!(
@@ -324,14 +329,17 @@ fn mnist_errors() {
     // Missing directory, then a missing file.
     let e = mnist_err(&dir.join("nope"));
     assert!(
-        e.contains("nope") && e.contains("no such directory") && e.contains("--data DIR"),
+        e.contains("nope")
+            && e.contains("no such directory")
+            && e.contains("the data folder must be a directory holding the"),
         "{e}"
     );
     assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
     std::fs::write(&images, gz(&three_images())).unwrap();
     let e = mnist_err(dir);
     assert!(
-        e.contains("t10k-labels-idx1-ubyte.gz: missing") && e.contains("--data DIR"),
+        e.contains("t10k-labels-idx1-ubyte.gz: missing")
+            && e.contains("the data folder must be a directory holding the"),
         "{e}"
     );
 
@@ -471,13 +479,14 @@ fn cifar10_errors() {
     let e = cifar_err(&dir.join("nope"), Split::Test);
     assert!(
         e.contains("no such directory")
-            && e.contains("--data DIR")
+            && e.contains("the data folder must be a directory holding the")
             && e.contains("data_batch_1.bin"),
         "{e}"
     );
     let e = cifar_err(dir, Split::Test);
     assert!(
-        e.contains("test_batch.bin: missing") && e.contains("--data DIR"),
+        e.contains("test_batch.bin: missing")
+            && e.contains("the data folder must be a directory holding the"),
         "{e}"
     );
     std::fs::write(dir.join("data_batch_1.bin"), cifar_record(0, 0)).unwrap();

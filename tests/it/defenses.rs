@@ -497,7 +497,7 @@ fn parse_accepts_chains_and_rejects_bad_parts() {
             .err()
             .unwrap_or_else(|| panic!("accepted {bad}"))
             .to_string();
-        assert!(e.starts_with("--defense:"), "{bad}: {e}");
+        assert!(e.starts_with("defense: "), "{bad}: {e}");
         let part = bad.rsplit('+').next().unwrap();
         assert!(
             e.contains(&format!("'{part}'")),

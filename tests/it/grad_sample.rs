@@ -123,7 +123,10 @@ fn batchnorm_is_refused_for_per_example_grads() {
         .err()
         .expect("must refuse BatchNorm")
         .to_string();
-    assert!(err.contains("--arch") && err.contains("BatchNorm"), "{err}");
+    assert!(
+        err.starts_with("arch: ") && err.contains("BatchNorm"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -148,6 +151,6 @@ fn arch_strings_parse_and_reject() {
         "cnn:act",
     ] {
         let e = s.parse::<Arch>().err().unwrap().to_string();
-        assert!(e.starts_with("--arch"), "{s}: {e}");
+        assert!(e.starts_with("arch: "), "{s}: {e}");
     }
 }

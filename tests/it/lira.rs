@@ -4,9 +4,15 @@
 #![allow(clippy::excessive_precision)]
 
 use crate::common::{asset, fool, ok};
-use fool::lira::{logit_confidence, norm_logcdf, norm_logpdf, scores, Confidences};
+use fool::audit::MiaKind;
+use fool::lira::{
+    self, logit_confidence, norm_logcdf, norm_logpdf, scores, Confidences, LiraObserver,
+    LiraOptions, LiraOutcome, Target,
+};
 use serde_json::Value;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use tch::Device;
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
     a == b || (a - b).abs() <= rel * b.abs().max(1e-300)
@@ -210,8 +216,34 @@ fn fails(mut c: assert_cmd::Command, needles: &[&str]) {
     }
 }
 
+/// Stops LiRA after epoch `epoch` of shadow `shadow`; counts the finished shadows.
+struct StopAt {
+    shadow: usize,
+    epoch: usize,
+    finished: usize,
+}
+
+impl LiraObserver for StopAt {
+    fn epoch_end(&mut self, shadow: usize, epoch: usize) -> ControlFlow<()> {
+        if (shadow, epoch) == (self.shadow, self.epoch) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+    fn shadow_end(&mut self, _shadow: usize, _trained: bool) -> ControlFlow<()> {
+        self.finished += 1;
+        ControlFlow::Continue(())
+    }
+}
+
 #[test]
 fn lira_on_an_overfit_mnist_half_and_resume() {
+    // Alone in a process: the interrupted shadows are trained in-process.
+    crate::train::isolated("lira::lira_on_an_overfit_mnist_half_and_resume", lira_run);
+}
+
+fn lira_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("target");
     train_target(&run, Some("7"), "6");
@@ -287,16 +319,23 @@ fn lira_on_an_overfit_mnist_half_and_resume() {
     assert_eq!(rows(&o), lira);
     assert_eq!(mtime(a.join("shadow-000/model.pt")), before);
 
-    // Interrupted after 2 finished shadows and 1 epoch of the third, then resumed.
+    // Interrupted (through the library) after 2 finished shadows and 1 epoch of the third,
+    // then resumed by the CLI.
     let b = dir.path().join("shadows-b");
-    let mut c = audit_cmd(&model, &b, &["--attacks", "lira"]);
-    let o = c.env("FOOL_LIRA_STOP_AFTER", "2:1").output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let target = Target::load(&model).unwrap();
+    let opts = LiraOptions {
+        shadow_dir: Some(b.clone()),
+        attacks: MiaKind::LIRA.to_vec(),
+        ..LiraOptions::new(SHADOWS, Device::Cpu)
+    };
+    let mut stop = StopAt {
+        shadow: 2,
+        epoch: 1,
+        finished: 0,
+    };
+    let o = lira::run(&target, &opts, &mut stop).unwrap();
+    assert_eq!(o, LiraOutcome::Stopped);
+    assert_eq!(stop.finished, 2);
     assert!(b.join("shadow-001/model.pt").is_file());
     assert!(!b.join("shadow-002/model.pt").exists());
     assert!(b.join("shadow-002/state/state.json").is_file());
@@ -325,7 +364,7 @@ fn lira_on_an_overfit_mnist_half_and_resume() {
     }
     fails(
         audit_cmd(&nm.join("model.pt"), &a, &[]),
-        &["members.npy", "--half"],
+        &["members.npy", "random half"],
     );
     let mut c = fool();
     c.arg("audit")
@@ -351,5 +390,5 @@ fn lira_needs_a_target_trained_on_a_half() {
         .arg("--model")
         .arg(run.join("model.pt"))
         .args(["--lira-shadows", "4", "--device", "cpu"]);
-    fails(c, &["--lira-shadows", "--half"]);
+    fails(c, &["--lira-shadows", "random half"]);
 }

@@ -2,6 +2,7 @@
 mod common;
 
 mod accountant;
+mod architecture;
 mod attack_models;
 mod attacks_batch;
 mod audit;
@@ -12,6 +13,7 @@ mod cli_privacy;
 mod datasets;
 mod defenses;
 mod grad_sample;
+mod hostile;
 mod lira;
 mod preprocess_vs_torchvision;
 mod report;

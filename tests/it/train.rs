@@ -1,10 +1,18 @@
-//! DP-SGD statistics, `fool train` end to end (ε from the accountant, export, resume, bad input).
+//! DP-SGD statistics, `fool train` end to end (ε from the accountant, export, bad input), and
+//! resuming a run stopped through the library or killed.
 
-use crate::common::{fool, ok_json};
+use crate::common::{asset, fool, ok_json};
+use fool::datasets::DatasetName;
 use fool::nets::{Arch, Net};
 use fool::privacy::accountant::{self, AccountantKind};
 use fool::privacy::dpsgd::DpSgd;
 use fool::privacy::grad_sample::clipped_sum;
+use fool::train::optim::OptKind;
+use fool::train::{
+    DpConfig, EpochRecord, Observer, Outcome, Resume, Run, RunDir, Silent, TrainConfig,
+};
+use fool::Error;
+use std::ops::ControlFlow;
 use std::path::Path;
 use tch::{nn, CModule, Device, Kind, Tensor};
 
@@ -214,6 +222,75 @@ fn plain_training_learns_mnist() {
     assert_eq!(meta["history"].as_array().unwrap().len(), 2);
 }
 
+/// Run `body` alone in a child process of this test binary (the test `test`, its path in
+/// the binary, run with `--exact`): libtorch's generator is global, so training in-process
+/// must not share it with tests on other threads, whose draws would change its batches and
+/// noise. The child runs single-threaded (`OMP_NUM_THREADS=1`), as the CLI runs the tests
+/// compare with.
+pub(crate) fn isolated(test: &str, body: impl FnOnce()) {
+    const CHILD: &str = "FOOL_IT_ISOLATED_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return body();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads", "1", "--nocapture"])
+        .env(CHILD, "1")
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{test} failed in its process:\n{text}"
+    );
+    assert!(text.contains("1 passed"), "{test} did not run:\n{text}");
+}
+
+/// The test configuration of `train_args` with DP (σ 1.2) and a checkpoint every epoch, as
+/// a library configuration.
+fn dp_config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        dataset: DatasetName::Mnist,
+        data_dir: asset("mnist"),
+        arch: "cnn".parse().unwrap(),
+        epochs,
+        batch: 50,
+        lr: 0.1,
+        optimizer: OptKind::Sgd { momentum: 0.9 },
+        seed: 0,
+        limit: Some(1000),
+        half: None,
+        dp: Some(DpConfig {
+            clip: 1.0,
+            noise: 1.2,
+            delta: 1e-5,
+            target_epsilon: None,
+            accountant: AccountantKind::Rdp,
+            max_physical_batch: 512,
+        }),
+        checkpoint_every: 1,
+        audit_every: 0,
+        audit_examples: 10_000,
+    }
+}
+
+/// Stops a run once epoch `.0` is saved.
+struct StopAfter(usize);
+
+impl Observer for StopAfter {
+    fn epoch_end(&mut self, rec: &EpochRecord) -> ControlFlow<()> {
+        if rec.epoch == self.0 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
 fn strip_times(mut v: serde_json::Value) -> serde_json::Value {
     for r in v["history"].as_array_mut().unwrap() {
         for k in ["seconds", "train_seconds", "examples_per_second"] {
@@ -223,51 +300,119 @@ fn strip_times(mut v: serde_json::Value) -> serde_json::Value {
     v
 }
 
+/// The models in `a` and `b` compute the same outputs, bit for bit.
+fn same_models(a: &Path, b: &Path) {
+    let x = Tensor::rand([4, 3, 28, 28], (Kind::Float, Device::Cpu));
+    let m1 = CModule::load(a).unwrap();
+    let m2 = CModule::load(b).unwrap();
+    let y1 = m1.forward_ts(&[x.shallow_clone()]).unwrap();
+    let y2 = m2.forward_ts(&[x]).unwrap();
+    assert!(y1.equal(&y2), "{} and {} differ", a.display(), b.display());
+}
+
 #[test]
 fn interrupted_training_resumes_to_the_same_model_and_epsilon() {
+    isolated(
+        "train::interrupted_training_resumes_to_the_same_model_and_epsilon",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let run =
+                |out: &str| Run::new(dp_config(2), RunDir::new(dir.path().join(out)), Device::Cpu);
+            let finished = |o: Outcome| match o {
+                Outcome::Finished(meta) => strip_times(serde_json::to_value(&meta).unwrap()),
+                Outcome::Stopped { .. } => panic!("stopped"),
+            };
+            let want = finished(run("whole").train(&mut Silent).unwrap());
+
+            // Stopped by the observer once epoch 1 is saved.
+            let parts = run("parts");
+            let o = parts.train(&mut StopAfter(1)).unwrap();
+            assert!(matches!(o, Outcome::Stopped { epochs_done: 1 }), "{o:?}");
+            let root = parts.dir.root();
+            assert!(root.join("checkpoints/epoch-001/model.pt").is_file());
+            assert!(root.join("state/state.json").is_file());
+            assert!(
+                !root.join("model.pt").exists(),
+                "no final model before the run finished"
+            );
+            // A fresh run refuses to clobber it.
+            match parts.train(&mut Silent) {
+                Err(Error::Invalid { field, .. }) => assert_eq!(field, "resume"),
+                other => panic!("expected a resume error, got {other:?}"),
+            }
+            let resumed = Run {
+                resume: Resume::Continue,
+                ..parts.clone()
+            };
+            let got = finished(resumed.train(&mut Silent).unwrap());
+            assert_eq!(got["history"], want["history"]);
+            assert_eq!(got["epsilon"], want["epsilon"]);
+            same_models(&dir.path().join("whole/model.pt"), &root.join("model.pt"));
+            // The epoch-1 checkpoint is a loadable model with its own metadata.
+            let ck = RunDir::new(root.join("checkpoints/epoch-001"))
+                .read_metadata()
+                .unwrap();
+            assert_eq!(ck.epochs_done, 1);
+            assert_eq!(
+                serde_json::to_value(ck.epsilon).unwrap(),
+                want["history"][0]["epsilon"]
+            );
+            // metadata.json on disk is the metadata returned.
+            let disk =
+                strip_times(serde_json::to_value(parts.dir.read_metadata().unwrap()).unwrap());
+            assert_eq!(disk, got);
+        },
+    );
+}
+
+#[test]
+fn a_killed_training_process_resumes_to_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     let parts = dir.path().join("parts");
-    let dp = ["--dp", "--noise", "1.2", "--checkpoint-every", "1"].map(String::from);
+    let dp = ["--dp", "--noise", "1.2"].map(String::from);
     let mut a = train_args(&whole);
+    a[6] = "3".into(); // --epochs
     a.extend(dp.clone());
-    let want = strip_times(ok_json(fool().args(&a)));
+    let want = strip_times(ok_json(fool().args(&a).env("OMP_NUM_THREADS", "1")));
 
+    // SIGKILL once the state of an epoch is saved.
     let mut b = train_args(&parts);
+    b[6] = "3".into();
     b.extend(dp);
-    let o = fool()
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fool"))
         .args(&b)
-        .env("FOOL_TRAIN_STOP_AFTER", "1")
-        .output()
+        .current_dir(crate::common::root())
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
         .unwrap();
-    assert_eq!(o.status.code(), Some(130));
-    assert!(parts.join("checkpoints/epoch-001/model.pt").is_file());
+    let state = parts.join("state/state.json");
+    let t0 = std::time::Instant::now();
+    while !state.is_file() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fool train ended before saving a state"
+        );
+        assert!(t0.elapsed().as_secs() < 300, "no state after 5 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
     assert!(
         !parts.join("model.pt").exists(),
-        "no final model before the run finished"
+        "killed before the run finished"
     );
     // Same command without --resume refuses to clobber the run.
     let o = fool().args(&b).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"));
     b.push("--resume".into());
-    let got = strip_times(ok_json(fool().args(&b)));
+    let got = strip_times(ok_json(fool().args(&b).env("OMP_NUM_THREADS", "1")));
     assert_eq!(got["history"], want["history"]);
     assert_eq!(got["epsilon"], want["epsilon"]);
-    // Bit-identical models.
-    let x = Tensor::rand([4, 3, 28, 28], (Kind::Float, Device::Cpu));
-    let m1 = CModule::load(whole.join("model.pt")).unwrap();
-    let m2 = CModule::load(parts.join("model.pt")).unwrap();
-    let y1 = m1.forward_ts(&[x.shallow_clone()]).unwrap();
-    let y2 = m2.forward_ts(&[x]).unwrap();
-    assert!(y1.equal(&y2));
-    // The epoch-1 checkpoint is a loadable model with its own metadata.
-    let ck: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(parts.join("checkpoints/epoch-001/metadata.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(ck["epochs_done"], 1);
-    assert_eq!(ck["epsilon"], want["history"][0]["epsilon"]);
+    same_models(&whole.join("model.pt"), &parts.join("model.pt"));
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The attacks: per-example statistics the threshold attacks rank by, and the
-//! logistic-regression attack trained with cross-validation.
+//! The membership-inference attacks (MIA): per-example statistics the threshold attacks
+//! rank by, and the logistic-regression attack trained with cross-validation.
 //!
 //! All scores are *membership scores* (higher = more likely a member). Only their order
 //! matters for the ROC curve, so a threshold attack may use any strictly increasing function

@@ -1,21 +1,11 @@
-//! Rényi DP of the Poisson-subsampled Gaussian mechanism (Mironov, Talwar & Zhang 2019,
-//! "Rényi Differential Privacy of the Sampled Gaussian Mechanism", §3.3) and its conversion
-//! to (ε, δ)-DP (Balle et al. 2020, Theorem 21), as in Opacus's `RDPAccountant` and TF
-//! Privacy's `rdp_accountant`.
+//! Rényi DP of one step of the Poisson-subsampled Gaussian mechanism (Mironov, Talwar & Zhang
+//! 2019, §3.3), as in Opacus's `analysis/rdp.py` and TF Privacy's `rdp_accountant`.
 //!
 //! For a sampling rate `q` and noise multiplier `σ`, RDP at order `α` is `ln(A_α)/(α−1)`
 //! where `A_α = E_{z∼μ0}[(μ(z)/μ0(z))^α]`, `μ0 = N(0, σ²)`, `μ = (1−q)μ0 + qN(1, σ²)`.
 //! `A_α` is summed in log space: a finite binomial sum for integer orders, and for
 //! fractional orders the two-sided series split at `z0 = σ² ln(1/q − 1) + 1/2`, whose terms
 //! carry Gaussian tail factors `erfc(·)/2` and binomial coefficients of both signs.
-
-/// Opacus's `RDPAccountant.DEFAULT_ALPHAS`: 1.1, 1.2, …, 10.9, then 12, 13, …, 63.
-pub fn default_orders() -> Vec<f64> {
-    (1..100)
-        .map(|x| 1.0 + f64::from(x) / 10.0)
-        .chain((12..64).map(f64::from))
-        .collect()
-}
 
 /// ln(e^a + e^b).
 fn log_add(a: f64, b: f64) -> f64 {
@@ -46,7 +36,7 @@ fn log_sub(a: f64, b: f64) -> f64 {
 }
 
 /// ln(erfc(x)), accurate far into the upper tail where erfc underflows.
-pub(crate) fn log_erfc(x: f64) -> f64 {
+fn log_erfc(x: f64) -> f64 {
     if x < 26.0 {
         return libm::erfc(x).ln();
     }
@@ -125,6 +115,12 @@ fn log_a_frac(q: f64, sigma: f64, alpha: f64) -> f64 {
     log_add(log_a0, log_a1)
 }
 
+/// RDP at order `alpha` of the Gaussian mechanism with noise multiplier `z` (noise std over
+/// L2 sensitivity): `α/(2z²)`.
+pub fn gaussian_rdp(z: f64, alpha: f64) -> f64 {
+    alpha / (2.0 * z * z)
+}
+
 /// RDP of one step of the sampled Gaussian mechanism at order `alpha` (> 1); can be +∞.
 pub fn rdp_one_step(q: f64, sigma: f64, alpha: f64) -> f64 {
     if q == 0.0 {
@@ -134,7 +130,7 @@ pub fn rdp_one_step(q: f64, sigma: f64, alpha: f64) -> f64 {
         return f64::INFINITY;
     }
     if q == 1.0 {
-        return alpha / (2.0 * sigma * sigma);
+        return gaussian_rdp(sigma, alpha);
     }
     if alpha.is_infinite() {
         return f64::INFINITY;
@@ -145,43 +141,6 @@ pub fn rdp_one_step(q: f64, sigma: f64, alpha: f64) -> f64 {
         log_a_frac(q, sigma, alpha)
     };
     log_a / (alpha - 1.0)
-}
-
-/// RDP of `steps` compositions of the sampled Gaussian mechanism (sampling rate `q`, noise
-/// multiplier `noise`), one value per order. Orders must be > 1; arguments are not checked
-/// here (see [`super::epsilon`]); a numerically failed order gives NaN, which
-/// [`eps_from_rdp`] skips.
-pub fn compute_rdp(q: f64, noise: f64, steps: u64, orders: &[f64]) -> Vec<f64> {
-    orders
-        .iter()
-        .map(|&a| rdp_one_step(q, noise, a) * steps as f64)
-        .collect()
-}
-
-/// (ε, best order) for a target δ from RDP values at the given orders: the smallest over the
-/// orders of `rdp − (ln δ + ln α)/(α − 1) + ln((α − 1)/α)` (Balle et al. 2020), NaNs skipped.
-/// (∞, NaN) when every order is NaN.
-pub fn eps_from_rdp(orders: &[f64], rdp: &[f64], delta: f64) -> (f64, f64) {
-    let mut best = (f64::INFINITY, f64::NAN);
-    let mut found = false;
-    for (&a, &r) in orders.iter().zip(rdp) {
-        let eps = r - (delta.ln() + a.ln()) / (a - 1.0) + ((a - 1.0) / a).ln();
-        if eps.is_nan() {
-            continue;
-        }
-        if !found || eps < best.0 {
-            best = (eps, a);
-            found = true;
-        }
-    }
-    best
-}
-
-/// (ε, best order) after `steps` steps with Opacus's default orders.
-pub fn epsilon_and_order(noise: f64, q: f64, steps: u64, delta: f64) -> (f64, f64) {
-    let orders = default_orders();
-    let rdp = compute_rdp(q, noise, steps, &orders);
-    eps_from_rdp(&orders, &rdp, delta)
 }
 
 #[cfg(test)]

@@ -1,0 +1,213 @@
+//! The resumable bench driver ([`run`]) and the merge of shard outputs ([`merge`]), reporting
+//! progress to an [`Observer`].
+use super::plan::{batch_files, pending, units, BenchConfig, Plan, Shard, Unit};
+use super::runner::{load_batch, LoadedBatch, Runner};
+use super::stats::SummaryRow;
+use super::store;
+use crate::attacks::image::ModelRef;
+use crate::attacks::record::PreprocessInfo;
+use crate::attacks::{StepInfo, TargetMode};
+use crate::datasets::Item;
+use crate::{Error, Result};
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+/// What a run is about to do.
+#[derive(Debug, Clone)]
+pub struct Start<'a> {
+    pub images: usize,
+    /// Units of work in this shard: all, already done, to run now.
+    pub units: usize,
+    pub done: usize,
+    pub to_run: usize,
+    pub shard: Shard,
+    pub out: &'a Path,
+}
+
+/// Follows a run (progress bars, logs). Every method does nothing by default.
+pub trait Observer {
+    /// The run starts.
+    fn started(&mut self, start: &Start) {
+        let _ = start;
+    }
+    /// An image could not be read: it is left out of the run (and listed in `skipped.txt`).
+    fn skipped(&mut self, file: &str, err: &Error) {
+        let _ = (file, err);
+    }
+    /// A unit of work starts.
+    fn unit_started(&mut self, unit: &Unit) {
+        let _ = unit;
+    }
+    /// One step of the unit's attack, on a batch of `images` images.
+    fn step(&mut self, unit: &Unit, images: usize, info: StepInfo) {
+        let _ = (unit, images, info);
+    }
+    /// The unit's rows are saved; `done` units have run so far. `Break` stops the run here, as
+    /// an interruption would: running it again resumes.
+    fn unit_done(&mut self, unit: &Unit, done: usize) -> ControlFlow<()> {
+        let _ = (unit, done);
+        ControlFlow::Continue(())
+    }
+}
+
+/// No progress reports.
+impl Observer for () {}
+
+/// What a finished run (or a merge) wrote.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub summary: Vec<SummaryRow>,
+    /// Images left out as unreadable.
+    pub skipped: usize,
+    /// The output directory.
+    pub out: PathBuf,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Every unit of the shard has its rows; the reports are written.
+    Finished(Report),
+    /// The observer stopped the run after `units` units; running it again resumes.
+    Stopped { units: usize },
+}
+
+/// Run the plan's units of work with `m` (those not already done in the output directory),
+/// appending each unit's rows to `results.jsonl` as it ends, then write the summary and chart.
+/// Each unit is seeded from the run seed and its own key, so an interrupted and resumed run
+/// (or a merge of shards) ends with the rows of one uninterrupted run.
+pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outcome> {
+    let (s, model) = (&plan.settings, m.model);
+    if let Some(bad) = plan.items.iter().find(|i| i.label >= model.num_classes) {
+        return Err(Error::failed(
+            &bad.file,
+            format!(
+                "label {} is out of range for a {}-class model",
+                bad.label, model.num_classes
+            ),
+        ));
+    }
+    let cfg = BenchConfig {
+        model: m.path.display().to_string(),
+        model_sha256: crate::model::sha256_file(m.path)?,
+        dataset: s.dataset.display().to_string(),
+        files: plan.items.iter().map(|i| i.file.clone()).collect(),
+        attacks: s.attacks.clone(),
+        steps: s.steps,
+        early_stop: s.early_stop,
+        eps: s.eps.clone(),
+        norm: s.norm,
+        defenses: s.defenses.clone(),
+        adaptive: s.adaptive,
+        eot: s.eot,
+        targets: TargetMode::parse(&s.targets, m.labels)?,
+        batch: s.batch,
+        seed: s.seed,
+        preprocess: PreprocessInfo::from(&model.pre),
+    };
+    store::check_or_save_config(&s.out, &cfg)?;
+    let results = store::results_path(&s.out);
+    let mut rows = store::load_results(&results)?;
+    let mut skipped = store::load_skipped(&s.out)?;
+    let todo = pending(&cfg, s.shard, &rows, &skipped);
+    let total = units(&cfg)
+        .into_iter()
+        .filter(|u| s.shard.owns(u.batch))
+        .count();
+    let start = Start {
+        images: plan.items.len(),
+        units: total,
+        done: total - todo.len(),
+        to_run: todo.len(),
+        shard: s.shard,
+        out: &s.out,
+    };
+    observer.started(&start);
+    let runner = Runner {
+        cfg: &cfg,
+        model,
+        defenses: &plan.defenses,
+    };
+    let by_file: HashMap<&str, &Item> = plan.items.iter().map(|i| (i.file.as_str(), i)).collect();
+    let mut current: Option<(usize, LoadedBatch)> = None;
+    for (done, unit) in todo.iter().enumerate() {
+        if current.as_ref().map(|(b, _)| *b) != Some(unit.batch) {
+            let items: Vec<Item> = batch_files(&cfg, unit.batch, &skipped)
+                .map(|f| (*by_file[f.as_str()]).clone())
+                .collect();
+            let lb = load_batch(model, &items);
+            for (it, e) in &lb.failed {
+                observer.skipped(&it.file, e);
+                store::record_skipped(&s.out, &it.file, e)?;
+                skipped.insert(it.file.clone());
+            }
+            current = Some((unit.batch, lb));
+        }
+        let (_, lb) = current.as_ref().expect("batch loaded");
+        observer.unit_started(unit);
+        let images = lb.items.len();
+        let new_rows = runner.run_unit(unit, lb, &mut |info| observer.step(unit, images, info))?;
+        store::append_rows(&results, &new_rows)?;
+        rows.extend(new_rows);
+        if observer.unit_done(unit, done + 1).is_break() {
+            return Ok(Outcome::Stopped { units: done + 1 });
+        }
+    }
+    let summary = store::write_reports(&s.out, &cfg, &rows)?;
+    Ok(Outcome::Finished(Report {
+        summary,
+        skipped: skipped.len(),
+        out: s.out.clone(),
+    }))
+}
+
+/// A merge of shard outputs.
+#[derive(Debug, Clone)]
+pub struct Merged {
+    pub report: Report,
+    /// Units of work in no shard's results yet (the summary covers what is there).
+    pub missing: usize,
+}
+
+/// Combine the output directories of a run's shards into one in `out`: one `results.jsonl`,
+/// `skipped.txt`, summary and chart, as a single-machine run would have written.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
+    let mut cfg: Option<BenchConfig> = None;
+    let mut rows = Vec::new();
+    let mut skipped = HashSet::new();
+    for d in dirs {
+        let c = store::read_config(d)?;
+        match &cfg {
+            None => cfg = Some(c),
+            Some(first) if *first != c => {
+                return Err(Error::bad_file(
+                    &store::config_path(d),
+                    format!(
+                        "settings differ from {} (not shards of one run)",
+                        dirs[0].display()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        rows.extend(store::load_results(&store::results_path(d))?);
+        skipped.extend(store::load_skipped(d)?);
+    }
+    let cfg = cfg.ok_or_else(|| Error::field("dirs", "no shard output directories given"))?;
+    crate::files::ensure_writable_dir(out, "out")?;
+    let rows = store::merge_rows(rows);
+    let missing = pending(&cfg, Shard::ALL, &rows, &skipped).len();
+    store::check_or_save_config(out, &cfg)?;
+    store::write_rows(&store::results_path(out), &rows)?;
+    store::write_skipped(out, &skipped)?;
+    let summary = store::write_reports(out, &cfg, &rows)?;
+    Ok(Merged {
+        report: Report {
+            summary,
+            skipped: skipped.len(),
+            out: out.to_path_buf(),
+        },
+        missing,
+    })
+}

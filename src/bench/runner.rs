@@ -1,0 +1,171 @@
+//! One unit of work: a loaded batch attacked with one attack at one eps (bare or behind one
+//! defense), judged through the defenses, as result rows.
+use super::plan::{seed_for, BenchConfig, Unit};
+use super::store::Row;
+use crate::attacks::goal::predictions;
+use crate::attacks::{distances, project_quantized, registry, Budget, Goal, StepInfo, Victim};
+use crate::datasets::Item;
+use crate::defenses::{classify_through, Chain, Defended, Defense as _};
+use crate::model::Classifier;
+use crate::{Error, Result};
+use tch::{Kind, Tensor};
+
+/// The images of one batch, loaded and preprocessed. Unreadable files are returned as
+/// errors for the caller to report and skip.
+pub struct LoadedBatch {
+    pub items: Vec<Item>,
+    pub x: Tensor,
+    pub labels: Vec<usize>,
+    pub failed: Vec<(Item, Error)>,
+}
+
+pub fn load_batch(model: &Classifier, items: &[Item]) -> LoadedBatch {
+    let mut ok = Vec::new();
+    let mut xs = Vec::new();
+    let mut failed = Vec::new();
+    for it in items {
+        match crate::imageio::load_rgb(&it.path) {
+            Ok(img) => {
+                xs.push(model.pre.pixels(&img, tch::Device::Cpu));
+                ok.push(it.clone());
+            }
+            Err(e) => failed.push((it.clone(), e)),
+        }
+    }
+    let x = if xs.is_empty() {
+        Tensor::zeros([0], (Kind::Float, model.device))
+    } else {
+        Tensor::stack(&xs, 0).to_device(model.device)
+    };
+    LoadedBatch {
+        labels: ok.iter().map(|i| i.label).collect(),
+        items: ok,
+        x,
+        failed,
+    }
+}
+
+/// Everything a unit needs.
+pub struct Runner<'a> {
+    pub cfg: &'a BenchConfig,
+    pub model: &'a Classifier,
+    /// The configured defenses by name.
+    pub defenses: &'a [(String, Chain)],
+}
+
+impl Runner<'_> {
+    fn defense(&self, name: &str) -> &Chain {
+        &self
+            .defenses
+            .iter()
+            .find(|(n, _)| n == name)
+            .expect("configured defense")
+            .1
+    }
+
+    /// Predictions through `defense`, with the randomness of a random defense seeded by `key`.
+    fn predict(&self, defense: &str, x: &Tensor, key: &[&str]) -> Result<Vec<usize>> {
+        tch::manual_seed(seed_for(self.cfg, key));
+        Ok(predictions(&classify_through(
+            self.model,
+            self.defense(defense),
+            x,
+        )?))
+    }
+
+    /// Whether a unit's attack may stop an image at its first success. Only where the model
+    /// that decides success is the one attacked, deterministically: an adaptive unit against a
+    /// deterministic defense, or a non-adaptive unit judged without defenses. A non-adaptive
+    /// unit judged through defenses runs every step — an image stopped at the bare model's
+    /// first misclassification is barely adversarial and any input transformation undoes it,
+    /// which would credit the defense with what is only a weaker attack (the standard
+    /// non-adaptive evaluation attacks the bare model with all its steps). A random defense
+    /// judges with a fresh draw, so a success under one draw is no reason to stop either.
+    pub fn early_stop(&self, unit: &Unit) -> bool {
+        self.cfg.early_stop
+            && match &unit.adaptive {
+                None => self.cfg.defenses.iter().all(|d| d == "none"),
+                Some(d) => !self.defense(d).random(),
+            }
+    }
+
+    /// Run one unit on a loaded batch; returns its rows.
+    pub fn run_unit(
+        &self,
+        unit: &Unit,
+        b: &LoadedBatch,
+        on_step: &mut dyn FnMut(StepInfo),
+    ) -> Result<Vec<Row>> {
+        if b.items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let files: Vec<&str> = b.items.iter().map(|it| it.file.as_str()).collect();
+        let targets = self.cfg.targets.targets(
+            &b.labels,
+            &files,
+            self.cfg.seed,
+            self.model.num_classes,
+            || tch::no_grad(|| self.model.logits(&b.x)),
+        )?;
+        let goal = Goal::new(targets.as_deref(), &b.labels, self.model.device);
+        let budget = Budget::new(unit.eps, self.cfg.norm);
+        let batch_key = unit.batch.to_string();
+        tch::manual_seed(seed_for(self.cfg, &[&unit.key()]));
+        let (adv, queries) = if budget.is_empty() {
+            // No 8-bit change fits in the budget: the attacked image is the clean one.
+            (b.x.shallow_clone(), vec![0; b.items.len()])
+        } else {
+            let attack = registry::build(&unit.attack, self.cfg.steps, self.early_stop(unit))?;
+            let out = match &unit.adaptive {
+                None => attack.run(self.model, &b.x, &goal, budget, on_step)?,
+                Some(d) => {
+                    let victim = Defended {
+                        model: self.model,
+                        defense: self.defense(d),
+                        eot: self.cfg.eot,
+                    };
+                    attack.run(&victim as &dyn Victim, &b.x, &goal, budget, on_step)?
+                }
+            };
+            let q = out
+                .image_queries
+                .unwrap_or_else(|| vec![out.queries; b.items.len()]);
+            (out.adv, q)
+        };
+        let adv = project_quantized(&b.x, &adv, budget);
+        let (linf, l2) = distances(&adv, &b.x);
+        let defenses: Vec<String> = match &unit.adaptive {
+            None => self.cfg.defenses.clone(),
+            Some(d) => vec![d.clone()],
+        };
+        let mut rows = Vec::new();
+        for def in &defenses {
+            let clean = self.predict(def, &b.x, &[&batch_key, def, "clean"])?;
+            let advp = self.predict(def, &adv, &[&unit.key(), def, "judge"])?;
+            for (i, it) in b.items.iter().enumerate() {
+                let target = targets.as_ref().map(|t| t[i]);
+                let success = match target {
+                    Some(t) => advp[i] == t,
+                    None => advp[i] != it.label,
+                };
+                rows.push(Row {
+                    file: it.file.clone(),
+                    label: it.label,
+                    attack: unit.attack.clone(),
+                    eps: unit.eps,
+                    norm: self.cfg.norm,
+                    defense: def.clone(),
+                    mode: unit.mode().to_string(),
+                    target,
+                    clean_pred: clean[i],
+                    adv_pred: advp[i],
+                    success,
+                    linf: linf[i],
+                    l2: l2[i],
+                    queries: queries[i],
+                });
+            }
+        }
+        Ok(rows)
+    }
+}

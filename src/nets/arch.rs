@@ -1,0 +1,120 @@
+//! `--arch` values: the architectures and their options, parsed and printed.
+use crate::{Error, Result};
+
+/// Activation used between layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Act {
+    Relu,
+    Tanh,
+}
+
+/// Normalization layers of the ResNet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    Group,
+    Batch,
+}
+
+/// An architecture as chosen with `--arch`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum Arch {
+    Cnn { act: Act },
+    SmallCnn { conv: usize, act: Act },
+    Resnet18 { norm: NormKind },
+}
+
+impl std::str::FromStr for Arch {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |msg: String| Error::field("arch", msg);
+        let (name, opts) = s.split_once(':').unwrap_or((s, ""));
+        let mut act = Act::Relu;
+        let mut conv = 2usize;
+        let mut norm = NormKind::Group;
+        for opt in opts.split(',').filter(|o| !o.is_empty()) {
+            let (k, v) = opt
+                .split_once('=')
+                .ok_or_else(|| bad(format!("'{opt}': expected KEY=VALUE after ':'")))?;
+            match (k.trim(), v.trim()) {
+                ("act", "relu") => act = Act::Relu,
+                ("act", "tanh") => act = Act::Tanh,
+                ("conv", n) => {
+                    conv = n
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=3).contains(n))
+                        .ok_or_else(|| bad(format!("conv={n}: expected 1, 2 or 3")))?
+                }
+                ("norm", "group") => norm = NormKind::Group,
+                ("norm", "batch") => norm = NormKind::Batch,
+                (k, v) => {
+                    return Err(bad(format!(
+                    "unknown option {k}={v} (expected act=relu|tanh, conv=1..3, norm=group|batch)"
+                )))
+                }
+            }
+        }
+        let arch = match name.trim() {
+            "cnn" => Arch::Cnn { act },
+            "small-cnn" | "small_cnn" => Arch::SmallCnn { conv, act },
+            "resnet18" | "resnet-18" => Arch::Resnet18 { norm },
+            other => {
+                return Err(bad(format!(
+                    "unknown architecture '{other}' (expected cnn, small-cnn:conv=N or resnet18)"
+                )))
+            }
+        };
+        let used_conv = opts.contains("conv=");
+        let used_act = opts.contains("act=");
+        let used_norm = opts.contains("norm=");
+        match arch {
+            Arch::Cnn { .. } if used_conv || used_norm => {
+                Err(bad("cnn takes only act=relu|tanh".into()))
+            }
+            Arch::SmallCnn { .. } if used_norm => {
+                Err(bad("small-cnn takes conv=N and act=…".into()))
+            }
+            Arch::Resnet18 { .. } if used_conv || used_act => {
+                Err(bad("resnet18 takes only norm=group|batch".into()))
+            }
+            a => Ok(a),
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let act = |a: &Act| match a {
+            Act::Relu => "relu",
+            Act::Tanh => "tanh",
+        };
+        match self {
+            Arch::Cnn { act: a } => write!(f, "cnn:act={}", act(a)),
+            Arch::SmallCnn { conv, act: a } => write!(f, "small-cnn:conv={conv},act={}", act(a)),
+            Arch::Resnet18 { norm } => write!(
+                f,
+                "resnet18:norm={}",
+                if *norm == NormKind::Group {
+                    "group"
+                } else {
+                    "batch"
+                }
+            ),
+        }
+    }
+}
+
+impl Arch {
+    /// Whether every trainable layer has a per-example gradient rule (no BatchNorm).
+    pub fn dp_compatible(&self) -> bool {
+        !matches!(
+            self,
+            Arch::Resnet18 {
+                norm: NormKind::Batch
+            }
+        )
+    }
+}

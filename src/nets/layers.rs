@@ -1,0 +1,131 @@
+//! Trainable layers, their constructors (PyTorch's default initialisation), and the tape a
+//! forward pass records for the per-example gradient rules.
+use super::NormKind;
+use tch::{nn, Tensor};
+
+/// A convolution (groups = 1, square kernel).
+#[derive(Debug)]
+pub struct Conv {
+    pub ws: Tensor,
+    pub bs: Option<Tensor>,
+    pub kernel: i64,
+    pub stride: i64,
+    pub padding: i64,
+}
+
+/// A dense layer.
+#[derive(Debug)]
+pub struct Linear {
+    pub ws: Tensor,
+    pub bs: Option<Tensor>,
+}
+
+/// GroupNorm with affine weight and bias.
+#[derive(Debug)]
+pub struct GroupNorm {
+    pub ws: Tensor,
+    pub bs: Tensor,
+    pub groups: i64,
+}
+
+/// One trainable layer.
+#[derive(Debug)]
+pub enum Layer {
+    Conv(Conv),
+    Linear(Linear),
+    GroupNorm(GroupNorm),
+    BatchNorm(nn::BatchNorm),
+}
+
+impl Layer {
+    /// The layer's parameters, weight then bias, in the order of [`Net::params`].
+    pub fn params(&self) -> Vec<&Tensor> {
+        match self {
+            Layer::Conv(Conv { ws, bs, .. }) | Layer::Linear(Linear { ws, bs }) => {
+                std::iter::once(ws).chain(bs.iter()).collect()
+            }
+            Layer::GroupNorm(g) => vec![&g.ws, &g.bs],
+            Layer::BatchNorm(b) => b.ws.iter().chain(b.bs.iter()).collect(),
+        }
+    }
+}
+
+/// What one trainable layer saw in a recorded forward pass.
+pub struct Record {
+    pub layer: usize,
+    /// Conv/linear: the layer input; GroupNorm: the normalized input x̂ (before the affine).
+    pub input: Tensor,
+    /// The layer output, whose gradient the per-example rules need.
+    pub output: Tensor,
+}
+
+/// Records of a forward pass, in execution order.
+#[derive(Default)]
+pub struct Tape {
+    pub records: Vec<Record>,
+}
+
+/// How a forward pass runs.
+pub struct Pass<'a> {
+    pub train: bool,
+    pub tape: Option<&'a mut Tape>,
+}
+
+impl Pass<'_> {
+    pub fn eval() -> Pass<'static> {
+        Pass {
+            train: false,
+            tape: None,
+        }
+    }
+    pub fn train() -> Pass<'static> {
+        Pass {
+            train: true,
+            tape: None,
+        }
+    }
+}
+
+pub(super) fn conv(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    bias: bool,
+) -> Layer {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding,
+        bias,
+        ..Default::default()
+    };
+    let c = nn::conv2d(p, cin, cout, k, cfg);
+    Layer::Conv(Conv {
+        ws: c.ws,
+        bs: c.bs,
+        kernel: k,
+        stride,
+        padding,
+    })
+}
+
+pub(super) fn linear(p: nn::Path, din: i64, dout: i64) -> Layer {
+    let l = nn::linear(p, din, dout, Default::default());
+    Layer::Linear(Linear { ws: l.ws, bs: l.bs })
+}
+
+pub(super) fn norm(p: nn::Path, kind: NormKind, c: i64) -> Layer {
+    match kind {
+        NormKind::Group => {
+            let g = nn::group_norm(p, 32.min(c), c, Default::default());
+            Layer::GroupNorm(GroupNorm {
+                ws: g.ws.expect("affine"),
+                bs: g.bs.expect("affine"),
+                groups: 32.min(c),
+            })
+        }
+        NormKind::Batch => Layer::BatchNorm(nn::batch_norm2d(p, c, Default::default())),
+    }
+}

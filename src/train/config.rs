@@ -1,0 +1,156 @@
+//! What determines a training run ([`TrainConfig`], saved in its state and metadata), and
+//! the checks and derived settings of a configuration.
+use super::optim::OptKind;
+use crate::datasets::DatasetName;
+use crate::nets::Arch;
+use crate::privacy::accountant::{self, AccountantKind};
+use crate::{Error, Result};
+use std::path::PathBuf;
+
+/// Differential-privacy settings as the user gave them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DpConfig {
+    pub clip: f64,
+    /// σ; when `target_epsilon` is set this is the calibrated value.
+    pub noise: f64,
+    pub delta: f64,
+    pub target_epsilon: Option<f64>,
+    pub accountant: AccountantKind,
+    pub max_physical_batch: usize,
+}
+
+/// Everything that determines a run (saved in the state and the metadata; a resumed run must
+/// match it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    pub dataset: DatasetName,
+    pub data_dir: PathBuf,
+    pub arch: Arch,
+    pub epochs: usize,
+    /// Batch size; with DP the expected batch size of Poisson sampling (q = batch / n).
+    pub batch: usize,
+    pub lr: f64,
+    pub optimizer: OptKind,
+    pub seed: u64,
+    /// Train on the first N training examples only.
+    pub limit: Option<usize>,
+    /// Train on a random half of those examples, drawn with this seed (shadow models for LiRA).
+    #[serde(default)]
+    pub half: Option<u64>,
+    pub dp: Option<DpConfig>,
+    pub checkpoint_every: usize,
+    /// Run the threshold and logistic-regression membership attacks every K epochs (0: never).
+    #[serde(default)]
+    pub audit_every: usize,
+    /// Members and non-members used by those audits (each at most this many).
+    #[serde(default = "default_audit_examples")]
+    pub audit_examples: usize,
+}
+
+fn default_audit_examples() -> usize {
+    10_000
+}
+
+impl TrainConfig {
+    /// The rows of a training split of `train_len` rows the run draws its examples from: the
+    /// first `limit` (all without a limit).
+    pub fn pool(&self, train_len: usize) -> usize {
+        self.limit.map_or(train_len, |l| l.min(train_len))
+    }
+}
+
+/// Check the settings; errors name the field at fault.
+pub fn validate(cfg: &TrainConfig) -> Result<()> {
+    if cfg.epochs == 0 {
+        return Err(Error::field("epochs", "must be at least 1"));
+    }
+    if cfg.batch == 0 {
+        return Err(Error::field("batch", "must be at least 1"));
+    }
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
+        return Err(Error::field(
+            "lr",
+            format!("{} must be a positive number", cfg.lr),
+        ));
+    }
+    if let OptKind::Sgd { momentum } = cfg.optimizer {
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(Error::field(
+                "momentum",
+                format!("{momentum} must be in [0, 1)"),
+            ));
+        }
+    }
+    if cfg.audit_every > 0 && cfg.audit_examples == 0 {
+        return Err(Error::field(
+            "audit_examples",
+            "must be at least 1 when auditing during training",
+        ));
+    }
+    if cfg.limit == Some(0) {
+        return Err(Error::field("limit", "must be at least 1"));
+    }
+    if let Some(dp) = &cfg.dp {
+        if !cfg.arch.dp_compatible() {
+            return Err(Error::field(
+                "arch",
+                format!(
+                    "{} uses BatchNorm, which mixes the examples of a batch: per-example gradients \
+                     and so DP-SGD are undefined with it; use resnet18 (GroupNorm) for DP training",
+                    cfg.arch
+                ),
+            ));
+        }
+        if let Some(t) = dp.target_epsilon {
+            if !(t > 0.0 && t.is_finite()) {
+                return Err(Error::field(
+                    "target_epsilon",
+                    format!("{t} must be a positive number"),
+                ));
+            }
+        }
+        if !(dp.delta > 0.0 && dp.delta < 1.0) {
+            return Err(Error::field(
+                "delta",
+                format!("{} must be in (0, 1)", dp.delta),
+            ));
+        }
+        if !(dp.clip > 0.0 && dp.clip.is_finite()) {
+            return Err(Error::field(
+                "clip",
+                format!("{} must be a positive number", dp.clip),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Resolve the noise multiplier for `n` training examples: calibrate σ to the target ε when
+/// one is given, else check the σ given. Idempotent.
+pub fn resolve_noise(cfg: &mut TrainConfig, n: usize) -> Result<()> {
+    let epochs = cfg.epochs as u64;
+    let batch = cfg.batch;
+    if let Some(dp) = &mut cfg.dp {
+        let q = batch as f64 / n as f64;
+        if q > 1.0 {
+            return Err(Error::field(
+                "batch",
+                format!("{batch} is larger than the {n} training examples"),
+            ));
+        }
+        let steps = epochs * ((1.0 / q).floor() as u64).max(1);
+        if let Some(target) = dp.target_epsilon {
+            dp.noise = accountant::noise_for_epsilon(dp.accountant, target, q, steps, dp.delta)?;
+        }
+        if !(dp.noise > 0.0 && dp.noise.is_finite()) {
+            return Err(Error::field(
+                "noise",
+                format!(
+                    "{} must be a positive number (or give a target ε to calibrate it)",
+                    dp.noise
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

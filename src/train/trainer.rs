@@ -1,0 +1,324 @@
+//! A model being trained: the data of a run, the step loop of one epoch (plain SGD/Adam or
+//! DP-SGD), evaluation and the membership audits during training.
+//!
+//! Randomness: torch's generator is re-seeded from (seed, epoch) at the start of every epoch,
+//! so a run resumed from the state saved after epoch k continues with exactly the batches and
+//! noise an uninterrupted run would have drawn (same final model and ε on the same device).
+use super::optim::Optimizer;
+use super::{Observer, TrainConfig};
+use crate::datasets::{self, DatasetName, Feed, Split, TensorDataset};
+use crate::nets::{Net, Pass};
+use crate::privacy::accountant;
+use crate::privacy::dpsgd::{DpSgd, StepStats};
+use crate::{Error, Result};
+use std::path::Path;
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+/// One epoch's results.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub steps: u64,
+    /// Mean loss / accuracy over the training examples seen this epoch (before each update).
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// ε spent so far (null when not private).
+    pub epsilon: Option<f64>,
+    /// Fraction of per-example gradients that were clipped (DP only).
+    pub clipped_fraction: Option<f64>,
+    pub mean_grad_norm: Option<f64>,
+    /// Wall time of the epoch, evaluation included.
+    pub seconds: f64,
+    /// Wall time of the training steps alone.
+    #[serde(default)]
+    pub train_seconds: f64,
+    /// Training examples processed per second (train_seconds).
+    #[serde(default)]
+    pub examples_per_second: f64,
+    /// Membership-inference results at this epoch (with `audit_every`): threshold and
+    /// logistic-regression attacks, members = training examples, non-members = test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Vec<crate::audit::AuditResult>>,
+}
+
+pub(crate) fn seed_for_epoch(seed: u64, epoch: usize) -> i64 {
+    (seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64) & 0x7fff_ffff_ffff) as i64
+}
+
+/// The training and test splits of a data set, in memory.
+pub struct Splits {
+    pub train: TensorDataset,
+    pub test: TensorDataset,
+}
+
+impl Splits {
+    /// Read both splits of `dataset` from `dir`.
+    pub fn load(dataset: DatasetName, dir: &Path) -> Result<Splits> {
+        Ok(Splits {
+            train: datasets::load(dataset, dir, Split::Train)?,
+            test: datasets::load(dataset, dir, Split::Test)?,
+        })
+    }
+}
+
+/// Data of a run.
+pub struct Data {
+    pub train: TensorDataset,
+    /// The test split (or its first rows) the run evaluates on.
+    pub test: TensorDataset,
+    pub train_len: usize,
+    /// Row indices (into the training split) of the examples trained on, sorted.
+    pub members: Tensor,
+}
+
+impl Data {
+    /// The data a configuration trains on, sharing the tensors of `splits`; evaluation on the
+    /// first `test_rows` test examples when given.
+    pub fn new(splits: &Splits, cfg: &TrainConfig, test_rows: Option<usize>) -> Data {
+        let members = member_indices(cfg.pool(splits.train.len()), cfg.half);
+        Data {
+            train: splits.train.head(None),
+            test: splits.test.head(test_rows),
+            train_len: members.size()[0] as usize,
+            members,
+        }
+    }
+}
+
+/// Which rows of the training split a configuration trains on: the first `limit` rows, or a
+/// seeded random half of them.
+pub fn member_indices(limit: usize, half: Option<u64>) -> Tensor {
+    let all = Tensor::arange(limit as i64, (Kind::Int64, Device::Cpu));
+    match half {
+        None => all,
+        Some(seed) => {
+            // A seeded permutation from the library's generator (not torch's global one), so
+            // the split does not depend on anything else the process drew. The legacy stream
+            // and modulo draw keep the halves of earlier runs (see `rng`).
+            let mut idx: Vec<i64> = (0..limit as i64).collect();
+            crate::rng::SplitMix64::legacy(seed).shuffle_mod(&mut idx);
+            let mut chosen = idx[..limit / 2].to_vec();
+            chosen.sort_unstable();
+            Tensor::from_slice(&chosen)
+        }
+    }
+}
+
+/// Logits of `net` (eval mode) on rows `idx` of `ds`, computed on `device` in chunks of
+/// 1000 and returned on the CPU.
+pub fn logits(net: &Net, ds: &TensorDataset, idx: &Tensor, device: Device) -> Tensor {
+    let rows: Vec<usize> = Vec::<i64>::try_from(idx.to_device(Device::Cpu).to_kind(Kind::Int64))
+        .expect("row indices are a 1-D integer tensor")
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
+    tch::no_grad(|| {
+        let out: Vec<Tensor> = ds
+            .batches(&rows, 1000, device, Feed::Normalized)
+            .map(|b| {
+                net.forward(&b.images, &mut Pass::eval())
+                    .to_device(Device::Cpu)
+            })
+            .collect();
+        Tensor::cat(&out, 0)
+    })
+}
+
+/// Mean loss and accuracy of `net` on the first `n` rows of `ds`.
+pub fn evaluate(net: &Net, ds: &TensorDataset, n: usize, device: Device) -> (f64, f64) {
+    let idx = Tensor::arange(n as i64, (Kind::Int64, Device::Cpu));
+    let logits = logits(net, ds, &idx, device);
+    let y = ds.labels_at(&idx, Device::Cpu);
+    let loss = logits
+        .cross_entropy_loss::<Tensor>(&y, None, Reduction::Sum, -100, 0.0)
+        .double_value(&[]);
+    let correct = logits
+        .argmax(1, false)
+        .eq_tensor(&y)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    (loss / n.max(1) as f64, correct as f64 / n.max(1) as f64)
+}
+
+/// A model being trained.
+pub struct Trainer {
+    pub cfg: TrainConfig,
+    pub vs: nn::VarStore,
+    pub net: Net,
+    pub opt: Optimizer,
+    pub device: Device,
+    pub history: Vec<EpochRecord>,
+}
+
+impl Trainer {
+    /// A fresh model (parameters initialised from `seed`).
+    pub fn new(cfg: TrainConfig, device: Device) -> Result<Trainer> {
+        tch::manual_seed(seed_for_epoch(cfg.seed, 0));
+        let vs = nn::VarStore::new(device);
+        let ds = cfg.dataset;
+        let net = Net::new(
+            &vs,
+            &cfg.arch,
+            ds.channels(),
+            ds.side(),
+            ds.num_classes() as i64,
+        )?;
+        let opt = Optimizer::new(cfg.optimizer, cfg.lr, &net.params());
+        Ok(Trainer {
+            cfg,
+            vs,
+            net,
+            opt,
+            device,
+            history: vec![],
+        })
+    }
+
+    pub fn dp(&self, n: usize) -> Option<DpSgd> {
+        self.cfg.dp.as_ref().map(|dp| DpSgd {
+            clip: dp.clip,
+            noise: dp.noise,
+            sample_rate: self.cfg.batch as f64 / n as f64,
+            dataset_len: n,
+            max_physical_batch: dp.max_physical_batch,
+        })
+    }
+
+    /// Steps per epoch for `n` training examples.
+    pub fn steps_per_epoch(&self, n: usize) -> u64 {
+        match self.dp(n) {
+            Some(dp) => dp.steps_per_epoch(),
+            None => n.div_ceil(self.cfg.batch) as u64,
+        }
+    }
+
+    /// ε after `steps` steps (None without DP).
+    pub fn epsilon(&self, n: usize, steps: u64) -> Result<Option<f64>> {
+        match (&self.cfg.dp, self.dp(n)) {
+            (Some(c), Some(dp)) => Ok(Some(accountant::epsilon(
+                c.accountant,
+                dp.noise,
+                dp.sample_rate,
+                steps,
+                c.delta,
+            )?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Train one epoch (1-based `epoch`) and evaluate; `obs` hears of the epoch's start and
+    /// of every step (its end is for the caller to report, once the epoch is saved).
+    pub fn epoch(
+        &mut self,
+        data: &Data,
+        epoch: usize,
+        obs: &mut dyn Observer,
+    ) -> Result<EpochRecord> {
+        let start = std::time::Instant::now();
+        tch::manual_seed(seed_for_epoch(self.cfg.seed, epoch));
+        let n = data.train_len;
+        let steps = self.steps_per_epoch(n);
+        obs.epoch_start(epoch, steps);
+        let device = self.device;
+        let mut total = StepStats::default();
+        let mut load = |pos: &Tensor| {
+            let idx = data.members.index_select(0, pos);
+            (
+                data.train.normalized(&idx, device),
+                data.train.labels_at(&idx, device),
+            )
+        };
+        match self.dp(n) {
+            Some(dp) => {
+                dp.validate()?;
+                for _ in 0..steps {
+                    let idx = dp.poisson_batch();
+                    let (grads, stats) = dp.noisy_grad(&self.net, &idx, &mut load)?;
+                    self.opt.step(&self.net.params(), &grads);
+                    total.add(&stats);
+                    obs.step(&stats);
+                }
+            }
+            None => {
+                let perm = Tensor::randperm(n as i64, (Kind::Int64, Device::Cpu));
+                for s in 0..steps as i64 {
+                    let lo = s * self.cfg.batch as i64;
+                    let len = (self.cfg.batch as i64).min(n as i64 - lo);
+                    let (x, y) = load(&perm.narrow(0, lo, len));
+                    let logits = self.net.forward(&x, &mut Pass::train());
+                    let losses =
+                        logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
+                    let params = self.net.params();
+                    let grads =
+                        Tensor::f_run_backward(&[losses.mean(Kind::Float)], &params, false, false)
+                            .map_err(|e| Error::Torch(e.to_string()))?;
+                    self.opt.step(&params, &grads);
+                    let stats = StepStats {
+                        examples: len,
+                        loss_sum: losses.sum(Kind::Double).double_value(&[]),
+                        correct: logits
+                            .argmax(1, false)
+                            .eq_tensor(&y)
+                            .sum(Kind::Int64)
+                            .int64_value(&[]),
+                        ..Default::default()
+                    };
+                    total.add(&stats);
+                    obs.step(&stats);
+                }
+            }
+        }
+        let train_seconds = start.elapsed().as_secs_f64();
+        let done_steps = self.history.last().map_or(0, |r| r.steps) + steps;
+        let (test_loss, test_accuracy) = evaluate(&self.net, &data.test, data.test.len(), device);
+        let every = self.cfg.audit_every;
+        let audit = if every > 0 && (epoch.is_multiple_of(every) || epoch == self.cfg.epochs) {
+            Some(self.audit(data)?)
+        } else {
+            None
+        };
+        let seen = total.examples.max(1) as f64;
+        let rec = EpochRecord {
+            epoch,
+            steps: done_steps,
+            train_loss: total.loss_sum / seen,
+            train_accuracy: total.correct as f64 / seen,
+            test_loss,
+            test_accuracy,
+            epsilon: self.epsilon(n, done_steps)?,
+            clipped_fraction: self.cfg.dp.as_ref().map(|_| total.clipped as f64 / seen),
+            mean_grad_norm: self.cfg.dp.as_ref().map(|_| total.norm_sum / seen),
+            seconds: start.elapsed().as_secs_f64(),
+            train_seconds,
+            examples_per_second: total.examples as f64 / train_seconds.max(1e-9),
+            audit,
+        };
+        self.history.push(rec.clone());
+        Ok(rec)
+    }
+
+    /// The TF-Privacy-tutorial audit during training: threshold and logistic-regression
+    /// attacks on (at most `audit_examples`) members vs test examples, slice `all`.
+    pub fn audit(&self, data: &Data) -> Result<Vec<crate::audit::AuditResult>> {
+        let k = self
+            .cfg
+            .audit_examples
+            .min(data.train_len)
+            .min(data.test.len()) as i64;
+        let members = data.members.narrow(0, 0, k);
+        let nonmembers = Tensor::arange(k, (Kind::Int64, Device::Cpu));
+        let opts = crate::audit::AuditOptions {
+            seed: self.cfg.seed,
+            ..Default::default()
+        };
+        crate::audit::audit_logits(
+            &logits(&self.net, &data.train, &members, self.device),
+            &data.train.labels_at(&members, Device::Cpu),
+            &logits(&self.net, &data.test, &nonmembers, self.device),
+            &data.test.labels_at(&nonmembers, Device::Cpu),
+            &opts,
+        )
+    }
+}

@@ -1,0 +1,189 @@
+//! Hostile inputs and faults (issue: "no crash, no hang, no lost file"): files that are not
+//! regular files, models that pass a naive probe but break attacks, huge declared images, a
+//! closed or full stdout. Each case: one clear line, the right exit code, no panic, no hang.
+use crate::common::{asset, fool, trace};
+use std::path::Path;
+use std::time::Duration;
+use tch::Kind;
+
+/// Run fool with a time limit; return (exit code, stderr).
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let out = fool()
+        .args(args)
+        .timeout(Duration::from_secs(120))
+        .output()
+        .expect("run fool");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// Expect exit 1 with one `fool: error:` line containing every needle, no panic.
+fn refused(args: &[&str], needles: &[&str]) {
+    let (code, err) = run(args);
+    assert_eq!(code, Some(1), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(err.starts_with("fool: error: "), "{args:?}: {err}");
+    assert!(
+        !err.chars().any(|c| c.is_control() && c != '\n'),
+        "control characters: {err:?}"
+    );
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}: {err}");
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+}
+
+#[test]
+fn fifos_are_refused_not_read() {
+    // Opening a FIFO for reading blocks until a writer comes: fool must refuse it up front.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe.png");
+    mkfifo(&fifo);
+    let f = fifo.to_str().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let dog = asset("dog.png");
+    let d = dog.to_str().unwrap();
+    refused(&["predict", f], &["pipe.png", "not a regular file"]);
+    refused(
+        &["predict", d, "--model", f],
+        &["pipe.png", "not a regular file"],
+    );
+    refused(
+        &["predict", d, "--labels", f],
+        &["pipe.png", "not a regular file"],
+    );
+    refused(
+        &["apply", d, "--perturbation", f, "--output", o],
+        &["pipe.png", "not a regular file"],
+    );
+    assert!(!out.exists(), "an output was written");
+}
+
+#[test]
+fn models_that_attacks_cannot_use_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let dog = asset("dog.png");
+    let d = dog.to_str().unwrap();
+    let linear = |x: &tch::Tensor| {
+        x.mean_dim([2i64, 3].as_slice(), false, Kind::Float)
+            .matmul(&tch::Tensor::eye(3, (Kind::Float, tch::Device::Cpu)))
+    };
+    type Forward = Box<dyn Fn(&tch::Tensor) -> tch::Tensor>;
+    let cases: Vec<(&str, Forward, &str)> = vec![
+        (
+            "detached.pt",
+            Box::new(move |x: &tch::Tensor| linear(&x.detach())),
+            "no gradient path",
+        ),
+        (
+            "integer.pt",
+            Box::new(move |x: &tch::Tensor| (linear(x) * 100.0).to_kind(Kind::Int64)),
+            "floating-point logits",
+        ),
+        (
+            "one-row.pt",
+            Box::new(move |x: &tch::Tensor| linear(x).narrow(0, 0, 1)),
+            "expected (2, C)",
+        ),
+        (
+            "nan.pt",
+            Box::new(move |x: &tch::Tensor| linear(x) * f64::NAN),
+            "NaN or infinite",
+        ),
+    ];
+    for (name, f, needle) in cases {
+        let p = dir.path().join(name);
+        trace(&p, 32, f);
+        let m = p.to_str().unwrap();
+        for cmd in [
+            vec!["predict", d, "--model", m, "--size", "32"],
+            vec![d, "--target", "1", "--model", m, "--size", "32", "--out"],
+        ] {
+            let mut args = cmd.clone();
+            let out = dir.path().join(format!("out-{name}"));
+            if args.last() == Some(&"--out") {
+                args.push(out.to_str().unwrap());
+            }
+            refused(&args, &[name, "refused", needle]);
+            assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+        }
+    }
+}
+
+/// A PNG of `w`×`h` grey pixels (tiny on disk: zlib squeezes the constant rows).
+fn grey_png(path: &Path, w: u32, h: u32) {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb([90, 100, 110]));
+    img.save(path).unwrap();
+}
+
+#[test]
+fn huge_declared_images_are_refused_and_thin_ones_are_cheap() {
+    let dir = tempfile::tempdir().unwrap();
+    // Over the pixel limit: refused before decoding, naming the flag that raises it.
+    let wide = dir.path().join("wide.png");
+    grey_png(&wide, 400, 300);
+    let w = wide.to_str().unwrap();
+    refused(
+        &["predict", w, "--max-image-pixels", "100000"],
+        &["wide.png", "120000 pixels", "--max-image-pixels"],
+    );
+    let (code, err) = run(&["predict", w, "--max-image-pixels", "120000", "-q"]);
+    assert_eq!(code, Some(0), "{err}");
+    // 1×20000: resizing its shorter side to 256 would make a 256×5,120,000 image; only the
+    // center crop is computed, so it classifies like any image.
+    let thin = dir.path().join("thin.png");
+    grey_png(&thin, 1, 20000);
+    let (code, err) = run(&["predict", thin.to_str().unwrap(), "-q"]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn a_closed_or_full_stdout_ends_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let bin = assert_cmd::cargo::cargo_bin("fool");
+    // Closed pipe: the reader goes away before fool prints.
+    let mut child = Command::new(&bin)
+        .args(["predict", asset("dog.png").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+    // A full device: one error line, exit 1.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(&bin)
+        .args(["predict", asset("dog.png").to_str().unwrap()])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("stdout") && !err.contains("panicked"), "{err}");
+}
