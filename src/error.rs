@@ -84,6 +84,16 @@ pub fn first_line(msg: &str) -> String {
     }
 }
 
+/// A message from a parser or library as one line: its first meaningful line, control
+/// characters replaced by spaces (messages can quote raw bytes of a hostile file).
+pub fn message_line(msg: &str) -> String {
+    let clean: String = msg
+        .chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    first_line(&clean)
+}
+
 /// A libtorch error as one line with its cause: for TorchScript interpreter failures (whose
 /// first line only says "The following operation failed in the TorchScript interpreter")
 /// the last `…Error: …` line of the trace, which says what went wrong; otherwise

@@ -65,7 +65,14 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     })?;
     // The declared size, from the header alone, before any decoder runs.
     if let Ok(d) = imagesize::size(path) {
-        check_pixels(path, d.width as u64, d.height as u64)?;
+        let (w, h) = (d.width as u64, d.height as u64);
+        // imagesize reads a BMP's signed height as unsigned: a top-down BMP (negative height)
+        // would look 4 billion rows tall (found by the fuzzer).
+        let h = match format {
+            image::ImageFormat::Bmp => u64::from((h as u32 as i32).unsigned_abs()),
+            _ => h,
+        };
+        check_pixels(path, w, h)?;
     }
     let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
     reader.set_format(format);
@@ -121,6 +128,16 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
 fn decode_jpeg_like_pillow(path: &Path) -> Result<Option<RgbImage>> {
     use mozjpeg::ColorSpace;
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // libjpeg fills a truncated scan with grey and only warns; Pillow refuses such a file
+    // ("image file is truncated"), and so does fool: an attack on half an image is not what the
+    // user asked for.
+    let last_scan = data.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    if !last_scan.is_some_and(|i| data[i..].windows(2).any(|w| w == [0xFF, 0xD9])) {
+        return Err(Error::bad_file(
+            path,
+            "truncated JPEG: the data ends before the end-of-image marker",
+        ));
+    }
     // mozjpeg reports libjpeg errors by unwinding; turn them into an error value.
     let decoded = std::panic::catch_unwind(|| -> std::io::Result<Result<Option<RgbImage>>> {
         let d = mozjpeg::Decompress::new_mem(&data)?;
@@ -187,12 +204,15 @@ pub fn tensor_to_rgb(x: &Tensor) -> RgbImage {
 
 /// Save an RGB image as PNG, atomically.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
-    crate::files::write_atomic(path, |f| {
-        let mut buf = std::io::BufWriter::new(f);
-        img.write_to(&mut buf, image::ImageFormat::Png)
-            .map_err(|e| Error::bad_file(path, format!("cannot encode PNG: {e}")))?;
-        buf.flush().map_err(|e| Error::io(path, e))
-    })
+    crate::files::write_atomic(path, |f| write_png(img, path, f))
+}
+
+/// Encode `img` as PNG into `f` (the file that will become `path`).
+pub fn write_png(img: &RgbImage, path: &Path, f: &mut std::fs::File) -> Result<()> {
+    let mut buf = std::io::BufWriter::new(f);
+    img.write_to(&mut buf, image::ImageFormat::Png)
+        .map_err(|e| Error::bad_file(path, format!("cannot encode PNG: {}", one_line(&e))))?;
+    buf.flush().map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

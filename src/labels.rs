@@ -37,7 +37,7 @@ impl Labels {
                 let mut by_index = BTreeMap::new();
                 for (k, v) in map {
                     let i: usize = k.parse().map_err(|_| {
-                        Error::bad_file(path, format!("key '{k}' is not a class index"))
+                        Error::bad_file(path, format!("key '{}' is not a class index", shown(&k)))
                     })?;
                     let s = v.as_str().ok_or_else(|| {
                         Error::bad_file(path, format!("label of class {i} is not a string"))
@@ -121,7 +121,7 @@ impl Labels {
                     let list: Vec<String> = hits
                         .iter()
                         .take(8)
-                        .map(|&i| format!("{i} '{}'", self.short(i)))
+                        .map(|&i| format!("{i} '{}'", shown(self.short(i))))
                         .collect();
                     let more = if n > 8 {
                         format!(", … ({n} in all)")
@@ -131,7 +131,8 @@ impl Labels {
                     return Err(Error::field(
                         "target",
                         format!(
-                            "'{spec_t}' is ambiguous: {}{more}; give an index or a longer name",
+                            "'{}' is ambiguous: {}{more}; give an index or a longer name",
+                            shown(spec_t),
                             list.join(", ")
                         ),
                     ));
@@ -152,13 +153,32 @@ impl Labels {
         let close: Vec<String> = scored
             .iter()
             .take(5)
-            .map(|&(_, i)| format!("{i} '{}'", self.short(i)))
+            .map(|&(_, i)| format!("{i} '{}'", shown(self.short(i))))
             .collect();
         Err(Error::field(
             "target",
-            format!("no class matches '{spec_t}'; closest: {}", close.join(", ")),
+            format!(
+                "no class matches '{}'; closest: {}",
+                shown(spec_t),
+                close.join(", ")
+            ),
         ))
     }
+}
+
+/// `s` for an error message: control characters escaped (`\u{1b}`), so that a label file
+/// cannot break the one-line error or send escape sequences to the terminal (found by the
+/// fuzzer: `tests/fuzz/corpus/labels/crash-*`).
+fn shown(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Levenshtein distance over chars.
@@ -207,6 +227,25 @@ mod tests {
         assert_eq!(l.resolve("man-eater").unwrap(), 5);
         assert_eq!(l.resolve("tinca").unwrap(), 0);
         assert_eq!(l.resolve("carass").unwrap(), 1);
+    }
+
+    #[test]
+    fn errors_escape_control_characters_of_the_label_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("labels.json");
+        std::fs::write(&p, r#"{"\n2": "x"}"#).unwrap();
+        let e = Labels::load(&p).unwrap_err().to_string();
+        assert!(e.contains(r"key '\n2' is not a class index"), "{e}");
+        let l = Labels::new(vec![
+            "tig\u{1b}[31m cat".into(),
+            "wild\ncat".into(),
+            "dog".into(),
+        ]);
+        for spec in ["cat", "zebra"] {
+            let e = l.resolve(spec).unwrap_err().to_string();
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+            assert!(e.contains(r"tig\u{1b}[31m cat"), "{e}");
+        }
     }
 
     #[test]

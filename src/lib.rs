@@ -9,8 +9,8 @@
 //! - measures and mechanisms: [`audit`] (membership-inference metrics), [`privacy`] (DP-SGD and
 //!   its accountants), [`defenses`], [`attacks`] (the attack registry);
 //! - models and data: [`nets`], [`model`], [`datasets`], [`preprocess`], [`labels`],
-//!   [`perturbation`], [`imageio`];
-//! - foundations: [`plot`], [`files`], [`optim`], [`rng`], [`device`], [`error`].
+//!   [`perturbation`], [`plot`], [`imageio`];
+//! - foundations: [`files`], [`optim`], [`rng`], [`device`], [`error`].
 pub mod report;
 
 pub mod lira;

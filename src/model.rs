@@ -173,8 +173,22 @@ impl Classifier {
     }
 
     /// Softmax probabilities without building a graph.
+    /// Logits without a graph, for numbers a user reads: non-finite logits are an error (they
+    /// would print as NaN probabilities).
+    pub fn finite_logits(&self, x: &Tensor) -> Result<Tensor> {
+        let logits = tch::no_grad(|| self.logits(x))?;
+        if logits.isfinite().all().int64_value(&[]) == 0 {
+            return Err(Error::bad_file(
+                &self.path,
+                "the model returned NaN or infinite logits for this input",
+            ));
+        }
+        Ok(logits)
+    }
+
+    /// Softmax probabilities without building a graph (see [`Classifier::finite_logits`]).
     pub fn probs(&self, x: &Tensor) -> Result<Tensor> {
-        tch::no_grad(|| Ok(self.logits(x)?.softmax(-1, Kind::Float)))
+        Ok(self.finite_logits(x)?.softmax(-1, Kind::Float))
     }
 
     /// Top-k of the first row of `probs` (N,C).
@@ -263,6 +277,8 @@ pub struct Loaded {
     pub labels: Labels,
     /// No labels file fits the model: the labels are class numbers.
     pub numbered_labels: bool,
+    /// The file the labels came from.
+    pub labels_path: Option<PathBuf>,
 }
 
 impl ModelSpec {
@@ -298,16 +314,18 @@ impl ModelSpec {
                 model,
                 labels,
                 numbered_labels: false,
+                labels_path: Some(p.clone()),
             });
         }
-        let (labels, numbered_labels) = match Labels::load(&self.default_labels) {
-            Ok(l) if l.len() == model.num_classes => (l, false),
-            _ => (Labels::numbered(model.num_classes), true),
+        let (labels, labels_path) = match Labels::load(&self.default_labels) {
+            Ok(l) if l.len() == model.num_classes => (l, Some(self.default_labels.clone())),
+            _ => (Labels::numbered(model.num_classes), None),
         };
         Ok(Loaded {
             model,
             labels,
-            numbered_labels,
+            numbered_labels: labels_path.is_none(),
+            labels_path,
         })
     }
 }

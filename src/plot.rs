@@ -32,8 +32,8 @@ pub const COLORS: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// Draw the same chart into `DIR/STEM.png` and `DIR/STEM.svg`, each via a temp file renamed
-/// into place. `draw_png` and `draw_svg` are the same drawing code for the two backends.
+/// Draw the same chart into `DIR/STEM.png` and `DIR/STEM.svg`, both or neither (temp files
+/// renamed into place together, removed on error). `draw_png` and `draw_svg` are the same drawing code for the two backends.
 pub fn write_png_svg(
     dir: &Path,
     stem: &str,
@@ -44,18 +44,42 @@ pub fn write_png_svg(
     register_font();
     let png = dir.join(format!("{stem}.png"));
     let svg = dir.join(format!("{stem}.svg"));
-    let tmp_png = dir.join(format!(".{stem}.tmp.png"));
-    let tmp_svg = dir.join(format!(".{stem}.tmp.svg"));
-    draw_png(BitMapBackend::new(&tmp_png, size).into_drawing_area())?;
-    draw_svg(SVGBackend::new(&tmp_svg, size).into_drawing_area())?;
-    std::fs::rename(&tmp_png, &png).map_err(|e| Error::io(&png, e))?;
-    std::fs::rename(&tmp_svg, &svg).map_err(|e| Error::io(&svg, e))?;
-    Ok(())
+    let mut batch = crate::files::Batch::default();
+    let tmp_png = batch.stage(&png, |_| Ok(()))?;
+    let tmp_svg = batch.stage(&svg, |_| Ok(()))?;
+    draw_png(BitMapBackend::new(&tmp_png, size).into_drawing_area())
+        .map_err(|e| chart_file_err(&png, e))?;
+    draw_svg(SVGBackend::new(&tmp_svg, size).into_drawing_area())
+        .map_err(|e| chart_file_err(&svg, e))?;
+    batch.commit()
 }
 
-/// A drawing error as the library's error.
+/// A chart that could not be written, as an error naming the file.
+fn chart_file_err(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Failed { what, msg } if what == "chart" => {
+            Error::bad_file(path, format!("cannot write the chart: {msg}"))
+        }
+        other => other,
+    }
+}
+
+/// A drawing error as the library's error. The backends' errors print as debug structures
+/// (`ImageError(IoError(Os { …, message: "No space left on device" }))`): the innermost quoted
+/// message is the cause a person can read.
 pub fn chart_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> Error {
-    Error::failed("chart", e.to_string())
+    let text = e.to_string();
+    let quoted = text
+        .rsplit('"')
+        .nth(1)
+        .filter(|m| !m.trim().is_empty() && text.matches('"').count() >= 2);
+    let msg = quoted.map_or(text.clone(), str::to_string);
+    Error::failed(
+        "chart",
+        msg.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>(),
+    )
 }
 
 /// Linear axes in the project's style: caption, margins, label areas, axis descriptions,

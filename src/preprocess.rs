@@ -52,7 +52,7 @@ impl Preprocess {
             return Err(Error::field(
                 "resize",
                 format!(
-                    "{} must be at least --size ({}) and at most 8192",
+                    "{} must be at least the input size ({}) and at most 8192",
                     self.resize, self.size
                 ),
             ));

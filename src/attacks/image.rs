@@ -6,10 +6,11 @@ use super::record::{
     short_caption, side_by_side, ApplyRecord, AttackRecord, Prediction, PreprocessInfo, TargetInfo,
 };
 use super::{distances, verify_file, Attack, Budget, Goal, SgdAttack, StepInfo, TargetMode};
-use crate::imageio::{load_rgb, quantize, save_png, tensor_to_rgb};
+use crate::files::{json_into, refuse_overwrite, Batch};
+use crate::imageio::{load_rgb, quantize, save_png, tensor_to_rgb, write_png};
 use crate::labels::Labels;
 use crate::model::{sha256_file, Classifier};
-use crate::{Error, Result};
+use crate::Result;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -42,6 +43,15 @@ pub struct ModelRef<'a> {
     pub labels: &'a Labels,
     /// The model file (recorded with its SHA-256, never written over).
     pub path: &'a Path,
+    /// The labels file, when labels came from one (never written over).
+    pub labels_path: Option<&'a Path>,
+}
+
+impl ModelRef<'_> {
+    /// The input files behind the model: outputs must never replace them.
+    fn inputs(&self) -> Vec<&Path> {
+        std::iter::once(self.path).chain(self.labels_path).collect()
+    }
 }
 
 /// File-name-safe short label: `goldfish`, `great_white_shark`.
@@ -66,25 +76,6 @@ fn slug(s: &str) -> String {
     } else {
         s
     }
-}
-
-/// Refuse to write `output` when it is one of `inputs` (the setting `field` chose it).
-pub fn refuse_overwrite(output: &Path, inputs: &[&Path], field: &str) -> Result<()> {
-    let out = output.canonicalize().ok();
-    for input in inputs {
-        if let (Some(o), Ok(i)) = (&out, input.canonicalize()) {
-            if *o == i {
-                return Err(Error::field(
-                    field,
-                    format!(
-                        "{}: refusing to overwrite an input file; choose another path",
-                        output.display()
-                    ),
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The output files of one attack: `OUT/<stem>_<tag>.{png,npy,json}` and the side-by-side.
@@ -120,6 +111,7 @@ pub fn attack_image(
     m: ModelRef,
     on_step: &mut dyn FnMut(StepInfo),
 ) -> Result<AttackRecord> {
+    job.attack.validate()?;
     let (model, labels) = (m.model, m.labels);
     tch::manual_seed(job.seed as i64);
     let x0 = model.pre.pixels(job.pixels, model.device).unsqueeze(0);
@@ -145,19 +137,25 @@ pub fn attack_image(
         None => (None, "untargeted".into()),
     };
     let files = Outputs::new(job.out, job.image, &tag);
+    let mut inputs = m.inputs();
+    inputs.push(job.image);
     for p in [&files.png, &files.npy, &files.json, &files.side_by_side] {
-        refuse_overwrite(p, &[job.image, m.path], "out")?;
+        refuse_overwrite(p, &inputs, "out")?;
     }
 
     let budget = Budget::linf(job.eps);
     let out = job.attack.run(model, &x0, &goal, budget, on_step)?;
 
-    // Save, then judge the file as saved.
+    // Save, then judge the file as saved. The four outputs are staged and renamed into place
+    // together at the end: a failure on the way leaves none of them.
+    let mut batch = Batch::default();
     let adv_img = tensor_to_rgb(&out.adv);
-    save_png(&adv_img, &files.png)?;
-    let v = verify_file(model, &files.png, &x0, &goal, budget)?;
+    let png = batch.stage(&files.png, |f| write_png(&adv_img, &files.png, f))?;
+    let v = verify_file(model, &png, &x0, &goal, budget)?;
     let r = model.pre.delta_to_normalized(&(&v.pixels - &x0));
-    crate::perturbation::save(&r, &files.npy)?;
+    batch.stage(&files.npy, |f| {
+        crate::perturbation::write(&r, &files.npy, f)
+    })?;
     let adversarial_top = Classifier::top_k(&v.probs, 5, labels);
     let sbs = side_by_side(
         &tensor_to_rgb(&x0),
@@ -172,7 +170,9 @@ pub fn attack_image(
             ("adversarial", short_caption(&adversarial_top[0])),
         ],
     );
-    save_png(&sbs, &files.side_by_side)?;
+    batch.stage(&files.side_by_side, |f| {
+        write_png(&sbs, &files.side_by_side, f)
+    })?;
 
     let record = AttackRecord {
         fool_version: env!("CARGO_PKG_VERSION").into(),
@@ -206,7 +206,8 @@ pub fn attack_image(
         record: files.json.display().to_string(),
         elapsed_s: job.started.elapsed().as_secs_f64(),
     };
-    crate::files::write_json_bare(&files.json, &record)?;
+    batch.stage(&files.json, |f| json_into(&record, false, &files.json, f))?;
+    batch.commit()?;
     Ok(record)
 }
 
@@ -221,6 +222,8 @@ pub struct ApplyPerturbation<'a> {
     pub r: &'a Tensor,
     /// Where the perturbed PNG goes.
     pub output: &'a Path,
+    /// The setting that chose `output` (named in errors).
+    pub output_field: &'a str,
 }
 
 /// Add the perturbation to the preprocessed image, save the 8-bit result as PNG, and classify
@@ -228,6 +231,9 @@ pub struct ApplyPerturbation<'a> {
 pub fn apply_perturbation(job: &ApplyPerturbation, m: ModelRef) -> Result<ApplyRecord> {
     let model = m.model;
     let x0 = model.pre.pixels(job.pixels, model.device).unsqueeze(0);
+    let mut inputs = m.inputs();
+    inputs.extend([job.image, job.perturbation]);
+    refuse_overwrite(job.output, &inputs, job.output_field)?;
     let x = quantize(&(&x0 + model.pre.delta_to_pixels(&job.r.to_device(model.device))));
     save_png(&tensor_to_rgb(&x), job.output)?;
     let saved = model

@@ -31,6 +31,9 @@ pub fn steps_label(name: &str) -> Option<(&'static str, usize)> {
 /// Build an attack by name; `steps` overrides its default iteration count; `early_stop`
 /// false makes iterative attacks run all their steps (throughput benchmarks).
 pub fn build(name: &str, steps: Option<usize>, early_stop: bool) -> Result<Box<dyn Attack>> {
+    if steps == Some(0) {
+        return Err(Error::field("steps", "must be at least 1"));
+    }
     Ok(match name {
         "fgsm" => Box::new(Fgsm::default()),
         "pgd" => {

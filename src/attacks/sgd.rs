@@ -35,6 +35,29 @@ impl Default for SgdAttack {
     }
 }
 
+impl SgdAttack {
+    /// Check the settings: at least one step, a positive finite learning rate, momentum in
+    /// [0, 1). Errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        if self.steps == 0 {
+            return Err(crate::Error::field("steps", "must be at least 1"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(crate::Error::field(
+                "lr",
+                format!("{} must be a positive number", self.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(crate::Error::field(
+                "momentum",
+                format!("{} must be in [0, 1)", self.momentum),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Attack for SgdAttack {
     fn name(&self) -> String {
         "sgd".into()

@@ -38,7 +38,7 @@ pub fn verify_file(
             "reloaded image has another size than the original",
         ));
     }
-    let logits = tch::no_grad(|| model.logits(&x))?;
+    let logits = model.finite_logits(&x)?;
     let goal_reached = goal.reached(&logits).int64_value(&[0]) != 0;
     let class_prob = goal.class_prob(&logits).double_value(&[0]);
     let (linf, l2) = distances(&x, x0);

@@ -152,6 +152,26 @@ impl AuditOptions {
         }
         Ok(())
     }
+
+    /// Check the folds against the members and non-members to audit: the
+    /// logistic-regression attack splits a balanced set of the smaller count of each into
+    /// folds (with fewer than 2 of either it is skipped).
+    pub fn check_folds(&self, members: usize, nonmembers: usize) -> Result<()> {
+        let balanced = members.min(nonmembers);
+        if self.attacks.contains(&MiaKind::LogisticRegression)
+            && balanced >= 2
+            && self.folds > balanced
+        {
+            return Err(Error::field(
+                "folds",
+                format!(
+                    "{} folds, but there are {members} members and {nonmembers} non-members: the logistic-regression attack splits {balanced} of each into folds, so at most {balanced} folds",
+                    self.folds
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for AuditOptions {
@@ -246,6 +266,14 @@ pub fn audit(members: &Outputs, nonmembers: &Outputs, opts: &AuditOptions) -> Re
             .collect()
     };
     let (sm, sn) = (stats(members), stats(nonmembers));
+    for (o, s) in [(members, &sm), (nonmembers, &sn)] {
+        let bad = |x: &ExampleStats| !(x.loss.is_finite() && x.entropy.is_finite());
+        if let Some(i) = s.iter().position(bad) {
+            return Err(o.source.error(format!(
+                "row {i}: its logits are so far apart that its loss is not finite"
+            )));
+        }
+    }
     let want_lr = opts.attacks.contains(&MiaKind::LogisticRegression);
     let features = |o: &Outputs, s: &[ExampleStats]| -> Vec<Vec<f64>> {
         if !want_lr {

@@ -179,17 +179,73 @@ impl Outputs {
     }
 }
 
-/// Describe why a `.npy` file could not be read as the element type tried last.
+/// Describe why a `.npy` file could not be read as the element type tried last, on one line
+/// without control characters (a malformed header's parse error spans lines and quotes the
+/// file's bytes).
 fn npy_problem(e: &ReadNpyError) -> String {
-    match e {
+    let text = match e {
         ReadNpyError::WrongDescriptor(d) => format!("its dtype is {d}"),
         other => other.to_string(),
+    };
+    crate::error::message_line(&text)
+}
+
+/// The bytes of the `.npy` file `path` (a regular file: a FIFO or device is refused), whose
+/// header must not declare more elements than its data holds: the reader allocates what the
+/// header declares before reading, and a 100-byte file can declare 10¹² elements.
+fn read_npy_bytes(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let bytes = crate::files::open_regular(path, what).and_then(|mut f| {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut b).map_err(|e| Error::io(path, e))?;
+        Ok(b)
+    })?;
+    if let Some((shape, data)) = npy_shape(&bytes) {
+        let elements = shape.iter().fold(1u128, |n, &d| n.saturating_mul(d));
+        if elements > data as u128 {
+            let dims: Vec<String> = shape.iter().map(u128::to_string).collect();
+            return Err(Error::bad_file(
+                path,
+                format!(
+                    "truncated: its header declares shape ({}) but only {data} bytes of data follow",
+                    dims.join(", ")
+                ),
+            ));
+        }
     }
+    Ok(bytes)
+}
+
+/// The shape a `.npy` header declares and the number of bytes after the header, when the
+/// header can be read (otherwise the reader reports what is wrong).
+fn npy_shape(bytes: &[u8]) -> Option<(Vec<u128>, usize)> {
+    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
+        return None;
+    }
+    let (len, start): (usize, usize) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => (
+            u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize,
+            12,
+        ),
+        _ => return None,
+    };
+    let end = start.checked_add(len)?;
+    let header = std::str::from_utf8(bytes.get(start..end)?).ok()?;
+    let after = &header[header.find("'shape'")?..];
+    let (open, close) = (after.find('(')?, after.find(')')?);
+    let dims = after
+        .get(open + 1..close)?
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse::<u128>().ok())
+        .collect::<Option<Vec<u128>>>()?;
+    Some((dims, bytes.len() - end))
 }
 
 /// Read a float32 or float64 `.npy` array (any shape) as f64.
 pub fn read_float_npy(path: &Path) -> Result<(Vec<f64>, Vec<usize>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_npy_bytes(path, "a .npy array")?;
     let fail = |e: &ReadNpyError| {
         Error::bad_file(
             path,
@@ -211,7 +267,7 @@ pub fn read_float_npy(path: &Path) -> Result<(Vec<f64>, Vec<usize>)> {
 
 /// Read a 1-D integer `.npy` array (int8/16/32/64, uint8/16/32/64) as i64.
 pub fn read_labels_npy(path: &Path) -> Result<Vec<i64>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_npy_bytes(path, "a .npy array of integers")?;
     /// Values (None: does not fit in i64) and shape, or why not.
     type Attempt = std::result::Result<(Vec<Option<i64>>, Vec<usize>), ReadNpyError>;
     fn try_read<T: ndarray_npy::ReadableElement + Copy>(

@@ -1,7 +1,7 @@
 //! The resumable bench driver ([`run`]) and the merge of shard outputs ([`merge`]), reporting
 //! progress to an [`Observer`].
 use super::plan::{batch_files, pending, units, BenchConfig, Plan, Shard, Unit};
-use super::runner::{load_batch, LoadedBatch, Runner};
+use super::runner::{batch_name, load_batch, LoadedBatch, Runner};
 use super::stats::SummaryRow;
 use super::store;
 use crate::attacks::image::ModelRef;
@@ -109,6 +109,7 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
     store::check_or_save_config(&s.out, &cfg)?;
     let results = store::results_path(&s.out);
     let mut rows = store::load_results(&results)?;
+    store::check_rows(&results, &cfg, &rows)?;
     let mut skipped = store::load_skipped(&s.out)?;
     let todo = pending(&cfg, s.shard, &rows, &skipped);
     let total = units(&cfg)
@@ -142,19 +143,43 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
                 store::record_skipped(&s.out, &it.file, e)?;
                 skipped.insert(it.file.clone());
             }
+            runner.check_batch(&lb)?;
             current = Some((unit.batch, lb));
         }
         let (_, lb) = current.as_ref().expect("batch loaded");
         observer.unit_started(unit);
         let images = lb.items.len();
-        let new_rows = runner.run_unit(unit, lb, &mut |info| observer.step(unit, images, info))?;
+        let new_rows = runner
+            .run_unit(unit, lb, &mut |info| observer.step(unit, images, info))
+            .map_err(|e| {
+                Error::failed(
+                    &format!("batch {}, {}", unit.batch, batch_name(lb)),
+                    format!("{}: {e}", unit.setting()),
+                )
+            })?;
         store::append_rows(&results, &new_rows)?;
         rows.extend(new_rows);
         if observer.unit_done(unit, done + 1).is_break() {
             return Ok(Outcome::Stopped { units: done + 1 });
         }
     }
-    let summary = store::write_reports(&s.out, &cfg, &rows)?;
+    // Nothing measured is no result: a shard whose every image is unreadable fails.
+    let mine: Vec<&String> = (cfg.files.iter().enumerate())
+        .filter(|(i, _)| s.shard.owns(i / cfg.batch.max(1)))
+        .map(|(_, f)| f)
+        .collect();
+    if !mine.is_empty() && mine.iter().all(|f| skipped.contains(*f)) {
+        return Err(Error::bad_file(
+            &s.dataset,
+            format!(
+                "none of the {} images{} could be read, nothing was measured (each is listed with its error in {})",
+                mine.len(),
+                if s.shard == Shard::ALL { String::new() } else { format!(" of shard {}/{}", s.shard.index, s.shard.count) },
+                store::skipped_path(&s.out).display()
+            ),
+        ));
+    }
+    let summary = store::write_reports(&s.out, &cfg, &rows, &skipped)?;
     Ok(Outcome::Finished(Report {
         summary,
         skipped: skipped.len(),
@@ -166,48 +191,156 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
 #[derive(Debug, Clone)]
 pub struct Merged {
     pub report: Report,
-    /// Units of work in no shard's results yet (the summary covers what is there).
+    /// Units of work in no shard's results (a partial merge; the summary covers what is there).
     pub missing: usize,
+    /// The batches those units belong to, and the run's batches in all.
+    pub missing_batches: Vec<usize>,
+    pub batches: usize,
+}
+
+/// The top-level settings in which two configurations differ (`seed`, `eps`, …).
+fn differing(a: &BenchConfig, b: &BenchConfig) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(a), serde_json::to_value(b))
+    else {
+        return "settings".into();
+    };
+    let keys: Vec<&str> = (a.iter())
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    keys.join(", ")
 }
 
 /// Combine the output directories of a run's shards into one in `out`: one `results.jsonl`,
-/// `skipped.txt`, summary and chart, as a single-machine run would have written.
-pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged> {
+/// `skipped.txt`, summary and chart, as a single-machine run would have written. Refused, with
+/// nothing written, when the directories are not one complete set of shards of one run: a
+/// directory given twice, settings that differ, rows in two directories (a shard run twice, or
+/// shards of different counts), a shard still running, or units of work in none of them (a
+/// shard missing or unfinished). With `allow_partial` the last three are merged as they are:
+/// rows found twice are kept once, and the summary counts each setting's `missing` images.
+pub fn merge(dirs: &[PathBuf], out: &Path, allow_partial: bool) -> Result<Merged> {
+    let mut canonical: Vec<PathBuf> = Vec::new();
+    for d in dirs {
+        let c = std::fs::canonicalize(d).map_err(|e| Error::io(d, e))?;
+        if let Some(i) = canonical.iter().position(|x| *x == c) {
+            return Err(Error::bad_file(
+                d,
+                format!(
+                    "given twice (also as {}); give each shard's directory once",
+                    dirs[i].display()
+                ),
+            ));
+        }
+        canonical.push(c);
+    }
     let mut cfg: Option<BenchConfig> = None;
     let mut rows = Vec::new();
+    let mut from: HashMap<store::RowKey, usize> = HashMap::new();
     let mut skipped = HashSet::new();
-    for d in dirs {
-        let c = store::read_config(d)?;
-        match &cfg {
-            None => cfg = Some(c),
-            Some(first) if *first != c => {
+    for (i, d) in dirs.iter().enumerate() {
+        if let Some(who) = super::lock::running_in(d)? {
+            if !allow_partial {
                 return Err(Error::bad_file(
-                    &store::config_path(d),
-                    format!(
-                        "settings differ from {} (not shards of one run)",
-                        dirs[0].display()
-                    ),
-                ))
+                    d,
+                    format!("a fool bench ({who}) is still running there; merge when it has ended"),
+                ));
             }
-            _ => {}
         }
-        rows.extend(store::load_results(&store::results_path(d))?);
+        let c = store::read_config(d)?;
+        let cfg = cfg.get_or_insert_with(|| c.clone());
+        if *cfg != c {
+            return Err(Error::bad_file(
+                &store::config_path(d),
+                format!(
+                    "settings differ from {} ({}): not shards of one run",
+                    store::config_path(&dirs[0]).display(),
+                    differing(cfg, &c)
+                ),
+            ));
+        }
+        let path = store::results_path(d);
+        let (mine, _) = store::read_results(&path)?;
+        store::check_rows(&path, cfg, &mine)?;
+        let mut repeated: Option<(usize, usize)> = None;
+        for r in mine {
+            match from.get(&r.key()) {
+                Some(&j) => repeated = Some((j, repeated.map_or(1, |(_, n)| n + 1))),
+                None => {
+                    from.insert(r.key(), i);
+                    rows.push(r);
+                }
+            }
+        }
+        if let (Some((j, n)), false) = (repeated, allow_partial) {
+            return Err(Error::bad_file(
+                d,
+                format!(
+                    "{n} of its result rows are also in {} (the same shard twice, or shards of different counts?); give each shard's directory once",
+                    dirs[j].display()
+                ),
+            ));
+        }
         skipped.extend(store::load_skipped(d)?);
     }
     let cfg = cfg.ok_or_else(|| Error::field("dirs", "no shard output directories given"))?;
-    crate::files::ensure_writable_dir(out, "out")?;
     let rows = store::merge_rows(rows);
-    let missing = pending(&cfg, Shard::ALL, &rows, &skipped).len();
+    let missing = pending(&cfg, Shard::ALL, &rows, &skipped);
+    let batches = cfg.files.len().div_ceil(cfg.batch.max(1));
+    let mut missing_batches: Vec<usize> = missing.iter().map(|u| u.batch).collect();
+    missing_batches.dedup();
+    if !missing.is_empty() && !allow_partial {
+        return Err(Error::field(
+            "allow_partial",
+            format!(
+                "not set, but {} of {} units of work ({} of {} batches: {}) are in none of the given directories: a shard is missing or unfinished; give every shard's directory",
+                missing.len(),
+                units(&cfg).len(),
+                missing_batches.len(),
+                batches,
+                batch_list(&missing_batches)
+            ),
+        ));
+    }
+    if rows.is_empty() {
+        return Err(Error::field(
+            "dirs",
+            "no result rows in the given directories: nothing to merge",
+        ));
+    }
+    crate::files::ensure_writable_dir(out, "out")?;
+    let _lock = super::lock::lock_out(out)?;
     store::check_or_save_config(out, &cfg)?;
     store::write_rows(&store::results_path(out), &rows)?;
     store::write_skipped(out, &skipped)?;
-    let summary = store::write_reports(out, &cfg, &rows)?;
+    let summary = store::write_reports(out, &cfg, &rows, &skipped)?;
     Ok(Merged {
         report: Report {
             summary,
             skipped: skipped.len(),
             out: out.to_path_buf(),
         },
-        missing,
+        missing: missing.len(),
+        missing_batches,
+        batches,
     })
+}
+
+/// Batch numbers as ranges: "0, 2-4, 7".
+pub fn batch_list(batches: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < batches.len() {
+        let mut j = i;
+        while j + 1 < batches.len() && batches[j + 1] == batches[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            batches[i].to_string()
+        } else {
+            format!("{}-{}", batches[i], batches[j])
+        });
+        i = j + 1;
+    }
+    parts.join(", ")
 }

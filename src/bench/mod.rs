@@ -10,16 +10,18 @@
 //! shards, equals that of one uninterrupted run.
 //!
 //! Layout: [`plan`] (settings, configuration, units, shards, seeds), [`store`] (the output
-//! directory's files), [`runner`] (one unit of work), [`driver`] ([`run`], [`merge`] and the
-//! [`Observer`] that follows them), [`stats`] (the summary) and [`chart`].
+//! directory's files), [`lock`] (one run per output directory), [`runner`] (one unit of work),
+//! [`driver`] ([`run`], [`merge`] and the [`Observer`] that follows them), [`stats`] (the
+//! summary) and [`chart`].
 pub mod chart;
 pub mod driver;
+pub mod lock;
 pub mod plan;
 pub mod runner;
 pub mod stats;
 pub mod store;
 
-pub use driver::{merge, run, Merged, Observer, Outcome, Report, Start};
+pub use driver::{batch_list, merge, run, Merged, Observer, Outcome, Report, Start};
 pub use plan::{eps_key, pending, units, BenchConfig, Plan, Settings, Shard, Unit};
 pub use runner::{load_batch, LoadedBatch, Runner};
 pub use stats::{summarize, wilson, SummaryRow};

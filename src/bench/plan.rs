@@ -57,10 +57,13 @@ pub struct Plan {
     pub items: Vec<Item>,
     /// The defenses by name (as given).
     pub defenses: Vec<(String, Chain)>,
+    /// The output directory's lock, held as long as the plan lives.
+    _lock: super::lock::OutLock,
 }
 
 impl Plan {
-    /// Check `settings`, list the images and create the output directory.
+    /// Check `settings`, list the images, create the output directory and lock it (another
+    /// run into it is refused while this plan lives; see [`super::lock`]).
     pub fn new(mut settings: Settings) -> Result<Plan> {
         if settings.batch == 0 {
             return Err(Error::field("batch", "must be at least 1"));
@@ -96,10 +99,12 @@ impl Plan {
             items.truncate(n);
         }
         crate::files::ensure_writable_dir(&settings.out, "out")?;
+        let lock = super::lock::lock_out(&settings.out)?;
         Ok(Plan {
             settings,
             items,
             defenses,
+            _lock: lock,
         })
     }
 }
@@ -202,21 +207,67 @@ impl Shard {
 
     /// From a scheduler's environment: Slurm job arrays (`SLURM_ARRAY_TASK_ID`, offset by
     /// `SLURM_ARRAY_TASK_MIN`, and `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed Job
-    /// (`JOB_COMPLETION_INDEX`, with the count in `FOOL_SHARD_COUNT`).
+    /// (`JOB_COMPLETION_INDEX`, with the count in `FOOL_SHARD_COUNT`). A variable that is set
+    /// (not empty) but is no whole number, or an index without its count, is an error naming
+    /// the variable: running the whole set on every task instead would repeat every unit.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>> {
-        let num = |k: &str| get(k).and_then(|v| v.trim().parse::<usize>().ok());
-        if let (Some(id), Some(count)) = (num("SLURM_ARRAY_TASK_ID"), num("SLURM_ARRAY_TASK_COUNT"))
-        {
-            let min = num("SLURM_ARRAY_TASK_MIN").unwrap_or(0);
-            return Shard::parse(&format!("{}/{count}", id.saturating_sub(min))).map(Some);
+        let bad = |msg: String| {
+            Error::field(
+                "shard",
+                format!("{msg}; fix the scheduler's variables or give the shard explicitly"),
+            )
+        };
+        let num = |k: &str| -> Result<Option<usize>> {
+            let Some(v) = get(k).filter(|v| !v.trim().is_empty()) else {
+                return Ok(None);
+            };
+            v.trim()
+                .parse::<usize>()
+                .map(Some)
+                .map_err(|_| bad(format!("{k}='{}' is not a whole number", v.escape_debug())))
+        };
+        let (id, count) = (num("SLURM_ARRAY_TASK_ID")?, num("SLURM_ARRAY_TASK_COUNT")?);
+        let (index, count, names, hint) = match (id, count) {
+            (None, None) => match num("JOB_COMPLETION_INDEX")? {
+                None => return Ok(None),
+                Some(idx) => {
+                    let count = num("FOOL_SHARD_COUNT")?.ok_or_else(|| {
+                        bad("JOB_COMPLETION_INDEX is set but FOOL_SHARD_COUNT (the job's completions) is not".into())
+                    })?;
+                    (idx, count, "JOB_COMPLETION_INDEX and FOOL_SHARD_COUNT", "")
+                }
+            },
+            (Some(id), Some(count)) => {
+                let min = num("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+                if id < min {
+                    return Err(bad(format!(
+                        "SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"
+                    )));
+                }
+                (
+                    id - min,
+                    count,
+                    "SLURM_ARRAY_TASK_ID (minus SLURM_ARRAY_TASK_MIN) and SLURM_ARRAY_TASK_COUNT",
+                    " (a job array with a step?)",
+                )
+            }
+            (Some(_), None) => {
+                return Err(bad(
+                    "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "SLURM_ARRAY_TASK_COUNT is set but SLURM_ARRAY_TASK_ID is not".into(),
+                ))
+            }
+        };
+        if count == 0 || index >= count {
+            return Err(bad(format!(
+                "{names} give shard {index}/{count}, expected an index below a count ≥ 1{hint}"
+            )));
         }
-        if let Some(idx) = num("JOB_COMPLETION_INDEX") {
-            let count = num("FOOL_SHARD_COUNT").ok_or_else(|| {
-                Error::field("shard", "JOB_COMPLETION_INDEX is set but FOOL_SHARD_COUNT (the job's completions) is not")
-            })?;
-            return Shard::parse(&format!("{idx}/{count}")).map(Some);
-        }
-        Ok(None)
+        Ok(Some(Shard { index, count }))
     }
 
     pub fn owns(&self, batch: usize) -> bool {

@@ -45,6 +45,16 @@ pub fn load_batch(model: &Classifier, items: &[Item]) -> LoadedBatch {
     }
 }
 
+/// A batch named by its files ("images a.png … c.png (3)"), for errors.
+pub fn batch_name(b: &LoadedBatch) -> String {
+    let files: Vec<&str> = b.items.iter().map(|it| it.file.as_str()).collect();
+    match files.as_slice() {
+        [] => "an empty batch".into(),
+        [one] => format!("image {one}"),
+        [first, .., last] => format!("images {first} … {last} ({})", files.len()),
+    }
+}
+
 /// Everything a unit needs.
 pub struct Runner<'a> {
     pub cfg: &'a BenchConfig,
@@ -66,11 +76,48 @@ impl Runner<'_> {
     /// Predictions through `defense`, with the randomness of a random defense seeded by `key`.
     fn predict(&self, defense: &str, x: &Tensor, key: &[&str]) -> Result<Vec<usize>> {
         tch::manual_seed(seed_for(self.cfg, key));
-        Ok(predictions(&classify_through(
-            self.model,
-            self.defense(defense),
-            x,
-        )?))
+        let logits = classify_through(self.model, self.defense(defense), x)?;
+        self.check_logits(&logits, x.size()[0])?;
+        Ok(predictions(&logits))
+    }
+
+    /// Logits must be (N, C) for N images, C the classes the model was probed with: rows are
+    /// read by index, and a model that returns fewer (one row whatever the batch) would
+    /// otherwise be read out of bounds.
+    fn check_logits(&self, logits: &Tensor, n: i64) -> Result<()> {
+        let (shape, c) = (logits.size(), self.model.num_classes as i64);
+        if shape != [n, c] {
+            return Err(Error::failed(
+                &self.cfg.model,
+                format!("refused: on a batch of {n} images the model returned logits of shape {shape:?}, expected [{n}, {c}]"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Check the model on a loaded batch before it is attacked: one forward pass must give
+    /// (N, C) logits. When it fails, the image at fault is found (one forward pass per image)
+    /// and named.
+    pub fn check_batch(&self, b: &LoadedBatch) -> Result<()> {
+        if b.items.is_empty() {
+            return Ok(());
+        }
+        let err = match tch::no_grad(|| self.model.logits(&b.x)) {
+            Ok(logits) => return self.check_logits(&logits, b.items.len() as i64),
+            Err(e) => e,
+        };
+        for (i, it) in b.items.iter().enumerate() {
+            if let Err(e) = tch::no_grad(|| self.model.logits(&b.x.narrow(0, i as i64, 1))) {
+                return Err(Error::failed(
+                    &it.path.display().to_string(),
+                    format!("the model failed on this image: {e}"),
+                ));
+            }
+        }
+        Err(Error::failed(
+            &batch_name(b),
+            format!("the model failed on the batch: {err}"),
+        ))
     }
 
     /// Whether a unit's attack may stop an image at its first success. Only where the model
@@ -132,8 +179,26 @@ impl Runner<'_> {
                 .unwrap_or_else(|| vec![out.queries; b.items.len()]);
             (out.adv, q)
         };
+        if adv.size() != b.x.size() {
+            return Err(Error::internal(
+                &unit.attack,
+                format!(
+                    "returned images of shape {:?} for {:?}",
+                    adv.size(),
+                    b.x.size()
+                ),
+            ));
+        }
         let adv = project_quantized(&b.x, &adv, budget);
         let (linf, l2) = distances(&adv, &b.x);
+        let n = b.items.len();
+        let lens = [queries.len(), linf.len(), l2.len()];
+        if lens.iter().any(|&l| l != n) || targets.as_ref().is_some_and(|t| t.len() != n) {
+            return Err(Error::internal(
+                &unit.attack,
+                format!("per-image results of lengths {lens:?} for {n} images"),
+            ));
+        }
         let defenses: Vec<String> = match &unit.adaptive {
             None => self.cfg.defenses.clone(),
             Some(d) => vec![d.clone()],

@@ -47,6 +47,14 @@ pub struct SummaryRow {
     pub mean_l2: Option<f64>,
     /// Mean model queries per image (forward passes).
     pub mean_queries: f64,
+    /// Images of the run (readable ones) with no row for this setting: only a partial merge
+    /// has any (absent from the JSON when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missing: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 pub const CSV_HEADER: &str = "attack,eps,norm,defense,mode,n,successes,success_rate,ci_low,ci_high,n_images,clean_accuracy,robust_accuracy,success_rate_all,mean_linf,mean_l2,mean_queries";
@@ -143,6 +151,7 @@ pub fn summarize(
                 mean_linf: mean(succ.iter().map(|r| r.linf).collect()),
                 mean_l2: mean(succ.iter().map(|r| r.l2).collect()),
                 mean_queries: g.iter().map(|r| r.queries as f64).sum::<f64>() / g.len() as f64,
+                missing: 0,
             }
         })
         .collect()

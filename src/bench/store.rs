@@ -61,15 +61,25 @@ pub fn config_path(out: &Path) -> PathBuf {
     out.join("bench.json")
 }
 
-fn skipped_path(out: &Path) -> PathBuf {
+pub(crate) fn skipped_path(out: &Path) -> PathBuf {
     out.join("skipped.txt")
 }
 
 /// Read `results.jsonl`: drop a torn last line and duplicate rows (keeping the first), and
 /// rewrite the file if anything was dropped. Returns the rows.
 pub fn load_results(path: &Path) -> Result<Vec<Row>> {
+    let (rows, dirty) = read_results(path)?;
+    if dirty {
+        write_rows(path, &rows)?;
+    }
+    Ok(rows)
+}
+
+/// [`load_results`] without changing the file (a merge reads other runs' directories, which
+/// may still be written to): the rows, and whether a torn line or a duplicate was dropped.
+pub(crate) fn read_results(path: &Path) -> Result<(Vec<Row>, bool)> {
     if !path.exists() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), false));
     }
     let text = crate::files::read_regular_to_string(path, "a bench results file")?;
     let mut rows = Vec::new();
@@ -97,10 +107,48 @@ pub fn load_results(path: &Path) -> Result<Vec<Row>> {
             }
         }
     }
-    if dirty {
-        write_rows(path, &rows)?;
+    Ok((rows, dirty))
+}
+
+/// Check that every row is one the run `cfg` makes (its images, attacks, budgets, defenses,
+/// modes and norm): rows are only adopted with the configuration they were made with.
+pub(crate) fn check_rows(path: &Path, cfg: &BenchConfig, rows: &[Row]) -> Result<()> {
+    let files: HashSet<&str> = cfg.files.iter().map(String::as_str).collect();
+    let eps: HashSet<String> = cfg.eps.iter().map(|e| eps_key(*e)).collect();
+    for (i, r) in rows.iter().enumerate() {
+        let why = if !files.contains(r.file.as_str()) {
+            format!("image '{}' is not one of its images", r.file.escape_debug())
+        } else if !cfg.attacks.contains(&r.attack) {
+            format!(
+                "attack '{}' is not one of its attacks",
+                r.attack.escape_debug()
+            )
+        } else if !eps.contains(&eps_key(r.eps)) {
+            format!("eps {} is not one of its budgets", r.eps)
+        } else if !cfg.defenses.contains(&r.defense) {
+            format!(
+                "defense '{}' is not one of its defenses",
+                r.defense.escape_debug()
+            )
+        } else if !(r.mode == "non-adaptive"
+            || cfg.adaptive && r.mode == "adaptive" && r.defense != "none")
+        {
+            format!("mode '{}' is not one of its modes", r.mode.escape_debug())
+        } else if r.norm != cfg.norm {
+            format!("norm {} is not its norm", r.norm.name())
+        } else {
+            continue;
+        };
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "row {} is not of the run in {}: {why}; use another output directory",
+                i + 1,
+                config_path(path.parent().unwrap_or(Path::new("."))).display()
+            ),
+        ));
     }
-    Ok(rows)
+    Ok(())
 }
 
 /// Rows of several runs (shards) as one set: duplicates dropped (a unit may have run in two
@@ -134,6 +182,9 @@ pub fn write_rows(path: &Path, rows: &[Row]) -> Result<()> {
 
 /// Append rows to `results.jsonl` in one write, flushed to disk.
 pub fn append_rows(path: &Path, rows: &[Row]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(()); // a batch of unreadable images: no file made for nothing
+    }
     let text = jsonl(rows)?;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -188,7 +239,9 @@ pub fn read_config(dir: &Path) -> Result<BenchConfig> {
     crate::files::read_json(&config_path(dir))
 }
 
-/// Save the config, or check it against the one already in `out` (resuming).
+/// Save the config, or check it against the one already in `out` (resuming). Results (or a
+/// list of skipped images) without a `bench.json` are refused: nothing tells which settings
+/// they were made with, and adopting them could mix two runs' rows.
 pub fn check_or_save_config(out: &Path, cfg: &BenchConfig) -> Result<()> {
     let p = config_path(out);
     if p.exists() {
@@ -200,12 +253,41 @@ pub fn check_or_save_config(out: &Path, cfg: &BenchConfig) -> Result<()> {
         }
         return Ok(());
     }
+    for (f, what) in [
+        (results_path(out), "result rows"),
+        (skipped_path(out), "a list of skipped images"),
+    ] {
+        if f.symlink_metadata().is_ok()
+            && !crate::files::read_regular_to_string(&f, "a bench output file")?
+                .trim()
+                .is_empty()
+        {
+            return Err(Error::bad_file(
+                &f,
+                format!(
+                    "holds {what} but {} (the settings they were made with) is missing, so they cannot be resumed; move them away or use another output directory",
+                    p.display()
+                ),
+            ));
+        }
+    }
     crate::files::write_json_bare(&p, cfg)
 }
 
-/// Write `summary.json`, `summary.csv` and the chart for a set of rows into `out`.
-pub fn write_reports(out: &Path, cfg: &BenchConfig, rows: &[Row]) -> Result<Vec<SummaryRow>> {
-    let summary = summarize(rows, &cfg.attacks, &cfg.eps, &cfg.defenses);
+/// Write `summary.json`, `summary.csv` and the chart for a set of rows into `out`. Each
+/// summary row counts the images (not `skipped`) it has no row for as `missing` (a partial
+/// merge).
+pub fn write_reports(
+    out: &Path,
+    cfg: &BenchConfig,
+    rows: &[Row],
+    skipped: &HashSet<String>,
+) -> Result<Vec<SummaryRow>> {
+    let mut summary = summarize(rows, &cfg.attacks, &cfg.eps, &cfg.defenses);
+    let expected = cfg.files.iter().filter(|f| !skipped.contains(*f)).count();
+    for s in &mut summary {
+        s.missing = expected.saturating_sub(s.n_images);
+    }
     crate::files::write_json_bare(&out.join("summary.json"), &summary)?;
     let mut csv = String::from(stats::CSV_HEADER);
     csv.push('\n');

@@ -2,9 +2,10 @@
 use super::{print_json, ModelArgs, OutputArgs};
 use anyhow::Result;
 use clap::Args;
-use fool::attacks::image::{apply_perturbation, refuse_overwrite, ApplyPerturbation};
+use fool::attacks::image::{apply_perturbation, ApplyPerturbation};
 use fool::attacks::record::format_top;
 use fool::files::ensure_writable_dir;
+use fool::files::refuse_overwrite;
 use fool::imageio::load_rgb;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,7 @@ pub fn run(a: ApplyArgs) -> Result<ExitCode> {
         perturbation: &a.perturbation,
         r: &r,
         output: &output,
+        output_field: field,
     };
     let record = apply_perturbation(&job, loaded.model_ref())?;
     if a.out_args.json {

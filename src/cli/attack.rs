@@ -1,7 +1,7 @@
 //! `fool IMAGE --target CLASS` / `fool attack`: the single-image attack. The run counts as a
 //! success only when the saved 8-bit PNG, loaded again, meets the goal within the budget.
 use super::{print_json, progress_bar, ModelArgs, OutputArgs, EXIT_NOT_FOOLED};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use fool::attacks::image::{attack_image, ImageAttack};
 use fool::attacks::parse_eps;
@@ -60,7 +60,14 @@ pub struct AttackArgs {
 
 pub fn run(a: AttackArgs) -> Result<ExitCode> {
     let Some(image) = a.image.clone() else {
-        bail!("no image given; usage: fool IMAGE --target CLASS (see fool --help)");
+        // A usage error (exit 2, with clap's usage line), like any missing argument.
+        use clap::CommandFactory;
+        super::Cli::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "no image given: fool IMAGE --target CLASS",
+            )
+            .exit();
     };
     let (margs, oargs) = (&a.model, &a.output);
     let started = Instant::now();

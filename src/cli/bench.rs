@@ -97,6 +97,10 @@ pub struct MergeArgs {
     /// Where to write the merged results
     #[arg(long)]
     out: PathBuf,
+    /// Merge even if units of work are in no directory (a shard missing, unfinished or still
+    /// running) or in two; the summary counts each setting's missing images
+    #[arg(long)]
+    allow_partial: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -111,7 +115,9 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     let norm = Norm::parse(&a.norm)?;
     let shard = match &a.shard {
         Some(s) => Shard::parse(s)?,
-        None => Shard::from_env(|k| std::env::var(k).ok())?.unwrap_or(Shard::ALL),
+        // Not UTF-8 is not a number either: read lossily, so such a value is refused, not unset.
+        None => Shard::from_env(|k| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned()))?
+            .unwrap_or(Shard::ALL),
     };
     let plan = bench::Plan::new(bench::Settings {
         dataset: dir,
@@ -281,12 +287,17 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
 }
 
 fn merge(m: MergeArgs) -> Result<ExitCode> {
-    let merged = bench::merge(&m.dirs, &m.out)?;
-    if merged.missing > 0 && !m.output.quiet {
-        eprintln!(
-            "fool: warning: {} unit(s) of work are in no shard's results yet; the summary covers what is there",
-            merged.missing
+    let merged = bench::merge(&m.dirs, &m.out, m.allow_partial)?;
+    let code = report(&merged.report, &m.output)?;
+    // A partial merge says so in its report (with --json, each summary row's `missing`).
+    if merged.missing > 0 && !m.output.json {
+        println!(
+            "partial: {} unit(s) of work missing, in {} of {} batches ({}); the summary covers the rest (missing images per setting in summary.json)",
+            merged.missing,
+            merged.missing_batches.len(),
+            merged.batches,
+            bench::batch_list(&merged.missing_batches)
         );
     }
-    report(&merged.report, &m.output)
+    Ok(code)
 }

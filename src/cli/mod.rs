@@ -157,6 +157,7 @@ pub struct Loaded {
     pub model: Classifier,
     pub labels: Labels,
     pub model_path: PathBuf,
+    pub labels_path: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -166,6 +167,7 @@ impl Loaded {
             model: &self.model,
             labels: &self.labels,
             path: &self.model_path,
+            labels_path: self.labels_path.as_deref(),
         }
     }
 }
@@ -220,6 +222,7 @@ impl ModelArgs {
             model: loaded.model,
             labels: loaded.labels,
             model_path: spec.path,
+            labels_path: loaded.labels_path,
         })
     }
 }
@@ -228,6 +231,7 @@ impl ModelArgs {
 /// library names settings by field, the CLI by flag. Fields not listed are printed as they are.
 const FIELD_FLAGS: &[(&str, &str)] = &[
     ("accountant", "--accountant"),
+    ("allow_partial", "--allow-partial"),
     ("arch", "--arch"),
     ("attack", "--attack"),
     ("attacks", "--attacks"),
@@ -241,6 +245,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("epochs", "--epochs"),
     ("eps", "--eps"),
     ("folds", "--folds"),
+    ("half", "--half"),
     ("limit", "--limit"),
     ("lira_epochs", "--lira-epochs"),
     ("lira_shadows", "--lira-shadows"),
@@ -269,6 +274,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("steps", "--steps"),
     ("target", "--target"),
     ("target_epsilon", "--target-epsilon"),
+    ("wnids", "--wnids"),
 ];
 
 /// The flag for a library field (itself when no flag sets it).

@@ -34,13 +34,13 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Learning rate [default: 0.05 for sgd, 0.001 for adam]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// sgd (with --momentum) or adam
     #[arg(long, default_value = "sgd")]
     optimizer: String,
     /// SGD momentum
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     momentum: f64,
     /// Train on the first N training examples only
     #[arg(long)]
@@ -56,16 +56,16 @@ pub struct TrainArgs {
     #[arg(long)]
     dp: bool,
     /// Per-example gradient clipping norm C (with --dp)
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     clip: f64,
     /// Noise multiplier σ (with --dp; or give --target-epsilon)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     noise: Option<f64>,
     /// Calibrate σ so that the whole run spends this ε (with --dp)
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     target_epsilon: Option<f64>,
     /// δ of the (ε, δ) guarantee (with --dp)
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true)]
     delta: f64,
     /// rdp (Mironov et al.) or prv (Gopi et al., tighter)
     #[arg(long, default_value = "rdp")]

@@ -65,6 +65,16 @@ pub fn check_batch(path: &Path, bytes: &[u8]) -> Result<usize> {
             ),
         ));
     }
+    if bytes.len() / RECORD > PER_BATCH {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "{} records, expected at most {PER_BATCH} ({} bytes): a batch file holds {PER_BATCH} records",
+                bytes.len() / RECORD,
+                PER_BATCH * RECORD
+            ),
+        ));
+    }
     if let Some(i) = bytes.iter().step_by(RECORD).position(|&l| l >= 10) {
         return Err(Error::bad_file(
             path,
@@ -81,13 +91,10 @@ pub fn check_batch(path: &Path, bytes: &[u8]) -> Result<usize> {
 /// is absent.
 pub fn class_names(dir: &Path) -> Result<Vec<String>> {
     let path = dir.join("batches.meta.txt");
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(CLASSES.iter().map(|c| c.to_string()).collect())
-        }
-        Err(e) => return Err(Error::io(&path, e)),
-    };
+    if !path.exists() {
+        return Ok(CLASSES.iter().map(|c| c.to_string()).collect());
+    }
+    let text = crate::files::read_regular_to_string(&path, "a text file of class names")?;
     let names: Vec<String> = text
         .lines()
         .map(str::trim)
@@ -120,7 +127,13 @@ pub fn read(dir: &Path, split: Split) -> Result<(Tensor, Tensor, Vec<String>)> {
     let mut pixels: Vec<u8> = Vec::with_capacity(paths.len() * PER_BATCH * PIXELS);
     let mut labels: Vec<i64> = Vec::with_capacity(paths.len() * PER_BATCH);
     for path in &paths {
-        let bytes = read_file(path, dir, DatasetName::Cifar10, EXPECTED)?;
+        let bytes = read_file(
+            path,
+            dir,
+            DatasetName::Cifar10,
+            EXPECTED,
+            2 * (PER_BATCH * RECORD) as u64,
+        )?;
         check_batch(path, &bytes)?;
         for rec in bytes.chunks_exact(RECORD) {
             labels.push(i64::from(rec[0]));

@@ -4,7 +4,7 @@
 //! line in class order, the `LOC_synset_mapping.txt` format).
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,21 +40,33 @@ const IMAGE_EXTS: [&str; 9] = [
     "png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp", "ppm",
 ];
 
-/// List the labelled images of `dir`, sorted by file name.
+/// List the labelled images of `dir`, sorted by file name. A `labels.csv` gives the labels;
+/// a synset list (`wnids`) is only for folders without one, and is refused beside one rather
+/// than silently ignored.
 pub fn image_folder(dir: &Path, wnids: Option<&Path>) -> Result<Vec<Item>> {
     if !dir.is_dir() {
         return Err(Error::bad_file(dir, "not a directory of images"));
     }
     let csv = dir.join("labels.csv");
-    let mut items = if csv.exists() {
-        from_labels_csv(dir, &csv)?
-    } else if let Some(w) = wnids {
-        from_wnid_names(dir, w)?
-    } else {
-        return Err(Error::bad_file(
-            dir,
-            "no labels.csv (columns file,index) in the folder; for files named by WordNet id give a synset list (wnids, one `nXXXXXXXX name` per line)",
-        ));
+    let has_csv = csv.symlink_metadata().is_ok();
+    let mut items = match (has_csv, wnids) {
+        (true, Some(_)) => {
+            return Err(Error::field(
+                "wnids",
+                format!(
+                    "{} has a labels.csv, which labels its images; a synset list is only for folders of WordNet-id file names without one (leave it out)",
+                    dir.display()
+                ),
+            ))
+        }
+        (true, None) => from_labels_csv(dir, &csv)?,
+        (false, Some(w)) => from_wnid_names(dir, w)?,
+        (false, None) => {
+            return Err(Error::bad_file(
+                dir,
+                "no labels.csv (columns file,index) in the folder; for files named by WordNet id give a synset list (wnids, one `nXXXXXXXX name` per line)",
+            ))
+        }
     };
     items.sort_by(|a, b| a.file.cmp(&b.file));
     if items.is_empty() {
@@ -63,10 +75,42 @@ pub fn image_folder(dir: &Path, wnids: Option<&Path>) -> Result<Vec<Item>> {
     Ok(items)
 }
 
+/// A file name of labels.csv as a path inside the folder, without `.` parts (the key that
+/// finds a file listed twice): absolute paths, `..` and control characters are refused.
+fn inside(file: &str) -> std::result::Result<PathBuf, String> {
+    if file.chars().any(char::is_control) {
+        return Err(format!(
+            "file name '{}' has control characters",
+            file.escape_debug()
+        ));
+    }
+    let mut rel = PathBuf::new();
+    for c in Path::new(file).components() {
+        match c {
+            Component::Normal(part) => rel.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "file '{file}' is outside the folder (an absolute path or ..); list files relative to it"
+                ))
+            }
+        }
+    }
+    if rel.as_os_str().is_empty() {
+        return Err("empty file name".into());
+    }
+    Ok(rel)
+}
+
 fn from_labels_csv(dir: &Path, csv: &Path) -> Result<Vec<Item>> {
-    let text = std::fs::read_to_string(csv).map_err(|e| Error::io(csv, e))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header = csv_fields(lines.next().unwrap_or(""));
+    let text = crate::files::read_regular_to_string(csv, "a labels.csv file")?;
+    // Spreadsheet programs save UTF-8 CSV with a byte-order mark before the header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    // Line numbers as an editor shows them (blank lines counted, skipped).
+    let mut lines = (1..)
+        .zip(text.lines())
+        .filter(|(_, l)| !l.trim().is_empty());
+    let header = csv_fields(lines.next().map_or("", |(_, l)| l));
     let col = |name: &str| header.iter().position(|h| h.trim() == name);
     let (Some(fcol), Some(icol)) = (col("file"), col("index")) else {
         return Err(Error::bad_file(
@@ -75,20 +119,29 @@ fn from_labels_csv(dir: &Path, csv: &Path) -> Result<Vec<Item>> {
         ));
     };
     let mut items = Vec::new();
-    for (n, line) in lines.enumerate() {
+    // Each file once: a file listed twice would be counted twice, or under two labels.
+    let mut seen: HashMap<PathBuf, usize> = HashMap::new();
+    for (n, line) in lines {
         let f = csv_fields(line);
         let (Some(file), Some(index)) = (f.get(fcol), f.get(icol)) else {
-            return Err(Error::bad_file(
-                csv,
-                format!("line {}: missing fields", n + 2),
-            ));
+            return Err(Error::bad_file(csv, format!("line {n}: missing fields")));
         };
         let label = index.trim().parse::<usize>().map_err(|_| {
             Error::bad_file(
                 csv,
-                format!("line {}: index '{index}' is not a class number", n + 2),
+                format!(
+                    "line {n}: index '{}' is not a class number",
+                    index.escape_debug()
+                ),
             )
         })?;
+        let rel = inside(file).map_err(|m| Error::bad_file(csv, format!("line {n}: {m}")))?;
+        if let Some(first) = seen.insert(rel, n) {
+            return Err(Error::bad_file(
+                csv,
+                format!("line {n}: {file} is listed again (first on line {first}); list each image once, with one label"),
+            ));
+        }
         items.push(Item {
             file: file.clone(),
             path: dir.join(file),
@@ -99,13 +152,23 @@ fn from_labels_csv(dir: &Path, csv: &Path) -> Result<Vec<Item>> {
 }
 
 fn from_wnid_names(dir: &Path, wnids: &Path) -> Result<Vec<Item>> {
-    let text = std::fs::read_to_string(wnids).map_err(|e| Error::io(wnids, e))?;
-    let index: HashMap<&str, usize> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .enumerate()
-        .map(|(i, w)| (w, i))
-        .collect();
+    let text = crate::files::read_regular_to_string(wnids, "a synset list")?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let synsets = (1..)
+        .zip(text.lines())
+        .filter_map(|(n, l)| Some((n, l.split_whitespace().next()?)));
+    for (class, (n, wnid)) in synsets.enumerate() {
+        if index.insert(wnid, class).is_some() {
+            return Err(Error::bad_file(
+                wnids,
+                format!(
+                    "line {n}: {} is listed again; each synset once, in class order",
+                    wnid.escape_debug()
+                ),
+            ));
+        }
+    }
     let mut items = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     for entry in entries.flatten() {
@@ -119,9 +182,18 @@ fn from_wnid_names(dir: &Path, wnids: &Path) -> Result<Vec<Item>> {
         }
         let wnid: String = name.chars().take(9).collect();
         if let Some(&label) = index.get(wnid.as_str()) {
+            if name.chars().any(char::is_control) {
+                return Err(Error::bad_file(
+                    dir,
+                    format!(
+                        "image file name '{}' has control characters; rename it",
+                        name.escape_debug()
+                    ),
+                ));
+            }
             items.push(Item {
                 file: name.clone(),
-                path: dir.join(&name),
+                path: entry.path(),
                 label,
             });
         }

@@ -40,9 +40,13 @@ fn locate(dir: &Path, stem: &str) -> PathBuf {
     }
 }
 
+/// The most bytes an IDX file (compressed or not) may hold: MNIST's training images are
+/// 47 MB; anything far larger is not an MNIST file (or a decompression bomb).
+pub const MAX_IDX_BYTES: u64 = 1 << 30;
+
 /// The bytes of an IDX file, decompressed when its name ends in `.gz`.
 pub fn read_idx_bytes(path: &Path, dir: &Path) -> Result<Vec<u8>> {
-    let data = read_file(path, dir, DatasetName::Mnist, EXPECTED)?;
+    let data = read_file(path, dir, DatasetName::Mnist, EXPECTED, MAX_IDX_BYTES)?;
     if path.extension().is_some_and(|e| e == "gz") {
         gunzip(path, &data)
     } else {
@@ -66,8 +70,23 @@ pub fn gunzip(path: &Path, data: &[u8]) -> Result<Vec<u8>> {
         .min(1 << 28);
     let mut out = Vec::with_capacity(hint);
     flate2::read::GzDecoder::new(data)
+        .take(MAX_IDX_BYTES + 1)
         .read_to_end(&mut out)
-        .map_err(|e| Error::bad_file(path, format!("corrupt gzip: {e}")))?;
+        .map_err(|e| {
+            Error::bad_file(
+                path,
+                format!(
+                    "corrupt gzip: {}",
+                    crate::error::message_line(&e.to_string())
+                ),
+            )
+        })?;
+    if out.len() as u64 > MAX_IDX_BYTES {
+        return Err(Error::bad_file(
+            path,
+            format!("decompresses to more than {MAX_IDX_BYTES} bytes: not an MNIST file"),
+        ));
+    }
     Ok(out)
 }
 
@@ -185,6 +204,12 @@ pub fn read(dir: &Path, split: Split) -> Result<(Tensor, Tensor, Vec<String>)> {
     let labels = parse_labels(&lab_path, &lab_bytes)?;
     let img_bytes = read_idx_bytes(&img_path, dir)?;
     let (n, pixels) = parse_images(&img_path, &img_bytes)?;
+    if n == 0 {
+        return Err(Error::bad_file(
+            &img_path,
+            "holds no images (its count is 0)",
+        ));
+    }
     if n != labels.len() {
         return Err(Error::bad_file(
             &img_path,

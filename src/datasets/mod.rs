@@ -221,20 +221,34 @@ pub(crate) fn missing(path: &Path, dir: &Path, name: DatasetName, expected: &str
     )
 }
 
-/// Read a whole file, turning a missing file into [`missing`]'s message.
+/// Read a whole regular file (a FIFO or device is refused, not read) of at most `max` bytes,
+/// turning a missing file into [`missing`]'s message.
 pub(crate) fn read_file(
     path: &Path,
     dir: &Path,
     name: DatasetName,
     expected: &str,
+    max: u64,
 ) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
+    let not_found = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::NotFound {
             missing(path, dir, name, expected)
         } else {
             Error::io(path, e)
         }
-    })
+    };
+    let meta = std::fs::metadata(path).map_err(not_found)?;
+    crate::files::check_regular(path, "a data set file")?;
+    if meta.len() > max {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "{} bytes, far more than a {name} file holds (at most {max} bytes read)",
+                meta.len()
+            ),
+        ));
+    }
+    std::fs::read(path).map_err(not_found)
 }
 
 /// Check that `dir` is a directory (the first thing both readers do).

@@ -143,6 +143,7 @@ pub fn run_audit(job: &AuditJob, obs: &mut dyn AuditObserver) -> Result<JobOutco
                     ),
                     None => (m, n),
                 };
+                options.check_folds(m.n, n.n)?;
                 (m, n, what)
             }
         };
@@ -307,7 +308,7 @@ fn from_model(
             None => Error::bad_file(&members_npy, msg),
         });
     }
-    if !model.is_file() {
+    if !model.exists() {
         return Err(Error::bad_file(
             model,
             "no such model file (expected a TorchScript .pt)",
@@ -321,6 +322,7 @@ fn from_model(
         .map(|i| members[i])
         .collect();
     let idx_n = subsample(test.len(), max, seed);
+    job.options.check_folds(idx_m.len(), idx_n.len())?;
     obs.running(idx_m.len() + idx_n.len());
     let mr = ModelRun {
         module: &module,

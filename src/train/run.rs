@@ -112,10 +112,24 @@ impl Run {
         let mut cfg = self.config.clone();
         validate(&cfg)?;
         let data = Data::new(splits, &cfg, self.test_examples);
+        if data.train_len == 0 {
+            let pool = cfg.pool(splits.train.len());
+            return Err(match cfg.half {
+                Some(_) => Error::field(
+                    "half",
+                    format!(
+                        "a random half of {pool} training example{} is empty; a half needs a pool (limit) of at least 2 examples",
+                        if pool == 1 { "" } else { "s" }
+                    ),
+                ),
+                None => Error::bad_file(&cfg.data_dir, "the training split has no examples"),
+            });
+        }
         resolve_noise(&mut cfg, data.train_len)?;
         self.dir.create()?;
         let mut trainer = Trainer::new(cfg.clone(), self.device)?;
         let state = self.dir.state_dir();
+        super::state::recover(&state);
         let state_found = state.exists();
         match self.resume {
             Resume::Never if state_found => {
@@ -154,7 +168,8 @@ impl Run {
         });
         for epoch in trainer.history.len() + 1..=cfg.epochs {
             let rec = trainer.epoch(&data, epoch, obs)?;
-            trainer.save_state(&state)?;
+            // The checkpoint first: if it cannot be written, the saved state is still the
+            // previous epoch's, and a resumed run writes it.
             if cfg.checkpoint_every > 0 && epoch.is_multiple_of(cfg.checkpoint_every) {
                 let meta = trainer.metadata(&data);
                 export::export(
@@ -164,6 +179,7 @@ impl Run {
                     &self.dir.checkpoint_dir(epoch),
                 )?;
             }
+            trainer.save_state(&state)?;
             if obs.epoch_end(&rec).is_break() {
                 return Ok(Outcome::Stopped { epochs_done: epoch });
             }

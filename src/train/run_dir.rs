@@ -87,7 +87,7 @@ impl RunDir {
     /// `metadata.json`, or None when there is none.
     pub fn metadata(&self) -> Result<Option<Metadata>> {
         let p = self.metadata_path();
-        if !p.is_file() {
+        if !p.exists() {
             return Ok(None);
         }
         let text = crate::files::read_regular_to_string(&p, "a JSON file")?;
@@ -110,7 +110,7 @@ impl RunDir {
     /// there is none. Negative indices are an error.
     pub fn members(&self) -> Result<Option<Vec<usize>>> {
         let p = self.members_path();
-        if !p.is_file() {
+        if !p.exists() {
             return Ok(None);
         }
         read_labels_npy(&p)?

@@ -233,9 +233,10 @@ impl Trainer {
         match self.dp(n) {
             Some(dp) => {
                 dp.validate()?;
-                for _ in 0..steps {
+                for s in 0..steps {
                     let idx = dp.poisson_batch();
                     let (grads, stats) = dp.noisy_grad(&self.net, &idx, &mut load)?;
+                    self.check_loss(epoch, s, steps, stats.loss_sum)?;
                     self.opt.step(&self.net.params(), &grads);
                     total.add(&stats);
                     obs.step(&stats);
@@ -250,11 +251,6 @@ impl Trainer {
                     let logits = self.net.forward(&x, &mut Pass::train());
                     let losses =
                         logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
-                    let params = self.net.params();
-                    let grads =
-                        Tensor::f_run_backward(&[losses.mean(Kind::Float)], &params, false, false)
-                            .map_err(|e| Error::Torch(e.to_string()))?;
-                    self.opt.step(&params, &grads);
                     let stats = StepStats {
                         examples: len,
                         loss_sum: losses.sum(Kind::Double).double_value(&[]),
@@ -265,6 +261,12 @@ impl Trainer {
                             .int64_value(&[]),
                         ..Default::default()
                     };
+                    self.check_loss(epoch, s as u64, steps, stats.loss_sum)?;
+                    let params = self.net.params();
+                    let grads =
+                        Tensor::f_run_backward(&[losses.mean(Kind::Float)], &params, false, false)
+                            .map_err(|e| Error::Torch(e.to_string()))?;
+                    self.opt.step(&params, &grads);
                     total.add(&stats);
                     obs.step(&stats);
                 }
@@ -272,7 +274,23 @@ impl Trainer {
         }
         let train_seconds = start.elapsed().as_secs_f64();
         let done_steps = self.history.last().map_or(0, |r| r.steps) + steps;
+        let finite = tch::no_grad(|| {
+            self.net
+                .params()
+                .iter()
+                .all(|p| p.isfinite().all().to_kind(Kind::Int64).int64_value(&[]) == 1)
+        });
+        if !finite {
+            return Err(self.diverged(epoch, format!("after step {steps}"), "a weight".into()));
+        }
         let (test_loss, test_accuracy) = evaluate(&self.net, &data.test, data.test.len(), device);
+        if !test_loss.is_finite() {
+            return Err(self.diverged(
+                epoch,
+                "evaluation".into(),
+                format!("the test loss ({test_loss})"),
+            ));
+        }
         let every = self.cfg.audit_every;
         let audit = if every > 0 && (epoch.is_multiple_of(every) || epoch == self.cfg.epochs) {
             Some(self.audit(data)?)
@@ -297,6 +315,34 @@ impl Trainer {
         };
         self.history.push(rec.clone());
         Ok(rec)
+    }
+
+    /// Stop at step `s` (0-based) of `steps` of `epoch` when its training loss is not finite.
+    fn check_loss(&self, epoch: usize, s: u64, steps: u64, loss_sum: f64) -> Result<()> {
+        if loss_sum.is_finite() {
+            return Ok(());
+        }
+        Err(self.diverged(
+            epoch,
+            format!("step {} of {steps}", s + 1),
+            format!("the training loss ({loss_sum})"),
+        ))
+    }
+
+    /// Training diverged in `epoch`, at `at`: `what` is not finite. Nothing of the epoch is
+    /// saved (the state of the epoch before stays).
+    fn diverged(&self, epoch: usize, at: String, what: String) -> Error {
+        let kept = match epoch {
+            1 => String::new(),
+            e => format!("; the state saved after epoch {} is kept", e - 1),
+        };
+        Error::failed(
+            "training",
+            format!(
+                "epoch {epoch}, {at}: {what} is not finite: training diverged (is the learning rate {} too large?); epoch {epoch} was not saved{kept}",
+                self.cfg.lr
+            ),
+        )
     }
 
     /// The TF-Privacy-tutorial audit during training: threshold and logistic-regression

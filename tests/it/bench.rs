@@ -147,6 +147,7 @@ fn bench_lib(f: &Fixture, out: &Path, observer: &mut dyn bench::Observer) -> ben
         model: &model,
         labels: &labels,
         path: &f.model,
+        labels_path: None,
     };
     bench::run(&plan, m, observer).unwrap()
 }

@@ -149,7 +149,9 @@ fn goal_not_reached_exits_3_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let out = fool()
         .arg(asset("dog.png"))
-        .args(["--target", "1", "--steps", "0", "--quiet", "--out"])
+        .args([
+            "--target", "1", "--steps", "1", "--eps", "1/255", "--quiet", "--out",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -162,7 +164,7 @@ fn goal_not_reached_exits_3_and_says_so() {
     )
     .unwrap();
     assert_eq!(rec["success"], false);
-    assert_eq!(rec["steps_run"], 0);
+    assert_eq!(rec["steps_run"], 1);
 }
 
 #[test]

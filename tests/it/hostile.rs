@@ -187,3 +187,108 @@ fn a_closed_or_full_stdout_ends_quietly() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("stdout") && !err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn truncated_jpegs_and_overwrites_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A JPEG cut in the middle of its scan: libjpeg would fill the rest with grey.
+    let jpg = dir.path().join("whole.jpg");
+    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 128]))
+        .save(&jpg)
+        .unwrap();
+    let bytes = std::fs::read(&jpg).unwrap();
+    let cut = dir.path().join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    refused(
+        &["predict", cut.to_str().unwrap()],
+        &["cut.jpg", "truncated JPEG"],
+    );
+    let (code, err) = run(&["predict", jpg.to_str().unwrap(), "-q"]);
+    assert_eq!(code, Some(0), "{err}");
+
+    // `apply -o MODEL`: the output would replace the model (and the labels, the image, the
+    // perturbation): refused, nothing touched.
+    let model = dir.path().join("model.pt");
+    crate::common::tiny_model(&model, 3, 32, 1);
+    let labels = dir.path().join("labels.json");
+    std::fs::write(&labels, r#"["a","b","c"]"#).unwrap();
+    let r = dir.path().join("r.npy");
+    {
+        use ndarray_npy::WriteNpyExt;
+        let z = ndarray::Array4::<f32>::zeros((1, 3, 32, 32));
+        z.write_npy(std::fs::File::create(&r).unwrap()).unwrap();
+    }
+    let before = std::fs::read(&model).unwrap();
+    let m = model.to_str().unwrap();
+    let l = labels.to_str().unwrap();
+    let common = ["--model", m, "--labels", l, "--size", "32"];
+    for target in [m, l] {
+        let mut args = vec![
+            "apply",
+            jpg.to_str().unwrap(),
+            "-p",
+            r.to_str().unwrap(),
+            "-o",
+            target,
+        ];
+        args.extend(common);
+        refused(&args, &["refusing to overwrite an input file"]);
+    }
+    // A hard link to the model is the same file.
+    let link = dir.path().join("link.png");
+    std::fs::hard_link(&model, &link).unwrap();
+    let mut args = vec![
+        "apply",
+        jpg.to_str().unwrap(),
+        "-p",
+        r.to_str().unwrap(),
+        "-o",
+    ];
+    args.push(link.to_str().unwrap());
+    args.extend(common);
+    refused(&args, &["refusing to overwrite an input file"]);
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        before,
+        "the model was modified"
+    );
+
+    // A device as the output is refused, never replaced by a regular file.
+    let mut args = vec![
+        "apply",
+        jpg.to_str().unwrap(),
+        "-p",
+        r.to_str().unwrap(),
+        "-o",
+    ];
+    args.push("/dev/full");
+    args.extend(common);
+    refused(&args, &["/dev/full", "not a regular file"]);
+    let meta = std::fs::metadata("/dev/full").unwrap();
+    assert!(!meta.is_file(), "/dev/full was replaced by a regular file");
+}
+
+#[test]
+fn attack_settings_are_checked_and_usage_errors_exit_2() {
+    let dog = asset("dog.png");
+    let d = dog.to_str().unwrap();
+    for (setting, needle) in [
+        ("--lr=-0.01", "--lr"),
+        ("--lr=nan", "--lr"),
+        ("--momentum=nan", "--momentum"),
+        ("--steps=0", "--steps"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("o");
+        let o = out.to_str().unwrap();
+        refused(&[d, "--target", "goldfish", setting, "--out", o], &[needle]);
+        assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none());
+    }
+    // No image: a usage error like any missing argument.
+    let (code, err) = run(&["--target", "goldfish"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no image given") && !err.contains("panicked"),
+        "{err}"
+    );
+}

@@ -279,7 +279,7 @@ fn dp_config(epochs: usize) -> TrainConfig {
 }
 
 /// Stops a run once epoch `.0` is saved.
-struct StopAfter(usize);
+pub(crate) struct StopAfter(pub usize);
 
 impl Observer for StopAfter {
     fn epoch_end(&mut self, rec: &EpochRecord) -> ControlFlow<()> {
