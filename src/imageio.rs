@@ -114,11 +114,25 @@ fn decode_error(path: &Path, e: image::ImageError) -> Error {
 
 /// An error's text on one line, without control characters (decoders' messages can carry
 /// raw bytes of the file).
+/// The PNG decoder names chunks by their debug structure (`ChunkType { type: IHDR, critical:
+/// true, … }`): those become the chunk's name (`IHDR`).
 fn one_line(e: &dyn std::fmt::Display) -> String {
-    e.to_string()
+    let mut s: String = e
+        .to_string()
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+        .collect();
+    while let Some(i) = s.find("ChunkType { type: ") {
+        let rest = &s[i + "ChunkType { type: ".len()..];
+        let Some(end) = rest.find('}') else { break };
+        let name = rest
+            .split([',', ' ', '}'])
+            .next()
+            .unwrap_or("?")
+            .to_string();
+        s = format!("{}{name}{}", &s[..i], &rest[end + 1..]);
+    }
+    s
 }
 
 /// Decode a YCbCr or greyscale JPEG with libjpeg-turbo's decoder (through mozjpeg, default

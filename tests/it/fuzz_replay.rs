@@ -8,7 +8,7 @@ mod harness;
 use std::time::{Duration, Instant};
 
 /// Mutants replayed per target, besides the corpus (deterministic: seed [`SEED`]).
-const MUTANTS: u64 = 200;
+const MUTANTS: u64 = 500;
 const SEED: u64 = 12;
 /// Per-input time limit (the slowest corpus input takes well under a second in release).
 const LIMIT: Duration = Duration::from_secs(20);

@@ -292,3 +292,76 @@ fn attack_settings_are_checked_and_usage_errors_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn damaged_png_chunks_are_named_not_dumped() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.png");
+    grey_png(&good, 8, 8);
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[29] ^= 0xFF; // the IHDR chunk's CRC
+    let bad = dir.path().join("crc.png");
+    std::fs::write(&bad, &bytes).unwrap();
+    refused(
+        &["predict", bad.to_str().unwrap()],
+        &["crc.png", "CRC error", "IHDR"],
+    );
+    let (_, err) = run(&["predict", bad.to_str().unwrap()]);
+    assert!(!err.contains("ChunkType {"), "{err}");
+}
+
+/// A tmpfs of `kib` KiB on `dir` (CI runs as root and can mount), unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, kib: u64) -> Option<Tmpfs> {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_leaves_no_partial_attack_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    // 200 KiB: room for some of the attack's outputs (the adversarial PNG is ~150 KiB), not all.
+    let Some(_mount) = Tmpfs::mount(&disk, 200) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "cannot mount a tmpfs in CI: the full-disk test would not run"
+        );
+        eprintln!("note: not allowed to mount a tmpfs here; full-disk test not run");
+        return;
+    };
+    let dog = asset("dog.png");
+    let out = disk.join("attack");
+    let (code, err) = run(&[
+        dog.to_str().unwrap(),
+        "--target",
+        "goldfish",
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "partial outputs left: {left:?}");
+}
