@@ -147,3 +147,63 @@ pub fn check_npy_header(path: &Path, head: &[u8], file_len: u64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1.0 `.npy` file with header `dict` and `data` bytes.
+    fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = dict.as_bytes().to_vec();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(b' ');
+        }
+        h.push(b'\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn check(bytes: &[u8]) -> std::result::Result<(), String> {
+        check_npy_header(Path::new("r.npy"), bytes, bytes.len() as u64).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn npy_headers_that_would_allocate_more_than_the_file_are_refused() {
+        let ok = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }",
+            &[0; 8],
+        );
+        assert_eq!(check(&ok), Ok(()));
+        assert_eq!(check(b"not npy at all"), Ok(()), "left to the reader");
+        let huge = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967295,), }",
+            &[0; 8],
+        );
+        assert!(check(&huge)
+            .unwrap_err()
+            .contains("declares shape (4294967295,)"));
+        let quoted = npy(
+            "{'descr': '<f4', 'fortran_order': False, \"shape\": (10000000000,), }",
+            &[],
+        );
+        assert!(check(&quoted).unwrap_err().contains("declares shape"));
+        let odd = npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (0x10,), }",
+            &[],
+        );
+        assert!(check(&odd).unwrap_err().contains("not a tuple of sizes"));
+        let none = npy("{'descr': '<f4', 'fortran_order': False, }", &[]);
+        assert!(check(&none).unwrap_err().contains("no 'shape'"));
+        // A version 2.0 header length of almost 4 GiB in a 49-byte file.
+        let mut long = ok.clone();
+        long[6] = 2;
+        long.splice(8..10, 0xfe00_0049u32.to_le_bytes());
+        long.truncate(49);
+        assert!(check(&long)
+            .unwrap_err()
+            .contains("header is 4261412937 bytes long"));
+    }
+}

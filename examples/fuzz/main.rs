@@ -283,6 +283,32 @@ fn supervise(target: &'static Target, args: &Args) -> Summary {
             .find(|l| !l.trim().is_empty())
             .unwrap_or("")
             .to_string();
+        // With RUST_BACKTRACE set, the first two frames outside the standard library tell one
+        // bug from another.
+        let frames: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.split_once(": ").map(|(_, f)| f))
+            .filter(|f| {
+                f.contains("::")
+                    && ![
+                        "std::",
+                        "core::",
+                        "alloc::",
+                        "__rustc",
+                        "<alloc::",
+                        "<u8 as alloc",
+                    ]
+                    .iter()
+                    .any(|p| f.starts_with(p))
+            })
+            .take(2)
+            .collect();
+        let tail = if frames.is_empty() {
+            tail
+        } else {
+            format!("{tail} in {}", frames.join(" < "))
+        };
         let kind = if status.code() == Some(HANG_EXIT) {
             s.hangs += 1;
             "hang"

@@ -199,6 +199,7 @@ fn read_npy_bytes(path: &Path, what: &str) -> Result<Vec<u8>> {
         std::io::Read::read_to_end(&mut f, &mut b).map_err(|e| Error::io(path, e))?;
         Ok(b)
     })?;
+    crate::perturbation::check_npy_header(path, &bytes, bytes.len() as u64)?;
     if let Some((shape, data)) = npy_shape(&bytes) {
         let elements = shape.iter().fold(1u128, |n, &d| n.saturating_mul(d));
         if elements > data as u128 {
