@@ -155,7 +155,7 @@ mod tests {
     /// A version 1.0 `.npy` file with header `dict` and `data` bytes.
     fn npy(dict: &str, data: &[u8]) -> Vec<u8> {
         let mut h = dict.as_bytes().to_vec();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(b' ');
         }
         h.push(b'\n');
