@@ -200,48 +200,7 @@ fn read_npy_bytes(path: &Path, what: &str) -> Result<Vec<u8>> {
         Ok(b)
     })?;
     crate::perturbation::check_npy_header(path, &bytes, bytes.len() as u64)?;
-    if let Some((shape, data)) = npy_shape(&bytes) {
-        let elements = shape.iter().fold(1u128, |n, &d| n.saturating_mul(d));
-        if elements > data as u128 {
-            let dims: Vec<String> = shape.iter().map(u128::to_string).collect();
-            return Err(Error::bad_file(
-                path,
-                format!(
-                    "truncated: its header declares shape ({}) but only {data} bytes of data follow",
-                    dims.join(", ")
-                ),
-            ));
-        }
-    }
     Ok(bytes)
-}
-
-/// The shape a `.npy` header declares and the number of bytes after the header, when the
-/// header can be read (otherwise the reader reports what is wrong).
-fn npy_shape(bytes: &[u8]) -> Option<(Vec<u128>, usize)> {
-    if !bytes.starts_with(b"\x93NUMPY") || bytes.len() < 10 {
-        return None;
-    }
-    let (len, start): (usize, usize) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => (
-            u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize,
-            12,
-        ),
-        _ => return None,
-    };
-    let end = start.checked_add(len)?;
-    let header = std::str::from_utf8(bytes.get(start..end)?).ok()?;
-    let after = &header[header.find("'shape'")?..];
-    let (open, close) = (after.find('(')?, after.find(')')?);
-    let dims = after
-        .get(open + 1..close)?
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(|d| d.parse::<u128>().ok())
-        .collect::<Option<Vec<u128>>>()?;
-    Some((dims, bytes.len() - end))
 }
 
 /// Read a float32 or float64 `.npy` array (any shape) as f64.
