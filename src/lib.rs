@@ -10,7 +10,7 @@
 //!   its accountants), [`defenses`], [`attacks`] (the attack registry);
 //! - models and data: [`nets`], [`model`], [`datasets`], [`preprocess`], [`labels`],
 //!   [`perturbation`], [`plot`], [`imageio`];
-//! - foundations: [`files`], [`optim`], [`rng`], [`device`], [`error`].
+//! - foundations: [`npy`], [`files`], [`optim`], [`special`], [`rng`], [`device`], [`error`].
 pub mod report;
 
 pub mod lira;
@@ -34,8 +34,10 @@ pub mod preprocess;
 pub mod device;
 pub mod error;
 pub mod files;
+pub mod npy;
 pub mod optim;
 pub mod plot;
 pub mod rng;
+pub mod special;
 
 pub use error::{Error, Result};

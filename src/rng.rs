@@ -50,6 +50,25 @@ impl SplitMix64 {
         self.next_u64() % n
     }
 
+    /// Uniform in [0, 1): the top 53 bits of the next draw.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+
+    /// A standard normal draw (Box–Muller, one value of the pair: two uniforms per draw, so
+    /// a stream of draws never depends on how many were taken before in pairs).
+    pub fn normal(&mut self) -> f64 {
+        // 1 − u is in (0, 1]: its logarithm is finite.
+        let r = (-2.0 * (1.0 - self.uniform()).ln()).sqrt();
+        r * (2.0 * std::f64::consts::PI * self.uniform()).cos()
+    }
+
+    /// A Laplace draw with scale `b` (density e^{−|x|/b}/(2b)), by inversion.
+    pub fn laplace(&mut self, b: f64) -> f64 {
+        let u = self.uniform() - 0.5;
+        -b * u.signum() * (1.0 - 2.0 * u.abs()).ln()
+    }
+
     /// A uniformly random permutation of 0..n (Fisher–Yates with [`SplitMix64::below`]).
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut v: Vec<usize> = (0..n).collect();
@@ -113,6 +132,29 @@ mod tests {
         assert_eq!(s, (0..10).collect::<Vec<_>>());
         assert_eq!(subsample(5, 10, 1), vec![0, 1, 2, 3, 4]);
         assert_eq!(subsample(100, 10, 1).len(), 10);
+    }
+
+    #[test]
+    fn continuous_draws_have_their_moments() {
+        let mut r = SplitMix64::new(3);
+        let n = 200_000;
+        let (mut s1, mut s2, mut lap) = (0.0, 0.0, 0.0);
+        for _ in 0..n {
+            let u = r.uniform();
+            assert!((0.0..1.0).contains(&u));
+            let z = r.normal();
+            s1 += z;
+            s2 += z * z;
+            lap += r.laplace(2.0).abs();
+        }
+        let n = n as f64;
+        assert!((s1 / n).abs() < 0.01, "mean {}", s1 / n);
+        assert!((s2 / n - 1.0).abs() < 0.01, "variance {}", s2 / n);
+        // E|X| = b for a Laplace of scale b.
+        assert!((lap / n - 2.0).abs() < 0.02, "E|X| {}", lap / n);
+        // Seeded: the same stream again.
+        let (mut a, mut b) = (SplitMix64::new(9), SplitMix64::new(9));
+        assert_eq!(a.normal().to_bits(), b.normal().to_bits());
     }
 
     #[test]

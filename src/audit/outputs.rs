@@ -3,8 +3,6 @@
 //! ([`model_logits`], [`model_outputs`]).
 use crate::datasets::{Feed, TensorDataset};
 use crate::{Error, Result};
-use ndarray::ArrayD;
-use ndarray_npy::{ReadNpyError, ReadNpyExt};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use tch::{CModule, Device, Kind, Tensor};
@@ -179,103 +177,18 @@ impl Outputs {
     }
 }
 
-/// Describe why a `.npy` file could not be read as the element type tried last, on one line
-/// without control characters (a malformed header's parse error spans lines and quotes the
-/// file's bytes).
-fn npy_problem(e: &ReadNpyError) -> String {
-    let text = match e {
-        ReadNpyError::WrongDescriptor(d) => format!("its dtype is {d}"),
-        other => other.to_string(),
-    };
-    crate::error::message_line(&text)
-}
-
-/// The bytes of the `.npy` file `path` (a regular file: a FIFO or device is refused), whose
-/// header must not declare more elements than its data holds: the reader allocates what the
-/// header declares before reading, and a 100-byte file can declare 10¹² elements.
-fn read_npy_bytes(path: &Path, what: &str) -> Result<Vec<u8>> {
-    let bytes = crate::files::open_regular(path, what).and_then(|mut f| {
-        let mut b = Vec::new();
-        std::io::Read::read_to_end(&mut f, &mut b).map_err(|e| Error::io(path, e))?;
-        Ok(b)
-    })?;
-    crate::perturbation::check_npy_header(path, &bytes, bytes.len() as u64)?;
-    Ok(bytes)
-}
-
-/// Read a float32 or float64 `.npy` array (any shape) as f64.
-pub fn read_float_npy(path: &Path) -> Result<(Vec<f64>, Vec<usize>)> {
-    let bytes = read_npy_bytes(path, "a .npy array")?;
-    let fail = |e: &ReadNpyError| {
-        Error::bad_file(
-            path,
-            format!(
-                "expected a float32 or float64 array in .npy format ({})",
-                npy_problem(e)
-            ),
-        )
-    };
-    match ArrayD::<f32>::read_npy(&bytes[..]) {
-        Ok(a) => Ok((a.iter().map(|&v| v as f64).collect(), a.shape().to_vec())),
-        Err(ReadNpyError::WrongDescriptor(_)) => match ArrayD::<f64>::read_npy(&bytes[..]) {
-            Ok(a) => Ok((a.iter().copied().collect(), a.shape().to_vec())),
-            Err(e) => Err(fail(&e)),
-        },
-        Err(e) => Err(fail(&e)),
-    }
-}
+pub use crate::npy::read_float as read_float_npy;
 
 /// Read a 1-D integer `.npy` array (int8/16/32/64, uint8/16/32/64) as i64.
 pub fn read_labels_npy(path: &Path) -> Result<Vec<i64>> {
-    let bytes = read_npy_bytes(path, "a .npy array of integers")?;
-    /// Values (None: does not fit in i64) and shape, or why not.
-    type Attempt = std::result::Result<(Vec<Option<i64>>, Vec<usize>), ReadNpyError>;
-    fn try_read<T: ndarray_npy::ReadableElement + Copy>(
-        bytes: &[u8],
-        conv: fn(T) -> Option<i64>,
-    ) -> Attempt {
-        let a = ArrayD::<T>::read_npy(bytes)?;
-        Ok((a.iter().map(|&v| conv(v)).collect(), a.shape().to_vec()))
+    let (values, shape) = crate::npy::read_int(path, "of integer labels")?;
+    if shape.len() != 1 {
+        return Err(Error::bad_file(
+            path,
+            format!("expected a 1-D array of integer labels, got shape {shape:?}"),
+        ));
     }
-    let attempts: [fn(&[u8]) -> Attempt; 8] = [
-        |b| try_read::<i64>(b, Some),
-        |b| try_read::<i32>(b, |v| Some(v as i64)),
-        |b| try_read::<u8>(b, |v| Some(v as i64)),
-        |b| try_read::<i16>(b, |v| Some(v as i64)),
-        |b| try_read::<i8>(b, |v| Some(v as i64)),
-        |b| try_read::<u16>(b, |v| Some(v as i64)),
-        |b| try_read::<u32>(b, |v| Some(v as i64)),
-        |b| try_read::<u64>(b, |v| i64::try_from(v).ok()),
-    ];
-    let mut last = None;
-    for attempt in attempts {
-        match attempt(&bytes) {
-            Ok((values, shape)) => {
-                if shape.len() != 1 {
-                    return Err(Error::bad_file(
-                        path,
-                        format!("expected a 1-D array of integer labels, got shape {shape:?}"),
-                    ));
-                }
-                return values
-                    .into_iter()
-                    .map(|v| v.ok_or_else(|| Error::bad_file(path, "label too large for int64")))
-                    .collect();
-            }
-            Err(ReadNpyError::WrongDescriptor(d)) => last = Some(ReadNpyError::WrongDescriptor(d)),
-            Err(e) => {
-                last = Some(e);
-                break;
-            }
-        }
-    }
-    Err(Error::bad_file(
-        path,
-        format!(
-            "expected a 1-D integer array (int64, int32, uint8, …) of labels in .npy format ({})",
-            last.as_ref().map(npy_problem).unwrap_or_default()
-        ),
-    ))
+    Ok(values)
 }
 
 /// Read outputs (logits or probabilities, (n, C) float32/float64) and labels ((n,)

@@ -17,7 +17,7 @@
 //!   σ_in) − log N(φ_target; μ_out, σ_out).
 //! * **offline** (`lira-offline`): only the OUT fit; one-sided test, score = log
 //!   Φ((φ_target − μ_out) / σ_out) (higher = member), with a stable log-CDF
-//!   ([`score::norm_logcdf`]).
+//!   ([`crate::special::norm_logcdf`]).
 //!
 //! μ is the mean of the shadows' φ (the paper's code uses the median). σ is either per
 //! example (population std, as `np.std`) or one *global* σ shared by every example and by
@@ -51,9 +51,10 @@ pub use job::{
     run_audit, AuditJob, AuditObserver, Examples, JobOutcome, LiraSettings, ModelSource,
 };
 pub use score::{
-    logit_confidence, norm_logcdf, norm_logpdf, scores, Confidences, Scores, Variance,
+    logit_confidence, norm_logpdf, scores, Confidences, Scores, Variance,
     GLOBAL_VARIANCE_BELOW,
 };
+pub use crate::special::norm_logcdf;
 pub use shadows::{shadow_config, shadow_dir, Shadows, HALF_BASE};
 
 use crate::audit::{result_row, AuditReport, MiaKind, ModelRun, Skipped, SliceSpec};

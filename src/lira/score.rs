@@ -2,7 +2,8 @@
 //! log-density and log-CDF, and the online and offline scores from the φ of the target and
 //! the shadow models (see the module docs of `lira`).
 use crate::{Error, Result};
-use std::f64::consts::{PI, SQRT_2};
+use crate::special::norm_logcdf;
+use std::f64::consts::PI;
 
 /// Below this many shadows [`Variance::Auto`] uses one global σ.
 pub const GLOBAL_VARIANCE_BELOW: usize = 64;
@@ -33,35 +34,6 @@ pub fn logit_confidence(logits: &[f64], label: usize) -> f64 {
 pub fn norm_logpdf(x: f64, mu: f64, sigma: f64) -> f64 {
     let u = (x - mu) / sigma;
     -0.5 * u * u - sigma.ln() - 0.5 * (2.0 * PI).ln()
-}
-
-/// log Φ(z), the log of the standard normal CDF, accurate over the whole real line
-/// (as scipy's `log_ndtr`): log1p(−Φ(−z)) for z ≥ 0, log(erfc(−z/√2)/2) down to −20,
-/// and the asymptotic series of Φ's tail below.
-pub fn norm_logcdf(z: f64) -> f64 {
-    if z.is_nan() {
-        return f64::NAN;
-    }
-    if z >= 0.0 {
-        return (-0.5 * libm::erfc(z / SQRT_2)).ln_1p();
-    }
-    if z > -20.0 {
-        return (0.5 * libm::erfc(-z / SQRT_2)).ln();
-    }
-    if z == f64::NEG_INFINITY {
-        return f64::NEG_INFINITY;
-    }
-    // Φ(z) = φ(z)/(−z) · (1 − 1/z² + 3/z⁴ − 15/z⁶ + …); the terms shrink fast for z ≤ −20.
-    let z2 = z * z;
-    let (mut term, mut sum) = (1.0f64, 1.0f64);
-    for k in 1..=20 {
-        term *= -((2 * k - 1) as f64) / z2;
-        sum += term;
-        if term.abs() < 1e-17 {
-            break;
-        }
-    }
-    -0.5 * z2 - (-z).ln() - 0.5 * (2.0 * PI).ln() + sum.ln()
 }
 
 /// How σ of the Gaussian fits is estimated.

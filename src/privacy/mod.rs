@@ -4,3 +4,4 @@
 pub mod accountant;
 pub mod dpsgd;
 pub mod grad_sample;
+pub mod pate;

@@ -1,0 +1,10 @@
+//! PATE, Private Aggregation of Teacher Ensembles (Papernot et al. 2017, 2018): the teachers'
+//! vote matrix ([`votes`]), the noisy aggregators that label a student's queries
+//! ([`aggregate`]), and the privacy analysis of those answers.
+pub mod aggregate;
+pub mod analysis;
+pub mod votes;
+
+pub use aggregate::{aggregate, Aggregator};
+pub use analysis::{analyse, Analysis, Settings, SmoothRelease};
+pub use votes::Votes;
