@@ -176,7 +176,7 @@ mod tests {
         for y in [1e-300, 1e-200, 1e-30, 1e-8, 0.01, 0.3, 0.999, 1.0, 1.2, 1.9, 1.999999] {
             let x = erfcinv(y);
             let back = libm::erfc(x);
-            assert!((back - y).abs() <= 1e-14 * y, "{y}: x = {x}, erfc(x) = {back}");
+            assert!((back - y).abs() <= 1e-12 * y, "{y}: x = {x}, erfc(x) = {back}");
         }
         // Far below the smallest double: ln erfc(erfcinv_ln(l)) = l.
         for l in [-1e5, -5000.0, -800.0, -745.0, -20.0, -1e-3, -1e-12] {

@@ -321,7 +321,39 @@ fn from_model(
         .into_iter()
         .map(|i| members[i])
         .collect();
-    let idx_n = subsample(test.len(), max, seed);
+    // Non-members: the rows the run's metadata names (a PATE student's held-out rows), else
+    // the whole test split.
+    let (nonmembers, nonmembers_what): (Vec<usize>, String) =
+        match meta.as_ref().and_then(|m| m.nonmembers.clone()) {
+            Some(r) if r.end <= test.len() && r.start < r.end => (
+                r.clone().collect(),
+                format!(
+                    "the {} held-out test examples [{}:{}] (metadata.json)",
+                    r.len(),
+                    r.start,
+                    r.end
+                ),
+            ),
+            Some(r) => {
+                return Err(Error::bad_file(
+                    &run.metadata_path(),
+                    format!(
+                        "nonmembers [{}:{}] are not rows of the {dataset} test split, which has {} examples",
+                        r.start,
+                        r.end,
+                        test.len()
+                    ),
+                ))
+            }
+            None => (
+                (0..test.len()).collect(),
+                format!("the {} test examples", test.len()),
+            ),
+        };
+    let idx_n: Vec<usize> = subsample(nonmembers.len(), max, seed)
+        .into_iter()
+        .map(|i| nonmembers[i])
+        .collect();
     job.options.check_folds(idx_m.len(), idx_n.len())?;
     obs.running(idx_m.len() + idx_n.len());
     let mr = ModelRun {
@@ -341,11 +373,10 @@ fn from_model(
         }
     };
     let what = format!(
-        "{} on {dataset}: members = {members_what}{}, non-members = the {} test examples{}",
+        "{} on {dataset}: members = {members_what}{}, non-members = {nonmembers_what}{}",
         model.display(),
         sub(idx_m.len(), members.len()),
-        test.len(),
-        sub(idx_n.len(), test.len())
+        sub(idx_n.len(), nonmembers.len())
     );
     Ok((m, n, what))
 }

@@ -232,7 +232,7 @@ pub fn run(target: &Target, opts: &LiraOptions, obs: &mut dyn LiraObserver) -> R
     let splits = Splits::load(dataset, data_dir)?;
     let train_ds = &splits.train;
     let pool = target.pool(train_ds.len());
-    let expected = Vec::<i64>::try_from(train::member_indices(pool, cfg.half))?;
+    let expected = Vec::<i64>::try_from(train::member_indices(pool, cfg.half, cfg.partition.as_ref()))?;
     if expected.len() != target.members.len()
         || expected
             .iter()
