@@ -36,7 +36,10 @@ fn close(got: f64, want: f64, tol: f64, what: &str) {
     } else {
         (got - want).abs() <= tol * want.abs()
     };
-    assert!(ok, "{what}: fool {got:e}, reference {want:e} (rel. tol {tol:e})");
+    assert!(
+        ok,
+        "{what}: fool {got:e}, reference {want:e} (rel. tol {tol:e})"
+    );
 }
 
 /// fool's local sensitivities at distance d for a row of case `c`, with fool's plateau value
@@ -52,7 +55,8 @@ fn ls_as_reference(c: &Value, g: &Gnmax, row: &[f64]) -> Vec<f64> {
     let ours = g.local_sensitivity(g.logq1);
     let theirs = num(&c["plateau"]["ls"]);
     close(g.logq1, num(&c["plateau"]["logq1"]), 1e-9, "ln q1");
-    let jump = rdp_gnmax_independent(g.sigma, g.order) - smooth::data_dependent_bound(g.sigma, g.logq0, g.order);
+    let jump = rdp_gnmax_independent(g.sigma, g.order)
+        - smooth::data_dependent_bound(g.sigma, g.logq0, g.order);
     if jump.abs() < 1e-9 {
         close(ours, theirs, 1e-6, &format!("{} plateau", c["file"]));
     } else {
@@ -78,7 +82,12 @@ fn aggregator(c: &Value) -> Aggregator {
 }
 
 fn votes(c: &Value) -> Votes {
-    Votes::read(&root().join("tests/fixtures").join(c["file"].as_str().unwrap())).unwrap()
+    Votes::read(
+        &root()
+            .join("tests/fixtures")
+            .join(c["file"].as_str().unwrap()),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -105,14 +114,29 @@ fn per_query_log_q_and_rdp_match_to_1e9() {
             let lq = logq_gnmax(&row, sigma);
             close(lq, num(&q["logq"]), 1e-9, &format!("{what} ln q"));
             for (o, want) in orders.iter().zip(nums(&q["rdp_gnmax"])) {
-                close(rdp_gnmax(lq, sigma, *o), want, 1e-9, &format!("{what} RDP@{o}"));
+                close(
+                    rdp_gnmax(lq, sigma, *o),
+                    want,
+                    1e-9,
+                    &format!("{what} RDP@{o}"),
+                );
             }
             if c["aggregator"] == "confident" {
                 let (t, s1) = (num(&c["threshold"]), num(&c["sigma1"]));
                 let lp = logpr_answered(t, s1, &row);
-                close(lp, num(&q["logpr_answered"]), 1e-9, &format!("{what} ln Pr[answered]"));
+                close(
+                    lp,
+                    num(&q["logpr_answered"]),
+                    1e-9,
+                    &format!("{what} ln Pr[answered]"),
+                );
                 for (o, want) in orders.iter().zip(nums(&q["rdp_threshold"])) {
-                    close(rdp_threshold(lp, s1, *o), want, 1e-9, &format!("{what} threshold RDP@{o}"));
+                    close(
+                        rdp_threshold(lp, s1, *o),
+                        want,
+                        1e-9,
+                        &format!("{what} threshold RDP@{o}"),
+                    );
                 }
             }
             if let Some(lap) = q.get("laplace_logq") {
@@ -120,7 +144,12 @@ fn per_query_log_q_and_rdp_match_to_1e9() {
                 let lq = logq_laplace(&row, scale);
                 close(lq, num(lap), 1e-9, &format!("{what} LNMax ln q"));
                 for (o, want) in orders.iter().zip(nums(&q["laplace_rdp"])) {
-                    close(rdp_pure_eps(lq, eps, *o), want, 1e-9, &format!("{what} LNMax RDP@{o}"));
+                    close(
+                        rdp_pure_eps(lq, eps, *o),
+                        want,
+                        1e-9,
+                        &format!("{what} LNMax RDP@{o}"),
+                    );
                 }
             }
             checked += 1;
@@ -136,7 +165,12 @@ fn smooth_sensitivity_ingredients_match() {
     for c in f["cases"].as_array().unwrap() {
         for l in c["logq0"].as_array().unwrap() {
             let (s, o) = (num(&l["sigma"]), num(&l["order"]));
-            close(smooth::logq0(s, o), num(&l["logq0"]), 1e-9, &format!("ln q0 σ={s} α={o}"));
+            close(
+                smooth::logq0(s, o),
+                num(&l["logq0"]),
+                1e-9,
+                &format!("ln q0 σ={s} α={o}"),
+            );
         }
         let (sigma, order, n) = (
             num(&c["sigma2"]),
@@ -155,7 +189,12 @@ fn smooth_sensitivity_ingredients_match() {
                     let ok = (got[d] - want).abs() <= 1e-6 * top.max(1e-300);
                     assert!(ok, "{what} LS_gnmax[{d}]: fool {} reference {want}", got[d]);
                 }
-                close(got.iter().copied().fold(0.0, f64::max), top, 1e-6, &format!("{what} max LS"));
+                close(
+                    got.iter().copied().fold(0.0, f64::max),
+                    top,
+                    1e-6,
+                    &format!("{what} max LS"),
+                );
                 checked += 1;
             }
             if let Some(ls) = q.get("ls_threshold") {
@@ -166,7 +205,11 @@ fn smooth_sensitivity_ingredients_match() {
                 let top = num(&ls["max"]);
                 for (d, want) in nums(&ls["head"]).iter().enumerate() {
                     let ok = (got[d] - want).abs() <= 1e-6 * top.max(1e-300);
-                    assert!(ok, "{what} LS_threshold[{d}]: fool {} reference {want}", got[d]);
+                    assert!(
+                        ok,
+                        "{what} LS_threshold[{d}]: fool {} reference {want}",
+                        got[d]
+                    );
                 }
             }
         }
@@ -182,7 +225,10 @@ fn whole_analysis_matches_the_reference_script() {
         if c["outcome"] != "complete" {
             continue;
         }
-        let what = format!("{} {} σ2={} q={}", c["file"], c["aggregator"], c["sigma2"], c["queries"]);
+        let what = format!(
+            "{} {} σ2={} q={}",
+            c["file"], c["aggregator"], c["sigma2"], c["queries"]
+        );
         let settings = Settings {
             aggregator: aggregator(c),
             delta: num(&c["delta"]),
@@ -192,27 +238,90 @@ fn whole_analysis_matches_the_reference_script() {
         let a = analyse(&votes(c), &settings).unwrap();
         assert_eq!(a.queries as u64, c["queries"].as_u64().unwrap(), "{what}");
         assert_eq!(a.teachers as u64, c["teachers"].as_u64().unwrap(), "{what}");
-        close(a.answered, num(&c["expected_answered"]), 1e-9, &format!("{what} answered"));
+        close(
+            a.answered,
+            num(&c["expected_answered"]),
+            1e-9,
+            &format!("{what} answered"),
+        );
         assert_eq!(a.order, num(&c["order"]), "{what} order");
-        assert_eq!(a.order_data_independent, num(&c["order_data_independent"]), "{what}");
-        close(a.epsilon_data_dependent, num(&c["eps_data_dependent"]), 1e-6, &format!("{what} ε dd"));
-        close(a.epsilon_data_independent, num(&c["eps_data_independent"]), 1e-6, &format!("{what} ε di"));
-        assert_eq!(a.data_independent_threshold, c["ind_step1"].as_bool().unwrap(), "{what}");
-        assert_eq!(a.data_independent_argmax, c["ind_step2"].as_bool().unwrap(), "{what}");
-        assert_eq!(a.conditions_hold, c["conditions_hold"].as_bool().unwrap(), "{what}");
+        assert_eq!(
+            a.order_data_independent,
+            num(&c["order_data_independent"]),
+            "{what}"
+        );
+        close(
+            a.epsilon_data_dependent,
+            num(&c["eps_data_dependent"]),
+            1e-6,
+            &format!("{what} ε dd"),
+        );
+        close(
+            a.epsilon_data_independent,
+            num(&c["eps_data_independent"]),
+            1e-6,
+            &format!("{what} ε di"),
+        );
+        assert_eq!(
+            a.data_independent_threshold,
+            c["ind_step1"].as_bool().unwrap(),
+            "{what}"
+        );
+        assert_eq!(
+            a.data_independent_argmax,
+            c["ind_step2"].as_bool().unwrap(),
+            "{what}"
+        );
+        assert_eq!(
+            a.conditions_hold,
+            c["conditions_hold"].as_bool().unwrap(),
+            "{what}"
+        );
         // The tighter conversion is never looser.
-        assert!(a.epsilon_data_dependent_tight <= a.epsilon_data_dependent, "{what}");
-        let s = a.smooth_sensitivity.as_ref().unwrap_or_else(|| panic!("{what}: no release"));
+        assert!(
+            a.epsilon_data_dependent_tight <= a.epsilon_data_dependent,
+            "{what}"
+        );
+        let s = a
+            .smooth_sensitivity
+            .as_ref()
+            .unwrap_or_else(|| panic!("{what}: no release"));
         close(s.beta, num(&c["beta"]), 1e-4, &format!("{what} β"));
         close(s.ss, num(&c["ss"]), 1e-4, &format!("{what} SS"));
-        close(s.sigma_ss, num(&c["sigma_ss"]), 1e-4, &format!("{what} σ_ss"));
-        close(s.release_cost, num(&c["cost_ss"]), 1e-4, &format!("{what} release cost"));
-        close(s.epsilon_total, num(&c["eps_total"]), 1e-4, &format!("{what} ε total"));
-        close(s.noise_std, num(&c["noise_std"]), 1e-4, &format!("{what} noise std"));
+        close(
+            s.sigma_ss,
+            num(&c["sigma_ss"]),
+            1e-4,
+            &format!("{what} σ_ss"),
+        );
+        close(
+            s.release_cost,
+            num(&c["cost_ss"]),
+            1e-4,
+            &format!("{what} release cost"),
+        );
+        close(
+            s.epsilon_total,
+            num(&c["eps_total"]),
+            1e-4,
+            &format!("{what} ε total"),
+        );
+        close(
+            s.noise_std,
+            num(&c["noise_std"]),
+            1e-4,
+            &format!("{what} noise std"),
+        );
         // The release is ε_total plus seeded noise of that std: the same seed, the same value.
         let again = analyse(&votes(c), &settings).unwrap();
-        assert_eq!(again.smooth_sensitivity.unwrap().epsilon_released, s.epsilon_released);
-        assert!((s.epsilon_released - s.epsilon_total).abs() < 8.0 * s.noise_std, "{what}");
+        assert_eq!(
+            again.smooth_sensitivity.unwrap().epsilon_released,
+            s.epsilon_released
+        );
+        assert!(
+            (s.epsilon_released - s.epsilon_total).abs() < 8.0 * s.noise_std,
+            "{what}"
+        );
         complete += 1;
     }
     assert!(complete >= 13, "{complete} complete cases");
@@ -231,7 +340,13 @@ fn large_vote_gaps_where_the_reference_fails_are_fine() {
             continue;
         }
         let what = format!("{} σ2={}", c["file"], c["sigma2"]);
-        assert!(c["reference_error"].as_str().unwrap().contains("math domain error"), "{what}");
+        assert!(
+            c["reference_error"]
+                .as_str()
+                .unwrap()
+                .contains("math domain error"),
+            "{what}"
+        );
         let v = votes(c);
         let settings = Settings {
             aggregator: aggregator(c),
@@ -241,10 +356,23 @@ fn large_vote_gaps_where_the_reference_fails_are_fine() {
         };
         let a = analyse(&v, &settings).unwrap();
         // What the reference computed before failing agrees.
-        close(a.epsilon_data_dependent, num(&c["eps_data_dependent"]), 1e-6, &what);
-        close(a.epsilon_data_independent, num(&c["eps_data_independent"]), 1e-6, &what);
+        close(
+            a.epsilon_data_dependent,
+            num(&c["eps_data_dependent"]),
+            1e-6,
+            &what,
+        );
+        close(
+            a.epsilon_data_independent,
+            num(&c["eps_data_independent"]),
+            1e-6,
+            &what,
+        );
         assert_eq!(a.order, num(&c["order"]), "{what}");
-        assert!(a.conditions_hold && c["conditions_hold"].as_bool().unwrap(), "{what}");
+        assert!(
+            a.conditions_hold && c["conditions_hold"].as_bool().unwrap(),
+            "{what}"
+        );
         let sigma = num(&c["sigma2"]);
         let g = Gnmax::new(sigma, a.order, v.classes());
         let ls = |i: usize| {
@@ -253,15 +381,36 @@ fn large_vote_gaps_where_the_reference_fails_are_fine() {
         };
         for r in c["ls_rows"].as_array().unwrap() {
             let got = ls(r["index"].as_u64().unwrap() as usize);
-            close(got.iter().sum(), num(&r["sum"]), 1e-6, &format!("{what} row {} Σ LS", r["index"]));
-            close(got.iter().copied().fold(0.0, f64::max), num(&r["max"]), 1e-6, &what);
-            close(got[0], num(&r["first"]), 1e-6, &format!("{what} row {} LS[0]", r["index"]));
+            close(
+                got.iter().sum(),
+                num(&r["sum"]),
+                1e-6,
+                &format!("{what} row {} Σ LS", r["index"]),
+            );
+            close(
+                got.iter().copied().fold(0.0, f64::max),
+                num(&r["max"]),
+                1e-6,
+                &what,
+            );
+            close(
+                got[0],
+                num(&r["first"]),
+                1e-6,
+                &format!("{what} row {} LS[0]", r["index"]),
+            );
         }
         let failed = c["ls_failed_rows"].as_array().unwrap();
-        assert!(!failed.is_empty(), "{what}: the reference failed on some rows");
+        assert!(
+            !failed.is_empty(),
+            "{what}: the reference failed on some rows"
+        );
         for i in failed {
             let got = ls(i.as_u64().unwrap() as usize);
-            assert!(got.iter().all(|x| x.is_finite() && *x >= 0.0), "{what} row {i}");
+            assert!(
+                got.iter().all(|x| x.is_finite() && *x >= 0.0),
+                "{what} row {i}"
+            );
         }
         let s = a.smooth_sensitivity.expect("a smooth-sensitivity release");
         for (x, name) in [
@@ -299,8 +448,18 @@ fn unanimous_votes_at_tiny_noise_fail_the_sufficient_conditions() {
         seed: 3,
     };
     let a = analyse(&votes(c), &settings).unwrap();
-    close(a.epsilon_data_dependent, num(&c["eps_data_dependent"]), 1e-6, "ε dd");
-    close(a.epsilon_data_independent, num(&c["eps_data_independent"]), 1e-6, "ε di");
+    close(
+        a.epsilon_data_dependent,
+        num(&c["eps_data_dependent"]),
+        1e-6,
+        "ε dd",
+    );
+    close(
+        a.epsilon_data_independent,
+        num(&c["eps_data_independent"]),
+        1e-6,
+        "ε di",
+    );
     assert_eq!(a.order, num(&c["order"]));
     assert!(!a.conditions_hold && a.smooth_sensitivity.is_none());
     // Unanimous votes: the data-dependent ε is little more than the δ term.

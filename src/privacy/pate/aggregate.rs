@@ -139,7 +139,10 @@ mod tests {
         let g = Aggregator::Gnmax { sigma: 40.0 };
         let a = aggregate(&split, &g, 3).unwrap();
         assert_eq!(a, aggregate(&split, &g, 3).unwrap());
-        assert_eq!(a[..10], aggregate(&split.head(10).unwrap(), &g, 3).unwrap()[..]);
+        assert_eq!(
+            a[..10],
+            aggregate(&split.head(10).unwrap(), &g, 3).unwrap()[..]
+        );
         assert_ne!(a, aggregate(&split, &g, 4).unwrap());
         assert!(aggregate(&v, &Aggregator::Gnmax { sigma: 0.0 }, 1).is_err());
     }

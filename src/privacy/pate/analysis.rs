@@ -79,13 +79,6 @@ pub struct Analysis {
     pub smooth_sensitivity: Option<SmoothRelease>,
 }
 
-/// One query's RDP at `order`: the two steps, and the chance it was answered.
-struct Query {
-    step1: f64,
-    step2: f64,
-    pr_answered: f64,
-}
-
 /// What a query's RDP depends on: ln q of its argmax step (GNMax or LNMax) and ln
 /// Pr[answered] (0 without a threshold).
 #[derive(Clone, Copy)]
@@ -115,35 +108,33 @@ fn row_stats(agg: &Aggregator, row: &[f64]) -> Row {
     }
 }
 
-/// Per-query RDP of the aggregator at `order`, data-dependent or not.
-fn query(agg: &Aggregator, r: Row, order: f64, independent: bool) -> Query {
-    let pr_answered = r.logpr.exp();
+/// A query's RDP as a function of the order, data-dependent or not; for Confident-GNMax the
+/// threshold step plus the argmax step weighted by the chance it runs (as the reference).
+fn query_rdp(agg: &Aggregator, r: Row, independent: bool) -> Box<dyn Fn(f64) -> f64> {
+    let pr = r.logpr.exp();
     match *agg {
-        Aggregator::Gnmax { sigma } | Aggregator::Confident { sigma, .. } => Query {
-            step1: match *agg {
-                Aggregator::Confident { sigma1, .. } if independent => {
-                    rdp::rdp_threshold_independent(sigma1, order)
-                }
-                Aggregator::Confident { sigma1, .. } => rdp::rdp_threshold(r.logpr, sigma1, order),
-                _ => 0.0,
-            },
-            step2: if independent {
-                rdp::rdp_gnmax_independent(sigma, order)
-            } else {
-                rdp::rdp_gnmax(r.logq, sigma, order)
-            },
-            pr_answered,
-        },
+        Aggregator::Gnmax { sigma } | Aggregator::Confident { sigma, .. } => {
+            let sigma1 = match *agg {
+                Aggregator::Confident { sigma1, .. } => Some(sigma1),
+                _ => None,
+            };
+            if independent {
+                return Box::new(move |a| {
+                    sigma1.map_or(0.0, |s1| rdp::rdp_threshold_independent(s1, a))
+                        + pr * rdp::rdp_gnmax_independent(sigma, a)
+                });
+            }
+            // The order-free parts of the bounds once per query.
+            let step2 = rdp::GnmaxBound::new(r.logq, sigma);
+            let step1 = sigma1.map(|s1| rdp::threshold_bound(r.logpr, s1));
+            Box::new(move |a| step1.map_or(0.0, |s| s.at(a)) + pr * step2.at(a))
+        }
         Aggregator::Laplace { scale } => {
             let eps = 2.0 / scale;
-            Query {
-                step1: 0.0,
-                step2: if independent {
-                    (0.5 * eps * eps * order).min(eps)
-                } else {
-                    rdp::rdp_pure_eps(r.logq, eps, order)
-                },
-                pr_answered,
+            if independent {
+                Box::new(move |a| (0.5 * eps * eps * a).min(eps))
+            } else {
+                Box::new(move |a| rdp::rdp_pure_eps(r.logq, eps, a))
             }
         }
     }
@@ -169,9 +160,9 @@ fn compose(agg: &Aggregator, rows: &[Vec<f64>], independent: bool) -> Result<(Rd
     let mut answered = 0.0;
     for row in rows {
         let r = row_stats(agg, row);
+        let rdp = query_rdp(agg, r, independent);
         for (t, &a) in total.iter_mut().zip(&orders) {
-            let q = query(agg, r, a, independent);
-            *t += q.step1 + q.pr_answered * q.step2;
+            *t += rdp(a);
         }
         answered += r.logpr.exp();
     }
@@ -203,10 +194,7 @@ pub fn analyse(votes: &Votes, settings: &Settings) -> Result<Analysis> {
     let (eps_dd, order) = classic_epsilon(&dependent, delta);
     let (eps_di, order_di) = classic_epsilon(&independent, delta);
     if !(eps_dd.is_finite() && eps_di.is_finite()) {
-        return Err(Error::failed(
-            "PATE analysis",
-            "no order gives a finite ε",
-        ));
+        return Err(Error::failed("PATE analysis", "no order gives a finite ε"));
     }
     let teachers = votes.teachers() as usize;
     let mut out = Analysis {
@@ -241,7 +229,10 @@ pub fn analyse(votes: &Votes, settings: &Settings) -> Result<Analysis> {
     if let Some((t, s1)) = step1 {
         let ind = rdp::rdp_threshold_independent(s1, order);
         out.data_independent_threshold = [0.0, teachers as f64].iter().all(|&m| {
-            isclose(rdp::rdp_threshold(rdp::logpr_answered(t, s1, &[m]), s1, order), ind)
+            isclose(
+                rdp::rdp_threshold(rdp::logpr_answered(t, s1, &[m]), s1, order),
+                ind,
+            )
         });
     }
     let mut unanimous = vec![0.0; votes.classes()];

@@ -65,30 +65,70 @@ pub fn rdp_gnmax_independent(sigma: f64, order: f64) -> f64 {
 /// higher orders μ2 = σ√(ln 1/q), μ1 = μ2 + 1 of Proposition 10), or the data-independent
 /// bound where the theorem's conditions fail or it is not smaller. 0 for q = 0.
 pub fn rdp_gnmax(logq: f64, sigma: f64, order: f64) -> f64 {
-    let independent = rdp_gnmax_independent(sigma, order);
-    if logq == f64::NEG_INFINITY {
-        return 0.0;
+    GnmaxBound::new(logq, sigma).at(order)
+}
+
+/// [`rdp_gnmax`] at one ln q for many orders: what does not depend on the order, once.
+#[derive(Debug, Clone, Copy)]
+pub struct GnmaxBound {
+    sigma: f64,
+    /// None: q = 0 (RDP 0); Some(None): Theorem 6 does not apply at any order.
+    terms: Option<Option<Terms>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Terms {
+    mu1: f64,
+    /// ln(1 − q), and the per-(α−1) logs of A and B.
+    log1q: f64,
+    logq: f64,
+    a: f64,
+    b: f64,
+}
+
+impl GnmaxBound {
+    pub fn new(logq: f64, sigma: f64) -> GnmaxBound {
+        if logq == f64::NEG_INFINITY {
+            return GnmaxBound { sigma, terms: None };
+        }
+        let var = sigma * sigma;
+        let mu2 = (var * -logq).sqrt();
+        let mu1 = mu2 + 1.0;
+        let (rdp1, rdp2) = (mu1 / var, mu2 / var);
+        // The order-free conditions of Theorem 6: μ2 > 1, q in the range where the bound
+        // increases with q (Lemma 9) and A positive; the order must also be below μ1.
+        let applies = mu2 > 1.0
+            && logq
+                <= (mu2 - 1.0) * rdp2
+                    - mu2 * ((1.0 + 1.0 / (mu1 - 1.0)).ln() + (1.0 + 1.0 / (mu2 - 1.0)).ln())
+            && -logq > rdp2;
+        let terms = applies.then(|| {
+            let log1q = log1mexp(logq);
+            Terms {
+                mu1,
+                log1q,
+                logq,
+                a: log1q - log1mexp((logq + rdp2) * (1.0 - 1.0 / mu2)),
+                b: rdp1 - logq / (mu1 - 1.0),
+            }
+        });
+        GnmaxBound {
+            sigma,
+            terms: Some(terms),
+        }
     }
-    let var = sigma * sigma;
-    let mu2 = (var * -logq).sqrt();
-    let mu1 = mu2 + 1.0;
-    let (rdp1, rdp2) = (mu1 / var, mu2 / var);
-    // The conditions of Theorem 6: the order below μ1, μ2 > 1, q in the range where the bound
-    // increases with q (Lemma 9) and A positive.
-    let applies = mu1 > order
-        && mu2 > 1.0
-        && logq
-            <= (mu2 - 1.0) * rdp2
-                - mu2 * ((1.0 + 1.0 / (mu1 - 1.0)).ln() + (1.0 + 1.0 / (mu2 - 1.0)).ln())
-        && -logq > rdp2;
-    if !applies {
-        return independent;
+
+    pub fn at(&self, order: f64) -> f64 {
+        let independent = rdp_gnmax_independent(self.sigma, order);
+        match self.terms {
+            None => 0.0,
+            Some(Some(t)) if t.mu1 > order => {
+                let log_s = logaddexp(t.log1q + (order - 1.0) * t.a, t.logq + (order - 1.0) * t.b);
+                independent.min(log_s / (order - 1.0))
+            }
+            Some(_) => independent,
+        }
     }
-    let log1q = log1mexp(logq);
-    let log_a = (order - 1.0) * (log1q - log1mexp((logq + rdp2) * (1.0 - 1.0 / mu2)));
-    let log_b = (order - 1.0) * (rdp1 - logq / (mu1 - 1.0));
-    let log_s = logaddexp(log1q + log_a, logq + log_b);
-    independent.min(log_s / (order - 1.0))
 }
 
 /// ln Pr[max_j n_j + N(0, σ1²) ≥ T], the chance Confident-GNMax answers (the maximum rounded
@@ -107,8 +147,13 @@ pub fn rdp_threshold_independent(sigma1: f64, order: f64) -> f64 {
 /// Data-dependent RDP of the threshold step, from ln Pr[answered]: the bound of
 /// [`rdp_gnmax`] at √2·σ1 with q the smaller of the two outcomes' probabilities.
 pub fn rdp_threshold(logpr_answered: f64, sigma1: f64, order: f64) -> f64 {
+    threshold_bound(logpr_answered, sigma1).at(order)
+}
+
+/// [`rdp_threshold`] for many orders.
+pub fn threshold_bound(logpr_answered: f64, sigma1: f64) -> GnmaxBound {
     let logq = logpr_answered.min(log1mexp(logpr_answered));
-    rdp_gnmax(logq, std::f64::consts::SQRT_2 * sigma1, order)
+    GnmaxBound::new(logq, std::f64::consts::SQRT_2 * sigma1)
 }
 
 /// Upper bound on ln q for LNMax with Laplace scale λ (the 2017 paper's Lemma 4, a union
@@ -141,7 +186,9 @@ pub fn rdp_pure_eps(logq: f64, eps: f64, order: f64) -> f64 {
         let two = logq + eps * (order - 1.0);
         log_t = logaddexp(one, two);
     }
-    (0.5 * eps * eps * order).min(log_t / (order - 1.0)).min(eps)
+    (0.5 * eps * eps * order)
+        .min(log_t / (order - 1.0))
+        .min(eps)
 }
 
 #[cfg(test)]
@@ -166,7 +213,10 @@ mod tests {
                 assert!(lq <= (2.0f64 / 3.0).ln() && !lq.is_nan());
                 for order in [2.0, 8.5, 50.0, 300.0] {
                     let r = rdp_gnmax(lq, sigma, order);
-                    assert!((0.0..=order / (sigma * sigma)).contains(&r), "{gap} {sigma} {order}");
+                    assert!(
+                        (0.0..=order / (sigma * sigma)).contains(&r),
+                        "{gap} {sigma} {order}"
+                    );
                 }
             }
         }

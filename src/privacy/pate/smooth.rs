@@ -32,6 +32,8 @@ pub struct Gnmax {
     pub classes: usize,
     pub logq0: f64,
     pub logq1: f64,
+    /// The local sensitivity between q1 and q0.
+    pub plateau: f64,
 }
 
 impl Gnmax {
@@ -43,8 +45,10 @@ impl Gnmax {
             classes,
             logq0,
             logq1: 0.0,
+            plateau: 0.0,
         };
         g.logq1 = g.log_bl(logq0);
+        g.plateau = g.local_sensitivity(g.logq1);
         g
     }
 
@@ -97,8 +101,7 @@ impl Gnmax {
     /// and 5 in O(N·C)): moving votes between the two largest counts widens the gap (while
     /// ln q > ln q0) or narrows it (while ln q < ln q1); between q1 and q0 it is the plateau.
     pub fn sensitivity_at_distance(&self, counts: &[f64], teachers: usize) -> Vec<f64> {
-        let plateau = self.local_sensitivity(self.logq1);
-        let mut res = vec![plateau; teachers];
+        let mut res = vec![self.plateau; teachers];
         let mut logq = logq_gnmax(counts, self.sigma);
         if self.logq1 <= logq && logq <= self.logq0 {
             return res;
@@ -136,7 +139,8 @@ impl Gnmax {
 /// data-independent α/σ² (below it, the data-dependent one is smaller). Found by bisection to
 /// full precision between a lower bound found by doubling and the natural upper bound.
 pub fn logq0(sigma: f64, order: f64) -> f64 {
-    let f = |logq: f64| data_dependent_bound(sigma, logq, order) - rdp_gnmax_independent(sigma, order);
+    let f =
+        |logq: f64| data_dependent_bound(sigma, logq, order) - rdp_gnmax_independent(sigma, order);
     let ub = [
         -(1.0 + 1.0 / sigma).powi(2),
         -((order - 0.99) / sigma).powi(2),
@@ -232,10 +236,10 @@ pub fn conditions_hold(g: &Gnmax) -> bool {
         grid.sort_by(f64::total_cmp);
         grid.dedup();
         let vals: Vec<f64> = grid.iter().map(|&lq| f(lq)).collect();
-        vals.windows(2)
-            .all(|w| !w[0].is_nan() && !w[1].is_nan() && w[1] >= w[0] - 1e-9 * w[0].abs().max(1e-12))
+        vals.windows(2).all(|w| {
+            !w[0].is_nan() && !w[1].is_nan() && w[1] >= w[0] - 1e-9 * w[0].abs().max(1e-12)
+        })
     };
     let c5 = non_decreasing(&beta, g.logq0);
     c5 && non_decreasing(&|lq| beta(g.log_bu(lq)) - beta(lq), g.logq1)
 }
-

@@ -62,10 +62,7 @@ impl Votes {
     /// (as numpy saves counts summed in float). Errors name the file and what is wrong.
     pub fn read(path: &Path) -> Result<Votes> {
         let (values, shape) = match crate::npy::read_int(path, "of vote counts") {
-            Ok(v) => (
-                v.0.into_iter().map(|x| x as f64).collect::<Vec<f64>>(),
-                v.1,
-            ),
+            Ok(v) => (v.0.into_iter().map(|x| x as f64).collect::<Vec<f64>>(), v.1),
             Err(int_err) => match crate::npy::read_float(path) {
                 Ok(v) => v,
                 Err(_) => return Err(int_err),
