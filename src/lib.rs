@@ -3,7 +3,8 @@
 //! A one-way stack (see ARCHITECTURE.md): no module imports one listed above it. Data flows
 //! load → preprocess → attack / defend / train → measure → report.
 //!
-//! - top: [`report`] (cross-run reports), [`lira`] (shadow-model membership inference);
+//! - top: [`report`] (cross-run reports), [`lira`] (shadow-model membership inference),
+//!   [`pate`] (PATE teachers, votes and students);
 //! - commands' engines: [`bench`] (attack sweeps), [`train`] (training runs and their run
 //!   directory);
 //! - measures and mechanisms: [`audit`] (membership-inference metrics), [`privacy`] (DP-SGD and
@@ -14,6 +15,7 @@
 pub mod report;
 
 pub mod lira;
+pub mod pate;
 
 pub mod bench;
 pub mod train;

@@ -13,6 +13,7 @@ mod apply;
 mod attack;
 mod audit;
 mod bench;
+mod pate;
 mod predict;
 mod privacy;
 mod report;
@@ -67,6 +68,8 @@ enum Command {
     Privacy(privacy::PrivacyArgs),
     /// Membership-inference audit: can an attacker tell training examples from held-out ones?
     Audit(audit::AuditArgs),
+    /// PATE: train a teacher ensemble, collect its votes on a pool, train a private student.
+    Pate(pate::PateArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Report(a)) => report::run(a),
         Some(Command::Privacy(a)) => privacy::run(a),
         Some(Command::Audit(a)) => audit::run(a),
+        Some(Command::Pate(a)) => pate::run(a),
         None => attack::run(cli.attack),
     }
 }
@@ -231,6 +235,7 @@ impl ModelArgs {
 /// library names settings by field, the CLI by flag. Fields not listed are printed as they are.
 const FIELD_FLAGS: &[(&str, &str)] = &[
     ("accountant", "--accountant"),
+    ("aggregator", "--aggregator"),
     ("allow_partial", "--allow-partial"),
     ("arch", "--arch"),
     ("attack", "--attack"),
@@ -238,6 +243,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("audit_examples", "--audit-examples"),
     ("batch", "--batch"),
     ("clip", "--clip"),
+    ("data_dir", "--data"),
     ("dataset", "--dataset"),
     ("defense", "--defense"),
     ("delta", "--delta"),
@@ -261,19 +267,31 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("n", "--n"),
     ("noise", "--noise"),
     ("norm", "--norm"),
+    ("optimizer", "--optimizer"),
     ("out", "--out"),
     ("output", "--output"),
+    ("partition_seed", "--partition-seed"),
+    ("pool", "--pool"),
+    ("queries", "--queries"),
     ("resize", "--resize"),
     ("resume", "--resume"),
     ("sample_rate", "--sample-rate"),
+    ("scale", "--scale"),
+    ("seed", "--seed"),
     ("shadow_dir", "--shadow-dir"),
     ("shard", "--shard"),
+    ("sigma", "--sigma"),
+    ("sigma1", "--sigma1"),
     ("size", "--size"),
     ("slices", "--slices"),
     ("std", "--std"),
     ("steps", "--steps"),
     ("target", "--target"),
     ("target_epsilon", "--target-epsilon"),
+    ("teachers", "--teachers"),
+    ("test", "--test"),
+    ("threshold", "--threshold"),
+    ("votes", "--votes"),
     ("wnids", "--wnids"),
 ];
 

@@ -1,5 +1,6 @@
 //! `fool privacy epsilon|noise`: DP-SGD privacy accounting (Poisson-subsampled Gaussian
-//! mechanism), as Opacus's RDP and PRV accountants do it.
+//! mechanism), as Opacus's RDP and PRV accountants do it; `fool privacy pate`: PATE's
+//! data-dependent analysis of a vote matrix.
 use super::{print_json, OutputArgs};
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -20,6 +21,47 @@ enum PrivacyCommand {
     /// Smallest noise multiplier that keeps ε within a budget, e.g.
     /// `fool privacy noise --n 60000 --batch 256 --epochs 60 --target-epsilon 3 --delta 1e-5`
     Noise(NoiseArgs),
+    /// PATE's privacy analysis of a vote matrix (as TF Privacy's pate_2018 script, plus the
+    /// private release of the data-dependent ε), e.g. `fool privacy pate --votes votes.npy
+    /// --sigma 40 --threshold 200 --sigma1 150 --queries 640 --delta 1e-5`
+    Pate(PateArgs),
+}
+
+/// `fool privacy pate`.
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct PateArgs {
+    /// The teachers' votes: a (queries, classes) .npy array of counts, every row summing to
+    /// the number of teachers (the reference's --counts_file; `fool pate votes` writes one)
+    #[arg(long, value_name = "FILE")]
+    votes: std::path::PathBuf,
+    /// gnmax, confident or laplace [default: confident with --threshold, laplace with
+    /// --scale, else gnmax]
+    #[arg(long)]
+    aggregator: Option<String>,
+    /// σ of GNMax's Gaussian noise on the vote counts (σ2 of Confident-GNMax)
+    #[arg(long)]
+    sigma: Option<f64>,
+    /// Confident-GNMax: answer only when the largest count plus N(0, σ1²) reaches T
+    #[arg(long, value_name = "T")]
+    threshold: Option<f64>,
+    /// Confident-GNMax: σ1 of the threshold's noise
+    #[arg(long)]
+    sigma1: Option<f64>,
+    /// LNMax: the Laplace noise's scale λ (the 2017 paper's 1/γ)
+    #[arg(long, value_name = "λ")]
+    scale: Option<f64>,
+    /// Analyse the first N queries (rows) [default: all]
+    #[arg(long, value_name = "N")]
+    queries: Option<usize>,
+    /// δ of the (ε, δ) guarantee
+    #[arg(long)]
+    delta: f64,
+    /// Seed of the noisy release of the data-dependent ε
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 /// Sampling rate, number of steps, δ and the accountant.
@@ -92,6 +134,7 @@ pub struct NoiseArgs {
 
 pub fn run(a: PrivacyArgs) -> Result<ExitCode> {
     let (spent, json) = match a.command {
+        PrivacyCommand::Pate(p) => return pate(p),
         PrivacyCommand::Epsilon(e) => (e.schedule.schedule()?.epsilon(e.noise)?, e.out.json),
         PrivacyCommand::Noise(n) => (
             n.schedule.schedule()?.calibrate(n.target_epsilon)?,
@@ -104,6 +147,116 @@ pub fn run(a: PrivacyArgs) -> Result<ExitCode> {
         println!("{}", human(&spent));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn pate(a: PateArgs) -> Result<ExitCode> {
+    use fool::privacy::pate::{analyse, Settings, Votes};
+    let name = a
+        .aggregator
+        .as_deref()
+        .unwrap_or(if a.threshold.is_some() || a.sigma1.is_some() {
+            "confident"
+        } else if a.scale.is_some() {
+            "laplace"
+        } else {
+            "gnmax"
+        });
+    let aggregator = fool::pate::aggregator(name, a.threshold, a.sigma1, a.sigma, a.scale)?;
+    let votes = Votes::read(&a.votes)?;
+    let settings = Settings {
+        aggregator,
+        delta: a.delta,
+        queries: a.queries,
+        seed: a.seed,
+    };
+    let r = analyse(&votes, &settings)?;
+    if a.out.json {
+        print_json(&r)?;
+    } else {
+        print!("{}", pate_human(&r));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pate_human(r: &fool::privacy::pate::Analysis) -> String {
+    use fool::privacy::pate::Aggregator;
+    use std::fmt::Write;
+    let agg = match r.aggregator {
+        Aggregator::Gnmax { sigma } => format!("GNMax, σ = {sigma}"),
+        Aggregator::Confident {
+            threshold,
+            sigma1,
+            sigma,
+        } => format!("Confident-GNMax, T = {threshold}, σ1 = {sigma1}, σ2 = {sigma}"),
+        Aggregator::Laplace { scale } => format!("LNMax, Laplace scale λ = {scale}"),
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "PATE analysis: {} queries to {} teachers ({} classes), {agg}, δ = {:e}",
+        r.queries, r.teachers, r.classes, r.delta
+    );
+    let _ = writeln!(s, "  answered (expected)     {:.1}", r.answered);
+    let _ = writeln!(
+        s,
+        "  ε data-independent      {}  (order {}; tighter conversion {})",
+        sig(r.epsilon_data_independent, 5),
+        sig(r.order_data_independent, 5),
+        sig(r.epsilon_data_independent_tight, 5)
+    );
+    let _ = writeln!(
+        s,
+        "  ε data-dependent        {}  (order {}; tighter conversion {}) — depends on the votes: not private to publish as is",
+        sig(r.epsilon_data_dependent, 5),
+        sig(r.order, 5),
+        sig(r.epsilon_data_dependent_tight, 5)
+    );
+    match &r.smooth_sensitivity {
+        Some(ss) => {
+            let _ = writeln!(
+                s,
+                "  smooth sensitivity      SS = {} at β = {}, σ_ss = {}: noise std {}",
+                sig(ss.ss, 4),
+                sig(ss.beta, 4),
+                sig(ss.sigma_ss, 4),
+                sig(ss.noise_std, 4)
+            );
+            let _ = writeln!(
+                s,
+                "  ε total                 {}  (data-dependent ε + {} for releasing it)",
+                sig(ss.epsilon_total, 5),
+                sig(ss.release_cost, 4)
+            );
+            let _ = writeln!(
+                s,
+                "  ε released              {}  (ε total + noise, seed {}): the number to publish",
+                sig(ss.epsilon_released, 5),
+                ss.seed
+            );
+        }
+        None if matches!(r.aggregator, Aggregator::Laplace { .. }) => {
+            let _ = writeln!(
+                s,
+                "  no smooth-sensitivity analysis for LNMax: publish the data-independent ε"
+            );
+        }
+        None if !r.conditions_hold => {
+            let _ = writeln!(
+                s,
+                "  the sufficient conditions (C5, C6) of the smooth-sensitivity analysis fail at order {}: \
+                 the data-dependent ε cannot be released privately; publish the data-independent ε",
+                sig(r.order, 5)
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "  the data-independent bounds are the tighter ones at order {} whatever the votes: nothing data-dependent to release",
+                sig(r.order, 5)
+            );
+        }
+    }
+    s
 }
 
 impl ScheduleArgs {

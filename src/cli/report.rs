@@ -46,13 +46,14 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<20} {:>8} {:>9} {:>9} {:>8} {:>11} {:>10}  best attack",
-        "run", "ε", "test acc", "best AUC", "adv.", "TPR@0.1%FPR", "robust acc"
+        "{:<20} {:<24} {:>8} {:>9} {:>9} {:>8} {:>11} {:>10}  best attack",
+        "run", "kind", "ε", "test acc", "best AUC", "adv.", "TPR@0.1%FPR", "robust acc"
     );
     for r in &rows {
         println!(
-            "{:<20} {:>8} {:>9} {:>9} {:>8} {:>11} {:>10}  {}",
+            "{:<20} {:<24} {:>8} {:>9} {:>9} {:>8} {:>11} {:>10}  {}",
             r.run,
+            r.kind,
             r.epsilon
                 .map(|e| format!("{e:.2}"))
                 .unwrap_or_else(|| "∞".into()),

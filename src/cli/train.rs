@@ -99,26 +99,38 @@ pub struct TrainArgs {
     output: OutputArgs,
 }
 
-fn config(a: &TrainArgs) -> Result<TrainConfig> {
-    let dataset: DatasetName = a.dataset.parse()?;
-    let arch: Arch = match &a.arch {
+/// The architecture (default per data set), optimizer and learning rate (default per
+/// optimizer) the training flags ask for (`fool train`, `fool pate teachers|student`).
+pub(crate) fn model_choices(
+    dataset: DatasetName,
+    arch: Option<&str>,
+    optimizer: &str,
+    momentum: f64,
+    lr: Option<f64>,
+) -> Result<(Arch, OptKind, f64)> {
+    let arch: Arch = match arch {
         Some(s) => s.parse()?,
         None => match dataset {
             DatasetName::Mnist => "cnn".parse()?,
             DatasetName::Cifar10 => "small-cnn:conv=3".parse()?,
         },
     };
-    let optimizer = match a.optimizer.as_str() {
-        "sgd" => OptKind::Sgd {
-            momentum: a.momentum,
-        },
+    let optimizer = match optimizer {
+        "sgd" => OptKind::Sgd { momentum },
         "adam" => OptKind::Adam,
         o => bail!("--optimizer: unknown optimizer '{o}' (expected sgd or adam)"),
     };
-    let lr = a.lr.unwrap_or(match optimizer {
+    let lr = lr.unwrap_or(match optimizer {
         OptKind::Sgd { .. } => 0.05,
         OptKind::Adam => 0.001,
     });
+    Ok((arch, optimizer, lr))
+}
+
+fn config(a: &TrainArgs) -> Result<TrainConfig> {
+    let dataset: DatasetName = a.dataset.parse()?;
+    let (arch, optimizer, lr) =
+        model_choices(dataset, a.arch.as_deref(), &a.optimizer, a.momentum, a.lr)?;
     if !a.dp && (a.noise.is_some() || a.target_epsilon.is_some()) {
         bail!("--noise/--target-epsilon: only meaningful with --dp");
     }
@@ -152,6 +164,8 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
         checkpoint_every: a.checkpoint_every,
         audit_every: a.audit_every,
         audit_examples: a.audit_examples,
+        partition: None,
+        student: None,
     })
 }
 

@@ -47,14 +47,13 @@ pub mod job;
 pub mod score;
 pub mod shadows;
 
+pub use crate::special::norm_logcdf;
 pub use job::{
     run_audit, AuditJob, AuditObserver, Examples, JobOutcome, LiraSettings, ModelSource,
 };
 pub use score::{
-    logit_confidence, norm_logpdf, scores, Confidences, Scores, Variance,
-    GLOBAL_VARIANCE_BELOW,
+    logit_confidence, norm_logpdf, scores, Confidences, Scores, Variance, GLOBAL_VARIANCE_BELOW,
 };
-pub use crate::special::norm_logcdf;
 pub use shadows::{shadow_config, shadow_dir, Shadows, HALF_BASE};
 
 use crate::audit::{result_row, AuditReport, MiaKind, ModelRun, Skipped, SliceSpec};
@@ -232,7 +231,11 @@ pub fn run(target: &Target, opts: &LiraOptions, obs: &mut dyn LiraObserver) -> R
     let splits = Splits::load(dataset, data_dir)?;
     let train_ds = &splits.train;
     let pool = target.pool(train_ds.len());
-    let expected = Vec::<i64>::try_from(train::member_indices(pool, cfg.half, cfg.partition.as_ref()))?;
+    let expected = Vec::<i64>::try_from(train::member_indices(
+        pool,
+        cfg.half,
+        cfg.partition.as_ref(),
+    ))?;
     if expected.len() != target.members.len()
         || expected
             .iter()

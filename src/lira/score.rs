@@ -1,8 +1,8 @@
 //! LiRA's statistics: the logit-scaled confidence φ of a model on an example, the normal
 //! log-density and log-CDF, and the online and offline scores from the φ of the target and
 //! the shadow models (see the module docs of `lira`).
-use crate::{Error, Result};
 use crate::special::norm_logcdf;
+use crate::{Error, Result};
 use std::f64::consts::PI;
 
 /// Below this many shadows [`Variance::Auto`] uses one global σ.

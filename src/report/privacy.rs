@@ -1,4 +1,5 @@
-//! `fool report privacy RUN...`: privacy, utility and robustness of training runs side by side.
+//! `fool report privacy RUN...`: privacy, utility and robustness of training runs side by side
+//! (non-private, DP-SGD and PATE students).
 //!
 //! For each run folder (from `fool train`) it reads `metadata.json` (ε, accuracy, and the
 //! per-epoch membership audits of `--audit-every`), and when present `audit/audit.json` (from
@@ -51,6 +52,14 @@ pub struct ReportRow {
     pub robust_accuracy: Option<f64>,
     pub robust_eps: Option<f64>,
     pub robust_attack: Option<String>,
+    /// How the run was trained: `non-private`, `DP-SGD`, or a PATE student (`PATE (confident,
+    /// 640 q)`, whose `epsilon` is the released data-dependent ε).
+    pub kind: String,
+    /// A PATE student's data-dependent and data-independent ε.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon_data_dependent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon_data_independent: Option<f64>,
 }
 
 /// Load every run folder, then write the report into `out` (created if needed, and only once
@@ -136,6 +145,13 @@ pub fn row(run: &Run) -> ReportRow {
         robust_accuracy: robust.map(|r| r.robust_accuracy),
         robust_eps: robust.map(|r| r.eps),
         robust_attack: robust.map(|r| r.attack.clone()),
+        kind: match (&run.meta.pate, &run.meta.config.dp) {
+            (Some(p), _) => p.kind(),
+            (None, Some(_)) => "DP-SGD".into(),
+            (None, None) => "non-private".into(),
+        },
+        epsilon_data_dependent: run.meta.pate.as_ref().map(|p| p.epsilon_data_dependent),
+        epsilon_data_independent: run.meta.pate.as_ref().map(|p| p.epsilon_data_independent),
     }
 }
 
@@ -314,11 +330,11 @@ pub fn write(runs: &[Run], out: &Path) -> Result<Vec<ReportRow>> {
     )?;
     crate::files::write_json_bare(&out.join("privacy_report.json"), &rows)?;
     let mut csv = String::from(
-        "run,dataset,arch,private,epsilon,delta,test_accuracy,epochs,best_auc,best_auc_attack,best_advantage,tpr_at_fpr_0.001,robust_accuracy,robust_eps,robust_attack\n",
+        "run,dataset,arch,private,epsilon,delta,test_accuracy,epochs,best_auc,best_auc_attack,best_advantage,tpr_at_fpr_0.001,robust_accuracy,robust_eps,robust_attack,kind\n",
     );
     for r in &rows {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
             r.run,
             r.dataset,
             r.arch.replace(',', ";"),
@@ -336,6 +352,7 @@ pub fn write(runs: &[Run], out: &Path) -> Result<Vec<ReportRow>> {
             opt(r.robust_accuracy),
             opt(r.robust_eps),
             r.robust_attack.clone().unwrap_or_default(),
+            r.kind.replace(',', ";"),
         ));
     }
     let cp = out.join("privacy_report.csv");

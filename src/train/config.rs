@@ -4,8 +4,43 @@ use super::optim::OptKind;
 use crate::datasets::DatasetName;
 use crate::nets::Arch;
 use crate::privacy::accountant::{self, AccountantKind};
+use crate::privacy::pate::Aggregator;
 use crate::{Error, Result};
+use std::ops::Range;
 use std::path::PathBuf;
+
+/// One part of a seeded partition of the pool into `parts` disjoint parts (a PATE teacher's
+/// share of the private data): a permutation of the pool drawn with `seed`, cut into `parts`
+/// contiguous chunks whose sizes differ by at most one; this run trains on chunk `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Partition {
+    pub seed: u64,
+    pub index: usize,
+    pub parts: usize,
+}
+
+/// What a PATE student trains on: the first `queries` items of a public pool the teachers
+/// voted on, labelled by a noisy aggregator (only the answered ones); evaluated on held-out
+/// rows of the test split. The private data is the teachers' pool.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StudentData {
+    /// The pool spec (`mnist:test[0:9000]` or a folder).
+    pub pool: String,
+    pub queries: usize,
+    pub aggregator: Aggregator,
+    /// Seed of the aggregator's noise.
+    pub noise_seed: u64,
+    /// Queries answered: the student's training examples.
+    pub answered: usize,
+    /// FNV-1a (hex) of the (item, label) pairs trained on.
+    pub labels_digest: String,
+    /// Rows of the test split held out from the pool: the student's test set, and the
+    /// non-members of its membership audit.
+    pub test_rows: Range<usize>,
+    /// The private data: the first `private_rows` examples of the training split (the
+    /// teachers' pool), the members of the student's membership audit.
+    pub private_rows: usize,
+}
 
 /// Differential-privacy settings as the user gave them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -45,6 +80,13 @@ pub struct TrainConfig {
     /// Members and non-members used by those audits (each at most this many).
     #[serde(default = "default_audit_examples")]
     pub audit_examples: usize,
+    /// Train on one part of a seeded partition of the pool (PATE teachers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<Partition>,
+    /// A PATE student: the training split given to the run is the labelled pool (see
+    /// [`StudentData`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub student: Option<StudentData>,
 }
 
 fn default_audit_examples() -> usize {
@@ -89,6 +131,26 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
     }
     if cfg.limit == Some(0) {
         return Err(Error::field("limit", "must be at least 1"));
+    }
+    if let Some(p) = &cfg.partition {
+        if cfg.half.is_some() {
+            return Err(Error::field(
+                "half",
+                "a random half and a partition part cannot be combined",
+            ));
+        }
+        if p.parts == 0 {
+            return Err(Error::field("teachers", "must be at least 1"));
+        }
+        if p.index >= p.parts {
+            return Err(Error::field(
+                "partition",
+                format!(
+                    "part {} of {}: the index must be below the number of parts",
+                    p.index, p.parts
+                ),
+            ));
+        }
     }
     if let Some(dp) = &cfg.dp {
         if !cfg.arch.dp_compatible() {

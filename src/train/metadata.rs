@@ -3,6 +3,40 @@
 use super::{Data, EpochRecord, TrainConfig, Trainer};
 use crate::datasets::DatasetName;
 use crate::privacy::accountant::AccountantKind;
+use crate::privacy::pate::{Aggregator, Analysis};
+use std::ops::Range;
+
+/// The privacy of a PATE student: its labels came from the teachers' noisy votes; its
+/// training itself is not private (it only saw public data and those labels).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PateRecord {
+    pub aggregator: Aggregator,
+    pub teachers: u32,
+    pub queries: usize,
+    /// Queries the aggregator answered (the student's training examples).
+    pub answered: usize,
+    /// Fraction of the answered labels equal to the pool's true labels (when it has them).
+    pub label_accuracy: Option<f64>,
+    pub epsilon_data_independent: f64,
+    pub epsilon_data_dependent: f64,
+    /// The data-dependent ε released with smooth-sensitivity noise, when there is a release.
+    pub epsilon_released: Option<f64>,
+    pub analysis: Analysis,
+}
+
+impl PateRecord {
+    /// The ε a student publishes: the noisy release of the data-dependent ε, or the
+    /// data-independent ε when there is nothing to release.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon_released
+            .unwrap_or(self.epsilon_data_independent)
+    }
+
+    /// `PATE (confident, 640 q)`.
+    pub fn kind(&self) -> String {
+        format!("PATE ({}, {} q)", self.aggregator.name(), self.queries)
+    }
+}
 
 /// `metadata.json` of a run or checkpoint.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -27,6 +61,13 @@ pub struct Metadata {
     pub device: String,
     pub config: TrainConfig,
     pub history: Vec<EpochRecord>,
+    /// Rows of the test split that are the non-members of a membership audit (default: the
+    /// whole test split); a PATE student's held-out rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonmembers: Option<Range<usize>>,
+    /// A PATE student's privacy (its `epsilon` is [`PateRecord::epsilon`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pate: Option<PateRecord>,
 }
 
 impl Trainer {
@@ -49,12 +90,25 @@ impl Trainer {
             test_accuracy: last.map(|r| r.test_accuracy),
             train_examples: data.train_len,
             test_examples: data.test.len(),
-            members: match self.cfg.half {
-                None => format!(
+            members: match (&self.cfg.student, &self.cfg.partition, self.cfg.half) {
+                (Some(s), _, _) => format!(
+                    "a PATE student: trained on {} items of the pool {} labelled by the teachers' noisy votes; the private data (members.npy) is the teachers' pool, the first {} examples of the {} training split",
+                    data.train_len, s.pool, s.private_rows, self.cfg.dataset
+                ),
+                (None, Some(p), _) => format!(
+                    "part {} of {} ({} examples) of a partition (seed {}) of the first {} examples of the {} training split; indices in members.npy",
+                    p.index,
+                    p.parts,
+                    data.train_len,
+                    p.seed,
+                    self.cfg.pool(data.train.len()),
+                    self.cfg.dataset
+                ),
+                (None, None, None) => format!(
                     "the first {} examples of the {} training split",
                     data.train_len, self.cfg.dataset
                 ),
-                Some(seed) => format!(
+                (None, None, Some(seed)) => format!(
                     "a random half ({} examples, seed {seed}) of the first {} examples of the {} training split; indices in members.npy",
                     data.train_len,
                     self.cfg.pool(data.train.len()),
@@ -65,6 +119,8 @@ impl Trainer {
             device: format!("{:?}", self.device),
             config: self.cfg.clone(),
             history: self.history.clone(),
+            nonmembers: self.cfg.student.as_ref().map(|s| s.test_rows.clone()),
+            pate: None,
         }
     }
 }

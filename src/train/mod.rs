@@ -8,7 +8,8 @@
 //! - [`metadata`] — `metadata.json`;
 //! - [`run_dir`] — the run directory, the one owner of a run's files ([`RunDir`]);
 //! - [`run`] — [`Run::train`], the resumable epoch loop every trainer goes through (the CLI,
-//!   LiRA's shadow models), followed by an [`Observer`] that may stop it after any epoch;
+//!   LiRA's shadow models, PATE's teachers and students), followed by an [`Observer`] that
+//!   may stop it after any epoch;
 //! - [`export`], [`chart`], [`optim`] — the TorchScript export, the training chart, the
 //!   optimizers.
 pub mod chart;
@@ -21,9 +22,11 @@ pub mod run_dir;
 pub mod state;
 pub mod trainer;
 
-pub use config::{resolve_noise, validate, DpConfig, TrainConfig};
-pub use metadata::Metadata;
+pub use config::{resolve_noise, validate, DpConfig, Partition, StudentData, TrainConfig};
+pub use metadata::{Metadata, PateRecord};
 pub use run::{Observer, Outcome, Resume, Run, Silent, Started};
 pub use run_dir::{Progress, RunDir};
 pub use state::State;
-pub use trainer::{evaluate, logits, member_indices, Data, EpochRecord, Splits, Trainer};
+pub use trainer::{
+    evaluate, logits, member_indices, partition_part, Data, EpochRecord, Splits, Trainer,
+};

@@ -5,13 +5,13 @@
 //! and sample images. An [`Observer`] follows the progress and may stop the run after any
 //! epoch, to be resumed later with the same result as an uninterrupted run.
 use super::{
-    chart, export, resolve_noise, validate, Data, EpochRecord, Metadata, Progress, RunDir, Splits,
-    TrainConfig, Trainer,
+    chart, export, resolve_noise, validate, Data, EpochRecord, Metadata, PateRecord, Progress,
+    RunDir, Splits, TrainConfig, Trainer,
 };
 use crate::privacy::dpsgd::StepStats;
 use crate::{Error, Result};
 use std::ops::ControlFlow;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// What a run is about to do, once its data is loaded and its state restored.
 pub struct Started<'a> {
@@ -80,6 +80,8 @@ pub struct Run {
     pub keep_state: bool,
     /// Evaluate on the first N test examples only (default: all).
     pub test_examples: Option<usize>,
+    /// A PATE student's privacy, recorded in its metadata (ε, δ and `pate`).
+    pub pate: Option<PateRecord>,
 }
 
 impl Run {
@@ -95,6 +97,7 @@ impl Run {
             chart: true,
             keep_state: true,
             test_examples: None,
+            pate: None,
         }
     }
 
@@ -114,15 +117,25 @@ impl Run {
         let data = Data::new(splits, &cfg, self.test_examples);
         if data.train_len == 0 {
             let pool = cfg.pool(splits.train.len());
-            return Err(match cfg.half {
-                Some(_) => Error::field(
+            return Err(match (cfg.partition, cfg.half) {
+                (Some(p), _) => Error::field(
+                    "teachers",
+                    format!(
+                        "{} teachers but only {pool} training example{}: every teacher needs at least one",
+                        p.parts,
+                        if pool == 1 { "" } else { "s" }
+                    ),
+                ),
+                (None, Some(_)) => Error::field(
                     "half",
                     format!(
                         "a random half of {pool} training example{} is empty; a half needs a pool (limit) of at least 2 examples",
                         if pool == 1 { "" } else { "s" }
                     ),
                 ),
-                None => Error::bad_file(&cfg.data_dir, "the training split has no examples"),
+                (None, None) => {
+                    Error::bad_file(&cfg.data_dir, "the training split has no examples")
+                }
             });
         }
         resolve_noise(&mut cfg, data.train_len)?;
@@ -171,7 +184,7 @@ impl Run {
             // The checkpoint first: if it cannot be written, the saved state is still the
             // previous epoch's, and a resumed run writes it.
             if cfg.checkpoint_every > 0 && epoch.is_multiple_of(cfg.checkpoint_every) {
-                let meta = trainer.metadata(&data);
+                let meta = self.metadata(&trainer, &data);
                 export::export(
                     &trainer.net,
                     &data.train,
@@ -187,16 +200,33 @@ impl Run {
         self.finish(&trainer, &data)
     }
 
+    /// The metadata of the model as it is now, with the PATE record when there is one.
+    fn metadata(&self, trainer: &Trainer, data: &Data) -> Metadata {
+        let mut meta = trainer.metadata(data);
+        if let Some(p) = &self.pate {
+            meta.epsilon = Some(p.epsilon());
+            meta.delta = Some(p.analysis.delta);
+            meta.pate = Some(p.clone());
+        }
+        meta
+    }
+
     /// Write the members, then the model with its metadata (metadata.json last: until it is
     /// there the run is not finished), the chart and the samples; drop the state unless kept.
     fn finish(&self, trainer: &Trainer, data: &Data) -> Result<Outcome> {
         let root = self.dir.root();
-        let meta = trainer.metadata(data);
+        let meta = self.metadata(trainer, data);
         let mp = self.dir.metadata_path();
         if mp.exists() {
             std::fs::remove_file(&mp).map_err(|e| Error::io(&mp, e))?;
         }
-        self.dir.write_members(&data.members)?;
+        // A student's members are the private data (the teachers' pool), not the public pool
+        // items it trained on.
+        let members = match &trainer.cfg.student {
+            Some(s) => Tensor::arange(s.private_rows as i64, (Kind::Int64, Device::Cpu)),
+            None => data.members.shallow_clone(),
+        };
+        self.dir.write_members(&members)?;
         export::export(&trainer.net, &data.train, &meta, root)?;
         if self.chart {
             chart::training(root, &meta)?;

@@ -4,6 +4,7 @@
 //! Randomness: torch's generator is re-seeded from (seed, epoch) at the start of every epoch,
 //! so a run resumed from the state saved after epoch k continues with exactly the batches and
 //! noise an uninterrupted run would have drawn (same final model and ε on the same device).
+use super::config::Partition;
 use super::optim::Optimizer;
 use super::{Observer, TrainConfig};
 use crate::datasets::{self, DatasetName, Feed, Split, TensorDataset};
@@ -77,7 +78,11 @@ impl Data {
     /// The data a configuration trains on, sharing the tensors of `splits`; evaluation on the
     /// first `test_rows` test examples when given.
     pub fn new(splits: &Splits, cfg: &TrainConfig, test_rows: Option<usize>) -> Data {
-        let members = member_indices(cfg.pool(splits.train.len()), cfg.half);
+        let members = member_indices(
+            cfg.pool(splits.train.len()),
+            cfg.half,
+            cfg.partition.as_ref(),
+        );
         Data {
             train: splits.train.head(None),
             test: splits.test.head(test_rows),
@@ -87,10 +92,17 @@ impl Data {
     }
 }
 
-/// Which rows of the training split a configuration trains on: the first `limit` rows, or a
-/// seeded random half of them.
-pub fn member_indices(limit: usize, half: Option<u64>) -> Tensor {
+/// Which rows of the training split a configuration trains on: the first `limit` rows, a
+/// seeded random half of them, or one part of a seeded partition of them ([`partition_part`]).
+pub fn member_indices(limit: usize, half: Option<u64>, partition: Option<&Partition>) -> Tensor {
     let all = Tensor::arange(limit as i64, (Kind::Int64, Device::Cpu));
+    if let Some(p) = partition {
+        let part: Vec<i64> = partition_part(limit, p)
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
+        return Tensor::from_slice(&part);
+    }
     match half {
         None => all,
         Some(seed) => {
@@ -104,6 +116,25 @@ pub fn member_indices(limit: usize, half: Option<u64>) -> Tensor {
             Tensor::from_slice(&chosen)
         }
     }
+}
+
+/// Part `p.index` of the partition of `0..pool` into `p.parts` parts: a permutation drawn
+/// with `p.seed` cut into contiguous chunks (the first `pool % parts` one longer), sorted.
+/// The parts are disjoint and cover the pool; a part is empty when there are more parts than
+/// rows.
+pub fn partition_part(pool: usize, p: &Partition) -> Vec<usize> {
+    let parts = p.parts.max(1);
+    let (base, extra) = (pool / parts, pool % parts);
+    let start = p.index * base + p.index.min(extra);
+    let len = if p.index < parts {
+        base + usize::from(p.index < extra)
+    } else {
+        0
+    };
+    let perm = crate::rng::SplitMix64::new(p.seed).permutation(pool);
+    let mut part = perm[start.min(pool)..(start + len).min(pool)].to_vec();
+    part.sort_unstable();
+    part
 }
 
 /// Logits of `net` (eval mode) on rows `idx` of `ds`, computed on `device` in chunks of

@@ -7,7 +7,7 @@ use crate::common::root;
 /// (`bench`, `train`) are siblings and may not use each other.
 const LAYERS: &[&[&str]] = &[
     &["report"],
-    &["lira"],
+    &["lira", "pate"],
     &["bench", "train"],
     &["defenses"],
     &["attacks"],

@@ -210,6 +210,8 @@ fn small_config(epochs: usize) -> TrainConfig {
         checkpoint_every: 0,
         audit_every: 0,
         audit_examples: 10_000,
+        partition: None,
+        student: None,
     }
 }
 

@@ -18,6 +18,8 @@ mod hostile;
 mod hostile_bench;
 mod hostile_train;
 mod lira;
+mod pate;
+mod pate_reference;
 mod preprocess_vs_torchvision;
 mod report;
 mod train;

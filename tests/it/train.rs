@@ -275,6 +275,8 @@ fn dp_config(epochs: usize) -> TrainConfig {
         checkpoint_every: 1,
         audit_every: 0,
         audit_examples: 10_000,
+        partition: None,
+        student: None,
     }
 }
 
