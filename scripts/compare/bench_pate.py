@@ -10,7 +10,7 @@ Needs a Python with numpy, scipy, sympy and absl-py for the reference (no Tensor
     python -m venv /tmp/pate-ref && /tmp/pate-ref/bin/pip install numpy scipy sympy absl-py
 and a release build of fool. Run from the repository root:
     /tmp/pate-ref/bin/python scripts/compare/bench_pate.py [--votes FILE] [--queries 9000] \
-        [--sigma2 40 --threshold 200 --sigma1 150] [--repeats 3]
+        [--sigma2 40 --threshold 200 --sigma1 150 | --gnmax] [--repeats 3]
 Without --votes it writes a synthetic (9000, 10) matrix of 250 teachers' votes (most queries
 with a clear plurality, some contentious, seeded) to /tmp/pate_bench_votes.npy.
 """
@@ -44,10 +44,13 @@ def main():
     ap.add_argument("--threshold", type=float, default=200.0)
     ap.add_argument("--sigma1", type=float, default=150.0)
     ap.add_argument("--delta", type=float, default=1e-5)
+    ap.add_argument("--gnmax", action="store_true", help="plain GNMax: no threshold step")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--reference", default="../shared/reference/tf-privacy-pate_2018")
     ap.add_argument("--fool", default="target/release/fool")
     a = ap.parse_args()
+    if a.gnmax:
+        a.threshold = a.sigma1 = None
     votes = a.votes or "/tmp/pate_bench_votes.npy"
     if not a.votes:
         synthetic(votes, a.queries)

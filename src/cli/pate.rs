@@ -397,7 +397,8 @@ impl Observer for StudentBar {
 }
 
 fn student(a: StudentArgs) -> Result<ExitCode> {
-    let aggregator = pate::aggregator(&a.aggregator, a.threshold, a.sigma1, a.sigma, a.scale)?;
+    let aggregator =
+        fool::privacy::pate::from_flags(&a.aggregator, a.threshold, a.sigma1, a.sigma, a.scale)?;
     let manifest = Manifest::open(&a.ensemble)?;
     let training = a
         .training

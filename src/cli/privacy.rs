@@ -161,7 +161,8 @@ fn pate(a: PateArgs) -> Result<ExitCode> {
         } else {
             "gnmax"
         });
-    let aggregator = fool::pate::aggregator(name, a.threshold, a.sigma1, a.sigma, a.scale)?;
+    let aggregator =
+        fool::privacy::pate::from_flags(name, a.threshold, a.sigma1, a.sigma, a.scale)?;
     let votes = Votes::read(&a.votes)?;
     let settings = Settings {
         aggregator,

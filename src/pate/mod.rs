@@ -23,7 +23,7 @@ pub mod teachers;
 pub mod vote;
 
 pub use pool::{Pool, PoolItems, PoolSpec};
-pub use student::{aggregator, train_student, StudentJob, StudentOutcome, StudentReport};
+pub use student::{train_student, StudentJob, StudentOutcome, StudentReport};
 pub use teachers::{check, train_teachers, Quiet, TeacherRow, TeachersObserver, TeachersReport};
 pub use vote::{collect_votes, VotesInfo, VotesJob};
 

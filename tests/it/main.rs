@@ -19,6 +19,7 @@ mod hostile_bench;
 mod hostile_train;
 mod lira;
 mod pate;
+mod pate_analysis_cli;
 mod pate_reference;
 mod preprocess_vs_torchvision;
 mod report;

@@ -92,6 +92,68 @@ impl Aggregator {
     }
 }
 
+/// The aggregator the flags name: `gnmax` (σ), `confident` (T, σ1, σ) or `laplace` (scale).
+/// A threshold without σ1 or σ1 without a threshold is an error naming the missing one.
+pub fn from_flags(
+    name: &str,
+    threshold: Option<f64>,
+    sigma1: Option<f64>,
+    sigma: Option<f64>,
+    scale: Option<f64>,
+) -> Result<Aggregator> {
+    match (threshold, sigma1) {
+        (Some(_), None) => {
+            return Err(Error::field("sigma1", "the threshold T needs its noise σ1"));
+        }
+        (None, Some(_)) => {
+            return Err(Error::field(
+                "threshold",
+                "σ1 is the noise of a threshold T: give T",
+            ));
+        }
+        _ => {}
+    }
+    let need = |field: &str, v: Option<f64>| {
+        v.ok_or_else(|| Error::field(field, format!("needed by the {name} aggregator")))
+    };
+    let agg = match name {
+        "gnmax" | "confident" if scale.is_some() => {
+            return Err(Error::field("scale", "only for the laplace aggregator"));
+        }
+        "gnmax" if threshold.is_some() => {
+            return Err(Error::field(
+                "threshold",
+                "a threshold (with σ1) is Confident-GNMax: use --aggregator confident",
+            ));
+        }
+        "gnmax" => Aggregator::Gnmax {
+            sigma: need("sigma", sigma)?,
+        },
+        "confident" => Aggregator::Confident {
+            threshold: need("threshold", threshold)?,
+            sigma1: need("sigma1", sigma1)?,
+            sigma: need("sigma", sigma)?,
+        },
+        "laplace" if threshold.is_some() || sigma.is_some() => {
+            return Err(Error::field(
+                "aggregator",
+                "laplace takes only its scale (no threshold, σ1 or σ)",
+            ));
+        }
+        "laplace" => Aggregator::Laplace {
+            scale: need("scale", scale)?,
+        },
+        o => {
+            return Err(Error::field(
+                "aggregator",
+                format!("unknown aggregator '{o}' (gnmax, confident or laplace)"),
+            ))
+        }
+    };
+    agg.check()?;
+    Ok(agg)
+}
+
 /// The aggregator's answer to every query of `votes`, in order (None: not answered).
 pub fn aggregate(votes: &Votes, agg: &Aggregator, seed: u64) -> Result<Vec<Option<usize>>> {
     agg.check()?;

@@ -9,6 +9,6 @@ pub mod rdp;
 pub mod smooth;
 pub mod votes;
 
-pub use aggregate::{aggregate, Aggregator};
+pub use aggregate::{aggregate, from_flags, Aggregator};
 pub use analysis::{analyse, Analysis, Settings, SmoothRelease};
 pub use votes::Votes;
