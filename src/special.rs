@@ -144,8 +144,16 @@ pub fn erfcinv_ln(ln_y: f64) -> f64 {
     while x > 0.0 && log_erfc(x) < ln_y {
         x *= 0.9;
     }
+    // ln erfc(x) = ln(1 − erf(x)) is precise near x = 0 where erfc(x) ≈ 1 is not.
+    let ln_erfc = |x: f64| {
+        if x.abs() < 0.5 {
+            (-libm::erf(x)).ln_1p()
+        } else {
+            log_erfc(x)
+        }
+    };
     for _ in 0..100 {
-        let le = log_erfc(x);
+        let le = ln_erfc(x);
         let slope = -2.0 / PI.sqrt() * (-x * x - le).exp();
         let step = (le - ln_y) / slope;
         x -= step;
@@ -187,7 +195,15 @@ mod tests {
         // Far below the smallest double: ln erfc(erfcinv_ln(l)) = l.
         for l in [-1e5, -5000.0, -800.0, -745.0, -20.0, -1e-3, -1e-12] {
             let x = erfcinv_ln(l);
-            assert!((log_erfc(x) - l).abs() <= 1e-14 * l.abs(), "{l}: {x}");
+            assert!(
+                (log_erfc(x) - l).abs() <= 1e-14 * l.abs().max(1.0),
+                "{l}: {x}"
+            );
+        }
+        // Near 0, erfc(x) ≈ 1 − 2x/√π: x ≈ (1 − e^l)·√π/2.
+        for l in [-1e-6f64, -1e-12] {
+            let want = -l.exp_m1() * PI.sqrt() / 2.0;
+            assert!((erfcinv_ln(l) - want).abs() <= 1e-5 * want, "{l}");
         }
         assert_eq!(erfcinv(0.0), f64::INFINITY);
         assert_eq!(erfcinv(2.0), f64::NEG_INFINITY);

@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(v.row(1), &[2, 2, 0]);
         assert_eq!(argmax(v.row(1)), 0);
         let msg = |r: Result<Votes>| r.unwrap_err().to_string();
-        assert!(msg(Votes::new(vec![3, 1, 0, 2, 1, 0], 3)).contains("row 1 sums to 3"));
+        assert!(msg(Votes::new(vec![3, 1, 0, 2, 1, 0], 3)).contains("row 0 sums to 4, row 1 to 3"));
         assert!(msg(Votes::new(vec![0, 0], 2)).contains("no teacher"));
         assert!(msg(Votes::new(vec![1], 1)).contains("at least 2 classes"));
         assert!(msg(Votes::new(vec![1, 2, 3], 2)).contains("do not make rows"));
