@@ -290,6 +290,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("target_epsilon", "--target-epsilon"),
     ("teachers", "--teachers"),
     ("test", "--test"),
+    ("test_examples", "--test-examples"),
     ("threshold", "--threshold"),
     ("votes", "--votes"),
     ("wnids", "--wnids"),

@@ -107,6 +107,10 @@ struct TeachersArgs {
     /// Use the first N training examples only
     #[arg(long)]
     limit: Option<usize>,
+    /// Evaluate each teacher (every epoch, and in the table) on the first N test examples
+    /// only [default: all]: with small teachers, evaluation is most of the time
+    #[arg(long, value_name = "N")]
+    test_examples: Option<usize>,
     /// Seed of the partition into parts
     #[arg(long, default_value_t = 0)]
     partition_seed: u64,
@@ -271,7 +275,10 @@ fn teachers(a: TeachersArgs) -> Result<ExitCode> {
             .unwrap_or(Shard::ALL),
     };
     let device = fool::device::parse_device(&a.training.device)?;
-    let manifest = Manifest::new(template, a.teachers, a.partition_seed);
+    let manifest = Manifest {
+        test_examples: a.test_examples,
+        ..Manifest::new(template, a.teachers, a.partition_seed)
+    };
     let quiet = a.output.quiet || a.output.json;
     let mut bar = TeacherBar {
         pb: indicatif::ProgressBar::hidden(),

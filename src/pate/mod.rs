@@ -48,6 +48,11 @@ pub struct Manifest {
     /// The teachers' configuration (no partition; `seed` the base seed): teacher k is
     /// [`Manifest::teacher_config`].
     pub template: TrainConfig,
+    /// Teachers are evaluated (after every epoch, and in the accuracy table) on the first N
+    /// test examples; all when absent. Evaluation on the whole test split is most of a small
+    /// teacher's time (10,000 images against a few hundred trained on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_examples: Option<usize>,
 }
 
 impl Manifest {
@@ -63,6 +68,7 @@ impl Manifest {
                 student: None,
                 ..template
             },
+            test_examples: None,
         }
     }
 

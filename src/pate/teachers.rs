@@ -127,6 +127,9 @@ pub fn train_teachers(
         return Err(Error::field("teachers", "must be at least 1"));
     }
     train::validate(&manifest.teacher_config(0))?;
+    if manifest.test_examples == Some(0) {
+        return Err(Error::field("test_examples", "must be at least 1"));
+    }
     if manifest.template.dp.is_some() {
         return Err(Error::field(
             "dp",
@@ -179,6 +182,7 @@ pub fn train_teachers(
             resume: Resume::IfSame,
             chart: false,
             keep_state: false,
+            test_examples: manifest.test_examples,
             ..Run::new(manifest.teacher_config(k), teacher_dir(root, k), device)
         };
         let meta = match run.train_on(&splits, &mut Teacher { obs, k })? {

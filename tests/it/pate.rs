@@ -189,6 +189,35 @@ fn teachers_train_resume_shard_and_check() {
         "{err}"
     );
     assert!(!many.join("pate.json").exists());
+    // Teachers evaluated on the first N test examples: recorded in the manifest, checked on a
+    // rerun; 0 is refused.
+    let small = dir.path().join("small");
+    let r = teachers_ok(&small, "2", &["--test-examples", "50"]);
+    for row in r["rows"].as_array().unwrap() {
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(Path::new(row["dir"].as_str().unwrap()).join("metadata.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(meta["test_examples"], 50);
+        let acc = row["test_accuracy"].as_f64().unwrap();
+        assert_eq!(
+            (acc * 50.0).round(),
+            acc * 50.0,
+            "accuracy over 50 images: {acc}"
+        );
+    }
+    let err = String::from_utf8_lossy(&teachers(&small, "2", &["--test-examples", "60"]).stderr)
+        .to_string();
+    assert!(
+        err.contains("--test-examples") || err.contains("test_examples"),
+        "{err}"
+    );
+    let err = String::from_utf8_lossy(
+        &teachers(&dir.path().join("zero"), "2", &["--test-examples", "0"]).stderr,
+    )
+    .to_string();
+    assert!(err.contains("--test-examples: must be at least 1"), "{err}");
 }
 
 /// Stops the ensemble after teacher `after`.
