@@ -7,6 +7,7 @@
 //!   [`pate`] (PATE teachers, votes and students);
 //! - commands' engines: [`bench`] (attack sweeps), [`train`] (training runs and their run
 //!   directory);
+//! - detection: [`detect`] (adversarial-input detectors, calibrated on clean images);
 //! - measures and mechanisms: [`audit`] (membership-inference metrics), [`privacy`] (DP-SGD and
 //!   its accountants), [`defenses`], [`attacks`] (the attack registry);
 //! - models and data: [`nets`], [`model`], [`datasets`], [`preprocess`], [`labels`],
@@ -19,6 +20,8 @@ pub mod pate;
 
 pub mod bench;
 pub mod train;
+
+pub mod detect;
 
 pub mod attacks;
 pub mod audit;

@@ -4,46 +4,12 @@ use super::plan::{seed_for, BenchConfig, Unit};
 use super::store::Row;
 use crate::attacks::goal::predictions;
 use crate::attacks::{distances, project_quantized, registry, Budget, Goal, StepInfo, Victim};
-use crate::datasets::Item;
 use crate::defenses::{classify_through, Chain, Defended, Defense as _};
 use crate::model::Classifier;
 use crate::{Error, Result};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
-/// The images of one batch, loaded and preprocessed. Unreadable files are returned as
-/// errors for the caller to report and skip.
-pub struct LoadedBatch {
-    pub items: Vec<Item>,
-    pub x: Tensor,
-    pub labels: Vec<usize>,
-    pub failed: Vec<(Item, Error)>,
-}
-
-pub fn load_batch(model: &Classifier, items: &[Item]) -> LoadedBatch {
-    let mut ok = Vec::new();
-    let mut xs = Vec::new();
-    let mut failed = Vec::new();
-    for it in items {
-        match crate::imageio::load_rgb(&it.path) {
-            Ok(img) => {
-                xs.push(model.pre.pixels(&img, tch::Device::Cpu));
-                ok.push(it.clone());
-            }
-            Err(e) => failed.push((it.clone(), e)),
-        }
-    }
-    let x = if xs.is_empty() {
-        Tensor::zeros([0], (Kind::Float, model.device))
-    } else {
-        Tensor::stack(&xs, 0).to_device(model.device)
-    };
-    LoadedBatch {
-        labels: ok.iter().map(|i| i.label).collect(),
-        items: ok,
-        x,
-        failed,
-    }
-}
+pub use crate::datasets::{load_batch, LoadedBatch};
 
 /// A batch named by its files ("images a.png … c.png (3)"), for errors.
 pub fn batch_name(b: &LoadedBatch) -> String {

@@ -13,6 +13,7 @@ mod apply;
 mod attack;
 mod audit;
 mod bench;
+mod detect;
 mod pate;
 mod predict;
 mod privacy;
@@ -60,6 +61,8 @@ enum Command {
     Apply(apply::ApplyArgs),
     /// Attack success rate versus eps over a labelled image folder, with and without defenses.
     Bench(bench::BenchArgs),
+    /// Adversarial-input detection: calibrate feature squeezing on clean images, score images.
+    Detect(detect::DetectArgs),
     /// Train a classifier on MNIST or CIFAR-10, optionally with DP-SGD, and export it.
     Train(train::TrainArgs),
     /// Reports over several runs: `fool report privacy RUN... --out DIR`.
@@ -79,6 +82,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Attack(a)) => attack::run(a),
         Some(Command::Apply(a)) => apply::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Detect(a)) => detect::run(a),
         Some(Command::Train(a)) => train::run(a),
         Some(Command::Report(a)) => report::run(a),
         Some(Command::Privacy(a)) => privacy::run(a),
@@ -247,10 +251,12 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("dataset", "--dataset"),
     ("defense", "--defense"),
     ("delta", "--delta"),
+    ("detector", "--detector"),
     ("device", "--device"),
     ("epochs", "--epochs"),
     ("eps", "--eps"),
     ("folds", "--folds"),
+    ("fpr", "--fpr"),
     ("half", "--half"),
     ("limit", "--limit"),
     ("lira_epochs", "--lira-epochs"),
@@ -284,6 +290,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("sigma1", "--sigma1"),
     ("size", "--size"),
     ("slices", "--slices"),
+    ("squeezers", "--squeezers"),
     ("std", "--std"),
     ("steps", "--steps"),
     ("target", "--target"),

@@ -2,9 +2,11 @@
 //! at least, as the ImageNet samples have), or images named by ImageNet WordNet id
 //! (`n01440764_tench.JPEG`) together with a synset list (`wnids`, one `nXXXXXXXX ...` per
 //! line in class order, the `LOC_synset_mapping.txt` format).
+use crate::model::Classifier;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use tch::{Kind, Tensor};
 
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +201,44 @@ fn from_wnid_names(dir: &Path, wnids: &Path) -> Result<Vec<Item>> {
         }
     }
     Ok(items)
+}
+
+/// The images of one batch, loaded and preprocessed. Unreadable files are returned as
+/// errors for the caller to report and skip.
+pub struct LoadedBatch {
+    pub items: Vec<Item>,
+    /// Their pixels (N,3,S,S) in [0,1] on the model's device, preprocessed for it.
+    pub x: Tensor,
+    pub labels: Vec<usize>,
+    pub failed: Vec<(Item, Error)>,
+}
+
+/// Load and preprocess the images `items` for `model` (the benchmark's and the detector
+/// calibration's one loader).
+pub fn load_batch(model: &Classifier, items: &[Item]) -> LoadedBatch {
+    let mut ok = Vec::new();
+    let mut xs = Vec::new();
+    let mut failed = Vec::new();
+    for it in items {
+        match crate::imageio::load_rgb(&it.path) {
+            Ok(img) => {
+                xs.push(model.pre.pixels(&img, tch::Device::Cpu));
+                ok.push(it.clone());
+            }
+            Err(e) => failed.push((it.clone(), e)),
+        }
+    }
+    let x = if xs.is_empty() {
+        Tensor::zeros([0], (Kind::Float, model.device))
+    } else {
+        Tensor::stack(&xs, 0).to_device(model.device)
+    };
+    LoadedBatch {
+        labels: ok.iter().map(|i| i.label).collect(),
+        items: ok,
+        x,
+        failed,
+    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod folder;
 pub mod mnist;
 
 pub use batches::{Batch, Batches, Feed};
-pub use folder::{image_folder, Item};
+pub use folder::{image_folder, load_batch, Item, LoadedBatch};
 
 /// The data sets [`load`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

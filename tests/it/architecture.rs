@@ -9,6 +9,7 @@ const LAYERS: &[&[&str]] = &[
     &["report"],
     &["lira", "pate"],
     &["bench", "train"],
+    &["detect"],
     &["defenses"],
     &["attacks"],
     &["audit"],

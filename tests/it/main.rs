@@ -12,6 +12,7 @@ mod cli;
 mod cli_privacy;
 mod datasets;
 mod defenses;
+mod detect;
 mod fuzz_replay;
 mod grad_sample;
 mod hostile;
