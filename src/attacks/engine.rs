@@ -17,6 +17,15 @@ pub trait Victim {
     fn eot_samples(&self) -> usize {
         1
     }
+    /// An extra per-image term the attack minimises with its goal loss, for the same input
+    /// `x` as [`Victim::logits`]: (the penalty (N,), differentiable w.r.t. `x`; whether each
+    /// image is acceptable (N,) bool, detached). An image meets the goal only where it is
+    /// acceptable. `None` (the default): no penalty. A detector that the attack must evade
+    /// is one (see `detect::Evading`).
+    fn penalty(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let _ = x;
+        Ok(None)
+    }
 }
 
 impl Victim for Classifier {
@@ -25,12 +34,18 @@ impl Victim for Classifier {
     }
 }
 
+/// A victim's penalty and which images it accepts (see [`Victim::penalty`]).
+type Penalty = Option<(Tensor, Tensor)>;
+
 /// One gradient evaluation, averaged over the victim's EOT draws.
 pub struct GradEval {
     /// Logits of the last draw, detached (N,C).
     pub logits: Tensor,
-    /// Per-image loss averaged over draws, detached (N,).
+    /// Per-image loss averaged over draws (the victim's penalty included), detached (N,).
     pub loss: Tensor,
+    /// The victim's penalty of the last draw, detached, and which images it accepts
+    /// (see [`Victim::penalty`]).
+    pub penalty: Option<(Tensor, Tensor)>,
     /// The gradient, once computed.
     grad: std::cell::OnceCell<Tensor>,
     /// With a single draw the backward pass is deferred until [`GradEval::grad`] asks for it,
@@ -61,13 +76,23 @@ pub fn grad_eval(
     loss: &dyn Fn(&Tensor) -> Tensor,
 ) -> Result<GradEval> {
     let draws = victim.eot_samples().max(1);
+    // The goal loss plus the victim's penalty, with the detached penalty and its verdict.
+    let total = |v: &Tensor| -> Result<(Tensor, Tensor, Penalty)> {
+        let x = input(v);
+        let logits = victim.logits(&x)?;
+        let l = loss(&logits);
+        Ok(match victim.penalty(&x)? {
+            None => (logits, l, None),
+            Some((p, ok)) => (logits, l + &p, Some((p.detach(), ok))),
+        })
+    };
     if draws == 1 {
         let v = var.detach().set_requires_grad(true);
-        let logits = victim.logits(&input(&v))?;
-        let l = loss(&logits);
+        let (logits, l, penalty) = total(&v)?;
         return Ok(GradEval {
             logits: logits.detach(),
             loss: l.detach(),
+            penalty,
             grad: std::cell::OnceCell::new(),
             pending: std::cell::RefCell::new(Some((l.sum(Kind::Float), v))),
         });
@@ -75,10 +100,11 @@ pub fn grad_eval(
     let mut grad_sum: Option<Tensor> = None;
     let mut loss_sum: Option<Tensor> = None;
     let mut last_logits = None;
+    let mut last_penalty = None;
     for _ in 0..draws {
         let v = var.detach().set_requires_grad(true);
-        let logits = victim.logits(&input(&v))?;
-        let l = loss(&logits);
+        let (logits, l, penalty) = total(&v)?;
+        last_penalty = penalty;
         let g = Tensor::run_backward(&[l.sum(Kind::Float)], &[&v], false, false)
             .pop()
             .expect("one gradient");
@@ -98,6 +124,7 @@ pub fn grad_eval(
     Ok(GradEval {
         logits: last_logits.expect("at least one draw"),
         loss: loss_sum.expect("at least one draw") / draws as f64,
+        penalty: last_penalty,
         grad,
         pending: std::cell::RefCell::new(None),
     })
@@ -211,8 +238,13 @@ pub(crate) fn quantized_grad_step(
     let xq = project_quantized(x0, x, budget);
     let to_input = |x: &Tensor| straight_through(x, &xq);
     let eval = grad_eval(victim, x, &to_input, &|logits| goal.loss(logits))?;
-    let reached = goal.reached(&eval.logits);
-    let (prob, score) = prob_and_score(goal, &eval.logits);
+    let (prob, mut score) = prob_and_score(goal, &eval.logits);
+    let mut reached = goal.reached(&eval.logits);
+    if let Some((penalty, ok)) = &eval.penalty {
+        // Only an acceptable image meets the goal; among equals, the lower penalty is better.
+        reached = reached.logical_and(ok);
+        score -= penalty.to_kind(Kind::Float);
+    }
     match rows {
         None => best.update(&xq, &reached, &score),
         Some(r) => best.update_rows(r, &xq, &reached, &score),

@@ -1,6 +1,6 @@
 //! The resumable bench driver ([`run`]) and the merge of shard outputs ([`merge`]), reporting
 //! progress to an [`Observer`].
-use super::plan::{batch_files, pending, units, BenchConfig, Plan, Shard, Unit};
+use super::plan::{batch_files, pending, units, BenchConfig, DetectorConfig, Plan, Shard, Unit};
 use super::runner::{batch_name, load_batch, LoadedBatch, Runner};
 use super::stats::SummaryRow;
 use super::store;
@@ -105,6 +105,30 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
         batch: s.batch,
         seed: s.seed,
         preprocess: PreprocessInfo::from(&model.pre),
+        detector: None,
+    };
+    let detector = match &s.detector {
+        None => None,
+        Some(p) => {
+            let file = crate::detect::load(p)
+                .and_then(|f| f.check_model(p, model).map(|()| f))
+                .map_err(|e| Error::field("detector", e.to_string()))?;
+            Some(file.detector()?)
+        }
+    };
+    let cfg = BenchConfig {
+        detector: detector.as_ref().map(|d| DetectorConfig {
+            path: s
+                .detector
+                .as_ref()
+                .expect("a detector file")
+                .display()
+                .to_string(),
+            squeezers: d.specs(),
+            threshold: d.threshold,
+            weight: s.detector_weight,
+        }),
+        ..cfg
     };
     store::check_or_save_config(&s.out, &cfg)?;
     let results = store::results_path(&s.out);
@@ -129,11 +153,12 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
         cfg: &cfg,
         model,
         defenses: &plan.defenses,
+        detector: detector.as_ref(),
     };
     let by_file: HashMap<&str, &Item> = plan.items.iter().map(|i| (i.file.as_str(), i)).collect();
-    let mut current: Option<(usize, LoadedBatch)> = None;
+    let mut current: Option<(usize, LoadedBatch, Option<Vec<f64>>)> = None;
     for (done, unit) in todo.iter().enumerate() {
-        if current.as_ref().map(|(b, _)| *b) != Some(unit.batch) {
+        if current.as_ref().map(|(b, _, _)| *b) != Some(unit.batch) {
             let items: Vec<Item> = batch_files(&cfg, unit.batch, &skipped)
                 .map(|f| (*by_file[f.as_str()]).clone())
                 .collect();
@@ -144,13 +169,21 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
                 skipped.insert(it.file.clone());
             }
             runner.check_batch(&lb)?;
-            current = Some((unit.batch, lb));
+            let clean = runner.clean_scores(&lb).map_err(|e| {
+                Error::failed(
+                    &format!("batch {}, {}", unit.batch, batch_name(&lb)),
+                    format!("detector on the clean images: {e}"),
+                )
+            })?;
+            current = Some((unit.batch, lb, clean));
         }
-        let (_, lb) = current.as_ref().expect("batch loaded");
+        let (_, lb, clean) = current.as_ref().expect("batch loaded");
         observer.unit_started(unit);
         let images = lb.items.len();
         let new_rows = runner
-            .run_unit(unit, lb, &mut |info| observer.step(unit, images, info))
+            .run_unit(unit, lb, clean.as_deref(), &mut |info| {
+                observer.step(unit, images, info)
+            })
             .map_err(|e| {
                 Error::failed(
                     &format!("batch {}, {}", unit.batch, batch_name(lb)),

@@ -22,7 +22,10 @@ pub mod stats;
 pub mod store;
 
 pub use driver::{batch_list, merge, run, Merged, Observer, Outcome, Report, Start};
-pub use plan::{eps_key, pending, units, BenchConfig, Plan, Settings, Shard, Unit};
+pub use plan::{
+    adaptive_defenses, eps_key, pending, units, BenchConfig, DetectorConfig, Plan, Settings, Shard,
+    Unit,
+};
 pub use runner::{load_batch, LoadedBatch, Runner};
 pub use stats::{summarize, wilson, SummaryRow};
 pub use store::{

@@ -47,6 +47,11 @@ pub struct Settings {
     pub shard: Shard,
     /// Output directory (a run there with the same configuration is resumed).
     pub out: PathBuf,
+    /// A detector file (`fool detect calibrate`): every unit also scores the clean images and
+    /// the attacked ones; with `adaptive`, gradient attacks also target the detector.
+    pub detector: Option<PathBuf>,
+    /// Weight c of the detector's score in the adaptive attack's loss (loss + c·score).
+    pub detector_weight: f64,
 }
 
 /// A run's settings, checked, with its images listed and its defenses parsed: everything that
@@ -67,6 +72,12 @@ impl Plan {
     pub fn new(mut settings: Settings) -> Result<Plan> {
         if settings.batch == 0 {
             return Err(Error::field("batch", "must be at least 1"));
+        }
+        if !(settings.detector_weight.is_finite() && settings.detector_weight >= 0.0) {
+            return Err(Error::field(
+                "detector_weight",
+                format!("{} is not a finite weight ≥ 0", settings.detector_weight),
+            ));
         }
         for name in &settings.attacks {
             let attack = registry::build(name, settings.steps, settings.early_stop)?;
@@ -132,6 +143,35 @@ pub struct BenchConfig {
     pub batch: usize,
     pub seed: u64,
     pub preprocess: PreprocessInfo,
+    /// The detector the images are scored with (absent without one, so that the
+    /// configuration of a run without a detector is written as before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector: Option<DetectorConfig>,
+}
+
+/// The detector of a run, as saved in `bench.json`: what decides its scores and flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorConfig {
+    /// The detector file, as given.
+    pub path: String,
+    /// Its squeezers and threshold.
+    pub squeezers: Vec<String>,
+    pub threshold: f64,
+    /// Weight c of the detector's score in the adaptive attack's loss (loss + c·score).
+    pub weight: f64,
+}
+
+/// The defenses attacked adaptively: none without `adaptive`; every defense but `none` —
+/// and `none` too with a detector (the adaptive attack then targets model and detector).
+pub fn adaptive_defenses(cfg: &BenchConfig) -> Vec<&String> {
+    if !cfg.adaptive {
+        return Vec::new();
+    }
+    let with_none = cfg.detector.is_some();
+    cfg.defenses
+        .iter()
+        .filter(|d| with_none || *d != "none")
+        .collect()
 }
 
 /// Canonical text of an eps value for keys and file names.
@@ -288,15 +328,13 @@ pub fn units(cfg: &BenchConfig) -> Vec<Unit> {
                     eps,
                     adaptive: None,
                 });
-                if cfg.adaptive {
-                    for d in cfg.defenses.iter().filter(|d| *d != "none") {
-                        out.push(Unit {
-                            batch,
-                            attack: attack.clone(),
-                            eps,
-                            adaptive: Some(d.clone()),
-                        });
-                    }
+                for d in adaptive_defenses(cfg) {
+                    out.push(Unit {
+                        batch,
+                        attack: attack.clone(),
+                        eps,
+                        adaptive: Some(d.clone()),
+                    });
                 }
             }
         }

@@ -5,6 +5,7 @@ use super::store::Row;
 use crate::attacks::goal::predictions;
 use crate::attacks::{distances, project_quantized, registry, Budget, Goal, StepInfo, Victim};
 use crate::defenses::{classify_through, Chain, Defended, Defense as _};
+use crate::detect::{Detector as _, Evading, FeatureSqueezing};
 use crate::model::Classifier;
 use crate::{Error, Result};
 use tch::Tensor;
@@ -27,6 +28,8 @@ pub struct Runner<'a> {
     pub model: &'a Classifier,
     /// The configured defenses by name.
     pub defenses: &'a [(String, Chain)],
+    /// The run's detector (`cfg.detector`), when it has one.
+    pub detector: Option<&'a FeatureSqueezing>,
 }
 
 impl Runner<'_> {
@@ -102,11 +105,34 @@ impl Runner<'_> {
             }
     }
 
-    /// Run one unit on a loaded batch; returns its rows.
+    /// The detector's scores of a batch's clean images (computed once per batch, not per
+    /// unit); `None` without a detector.
+    pub fn clean_scores(&self, b: &LoadedBatch) -> Result<Option<Vec<f64>>> {
+        match self.detector {
+            Some(d) if !b.items.is_empty() => Ok(Some(self.scores(d, &b.x)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// One detector score per image of `x`.
+    fn scores(&self, d: &FeatureSqueezing, x: &Tensor) -> Result<Vec<f64>> {
+        let s = d.score(self.model, x)?;
+        if s.len() != x.size()[0] as usize || s.iter().any(|v| !v.is_finite()) {
+            return Err(Error::failed(
+                &self.cfg.model,
+                "the detector's scores are not one finite number per image",
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Run one unit on a loaded batch; returns its rows. `clean` holds the batch's
+    /// [`Runner::clean_scores`] (computed here when `None` and the run has a detector).
     pub fn run_unit(
         &self,
         unit: &Unit,
         b: &LoadedBatch,
+        clean: Option<&[f64]>,
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<Vec<Row>> {
         if b.items.is_empty() {
@@ -137,7 +163,18 @@ impl Runner<'_> {
                         defense: self.defense(d),
                         eot: self.cfg.eot,
                     };
-                    attack.run(&victim as &dyn Victim, &b.x, &goal, budget, on_step)?
+                    match (self.detector, &self.cfg.detector) {
+                        (Some(detector), Some(dc)) => {
+                            let evading = Evading {
+                                inner: &victim,
+                                model: self.model,
+                                detector,
+                                weight: dc.weight,
+                            };
+                            attack.run(&evading as &dyn Victim, &b.x, &goal, budget, on_step)?
+                        }
+                        _ => attack.run(&victim as &dyn Victim, &b.x, &goal, budget, on_step)?,
+                    }
                 }
             };
             let q = out
@@ -165,6 +202,20 @@ impl Runner<'_> {
                 format!("per-image results of lengths {lens:?} for {n} images"),
             ));
         }
+        let computed;
+        let clean_scores = match (clean, self.detector) {
+            (Some(c), _) => Some(c),
+            (None, Some(_)) => {
+                computed = self.clean_scores(b)?;
+                computed.as_deref()
+            }
+            (None, None) => None,
+        };
+        let adv_scores = match self.detector {
+            Some(d) => Some(self.scores(d, &adv)?),
+            None => None,
+        };
+        let flag = |s: f64| self.detector.map(|d| d.flag(s));
         let defenses: Vec<String> = match &unit.adaptive {
             None => self.cfg.defenses.clone(),
             Some(d) => vec![d.clone()],
@@ -194,6 +245,10 @@ impl Runner<'_> {
                     linf: linf[i],
                     l2: l2[i],
                     queries: queries[i],
+                    detector_score: adv_scores.as_ref().map(|s| s[i]),
+                    flagged: adv_scores.as_ref().and_then(|s| flag(s[i])),
+                    clean_score: clean_scores.map(|s| s[i]),
+                    clean_flagged: clean_scores.and_then(|s| flag(s[i])),
                 });
             }
         }

@@ -51,6 +51,30 @@ pub struct SummaryRow {
     /// has any (absent from the JSON when 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub missing: usize,
+    /// With a detector (absent without one): see [`Detection`].
+    #[serde(skip_serializing_if = "Option::is_none", flatten)]
+    pub detection: Option<Detection>,
+}
+
+/// A setting's detection statistics, over the rows that carry detector scores.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Detection {
+    /// Successful adversarial examples (on correct images) the detector flags, and their
+    /// fraction of `successes`, with its 95% Wilson interval (0 of 0 gives rate 0, CI [0, 1]).
+    pub detected: usize,
+    pub detection_rate: f64,
+    pub detection_ci_low: f64,
+    pub detection_ci_high: f64,
+    /// Clean images flagged, over all images of the setting (each image once).
+    pub clean_flagged: usize,
+    pub clean_fpr: f64,
+    pub clean_fpr_ci_low: f64,
+    pub clean_fpr_ci_high: f64,
+    /// Successes the detector does not flag (the attacker's real success), over `n`.
+    pub undetected_successes: usize,
+    pub undetected_success_rate: f64,
+    pub undetected_ci_low: f64,
+    pub undetected_ci_high: f64,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -58,6 +82,9 @@ fn is_zero(n: &usize) -> bool {
 }
 
 pub const CSV_HEADER: &str = "attack,eps,norm,defense,mode,n,successes,success_rate,ci_low,ci_high,n_images,clean_accuracy,robust_accuracy,success_rate_all,mean_linf,mean_l2,mean_queries";
+
+/// The columns [`SummaryRow::csv`] appends when the run has a detector.
+pub const CSV_DETECTION_HEADER: &str = ",detected,detection_rate,detection_ci_low,detection_ci_high,clean_flagged,clean_fpr,clean_fpr_ci_low,clean_fpr_ci_high,undetected_successes,undetected_success_rate,undetected_ci_low,undetected_ci_high";
 
 impl SummaryRow {
     pub fn csv(&self) -> String {
@@ -88,7 +115,23 @@ impl SummaryRow {
             opt(self.mean_linf),
             opt(self.mean_l2),
             self.mean_queries
-        )
+        ) + &self.detection.as_ref().map_or(String::new(), |d| {
+            format!(
+                ",{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6},{},{:.6},{:.6},{:.6}",
+                d.detected,
+                d.detection_rate,
+                d.detection_ci_low,
+                d.detection_ci_high,
+                d.clean_flagged,
+                d.clean_fpr,
+                d.clean_fpr_ci_low,
+                d.clean_fpr_ci_high,
+                d.undetected_successes,
+                d.undetected_success_rate,
+                d.undetected_ci_low,
+                d.undetected_ci_high
+            )
+        })
     }
 }
 
@@ -152,9 +195,45 @@ pub fn summarize(
                 mean_l2: mean(succ.iter().map(|r| r.l2).collect()),
                 mean_queries: g.iter().map(|r| r.queries as f64).sum::<f64>() / g.len() as f64,
                 missing: 0,
+                detection: detection(&g),
             }
         })
         .collect()
+}
+
+/// The detection statistics of a setting's rows, when every row carries detector scores.
+fn detection(g: &[&Row]) -> Option<Detection> {
+    if g.is_empty()
+        || g.iter()
+            .any(|r| r.flagged.is_none() || r.clean_flagged.is_none())
+    {
+        return None;
+    }
+    let frac = |k: usize, n: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    let correct: Vec<&&Row> = g.iter().filter(|r| r.clean_pred == r.label).collect();
+    let succ = correct.iter().filter(|r| r.success).count();
+    let detected = (correct.iter())
+        .filter(|r| r.success && r.flagged == Some(true))
+        .count();
+    let clean_flagged = g.iter().filter(|r| r.clean_flagged == Some(true)).count();
+    let undetected = succ - detected;
+    let (dl, dh) = wilson(detected, succ);
+    let (fl, fh) = wilson(clean_flagged, g.len());
+    let (ul, uh) = wilson(undetected, correct.len());
+    Some(Detection {
+        detected,
+        detection_rate: frac(detected, succ),
+        detection_ci_low: dl,
+        detection_ci_high: dh,
+        clean_flagged,
+        clean_fpr: frac(clean_flagged, g.len()),
+        clean_fpr_ci_low: fl,
+        clean_fpr_ci_high: fh,
+        undetected_successes: undetected,
+        undetected_success_rate: frac(undetected, correct.len()),
+        undetected_ci_low: ul,
+        undetected_ci_high: uh,
+    })
 }
 
 #[cfg(test)]

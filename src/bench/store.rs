@@ -34,6 +34,18 @@ pub struct Row {
     pub linf: f64,
     pub l2: f64,
     pub queries: usize,
+    /// With a detector: its score of the attacked (8-bit) image, and whether it is flagged.
+    /// Absent without one (rows written as before; older rows load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detector_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<bool>,
+    /// With a detector: its score of the clean image, and whether it is flagged (a false
+    /// positive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_flagged: Option<bool>,
 }
 
 /// What identifies a row: file, attack, eps, defense, mode.
@@ -131,7 +143,7 @@ pub(crate) fn check_rows(path: &Path, cfg: &BenchConfig, rows: &[Row]) -> Result
                 r.defense.escape_debug()
             )
         } else if !(r.mode == "non-adaptive"
-            || cfg.adaptive && r.mode == "adaptive" && r.defense != "none")
+            || r.mode == "adaptive" && super::plan::adaptive_defenses(cfg).contains(&&r.defense))
         {
             format!("mode '{}' is not one of its modes", r.mode.escape_debug())
         } else if r.norm != cfg.norm {
@@ -290,6 +302,9 @@ pub fn write_reports(
     }
     crate::files::write_json_bare(&out.join("summary.json"), &summary)?;
     let mut csv = String::from(stats::CSV_HEADER);
+    if cfg.detector.is_some() {
+        csv.push_str(stats::CSV_DETECTION_HEADER);
+    }
     csv.push('\n');
     for s in &summary {
         csv.push_str(&s.csv());

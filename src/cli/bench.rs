@@ -74,6 +74,16 @@ pub struct BenchArgs {
     /// Synset list for WordNet-id file names (one `nXXXXXXXX ...` per line, class order)
     #[arg(long)]
     wnids: Option<PathBuf>,
+    /// A detector file (fool detect calibrate) for the bench's model: every image's clean and
+    /// attacked versions are scored; the summary adds the detection rate of successful
+    /// adversarial examples, the clean false-positive rate and the undetected success rate.
+    /// With --adaptive, gradient attacks also minimise the detector's score (BPDA through the
+    /// squeezers), the bare model included
+    #[arg(long)]
+    detector: Option<PathBuf>,
+    /// Weight c of the detector's score in the adaptive attack's loss (loss + c·score)
+    #[arg(long, default_value_t = 1.0)]
+    detector_weight: f64,
     /// Output directory (resumes if it holds an interrupted run with the same settings)
     #[arg(long, default_value = "outputs/bench")]
     out: PathBuf,
@@ -137,6 +147,8 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         seed: a.seed,
         shard,
         out: a.out.clone(),
+        detector: a.detector.clone(),
+        detector_weight: a.detector_weight,
     })?;
     let loaded = a.model.load(a.output.quiet)?;
     let mut bars = Bars::new(a.output.quiet || a.output.json, a.output.quiet);
@@ -258,10 +270,7 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
         println!(
             "{:<8} {:>8} {:<16} {:<12} {:>5} {:>6.1}% {:>6.1}% [{:>5.1}, {:>5.1}] {:>6.1}%",
             s.attack,
-            match s.norm {
-                Norm::Linf => format!("{:.1}/255", s.eps * 255.0),
-                Norm::L2 => format!("{:.3}", s.eps),
-            },
+            eps_label(s.norm, s.eps),
             s.defense,
             s.mode,
             s.n,
@@ -273,6 +282,9 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
         );
     }
     println!("success rates are over the images each (defended) model classifies correctly when clean (n); clean and robust accuracy over all images");
+    if summary.iter().any(|s| s.detection.is_some()) {
+        detection_table(summary);
+    }
     if skipped > 0 {
         println!(
             "skipped {skipped} unreadable image(s); see {}",
@@ -284,6 +296,58 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// eps as the tables print it: k/255 for L∞, the L2 radius otherwise.
+fn eps_label(norm: Norm, eps: f64) -> String {
+    match norm {
+        Norm::Linf => format!("{:.1}/255", eps * 255.0),
+        Norm::L2 => format!("{eps:.3}"),
+    }
+}
+
+/// The detector's view of each setting: how many successful adversarial examples it flags, how
+/// many clean images it flags, and what success is left to the attacker.
+fn detection_table(summary: &[bench::SummaryRow]) {
+    println!();
+    println!(
+        "{:<8} {:>8} {:<16} {:<12} {:>5} {:>22} {:>22} {:>22}",
+        "attack",
+        "eps",
+        "defense",
+        "mode",
+        "succ",
+        "detected [95% CI]",
+        "clean FPR [95% CI]",
+        "undetected [95% CI]"
+    );
+    for s in summary {
+        let Some(d) = &s.detection else { continue };
+        let pct = |r: f64, lo: f64, hi: f64| {
+            format!(
+                "{:>5.1}% [{:>5.1}, {:>5.1}]",
+                r * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            )
+        };
+        println!(
+            "{:<8} {:>8} {:<16} {:<12} {:>5} {:>22} {:>22} {:>22}",
+            s.attack,
+            eps_label(s.norm, s.eps),
+            s.defense,
+            s.mode,
+            s.successes,
+            pct(d.detection_rate, d.detection_ci_low, d.detection_ci_high),
+            pct(d.clean_fpr, d.clean_fpr_ci_low, d.clean_fpr_ci_high),
+            pct(
+                d.undetected_success_rate,
+                d.undetected_ci_low,
+                d.undetected_ci_high
+            ),
+        );
+    }
+    println!("detected: successful adversarial examples the detector flags (of succ); clean FPR: clean images flagged (of all); undetected: successes not flagged (of n)");
 }
 
 fn merge(m: MergeArgs) -> Result<ExitCode> {

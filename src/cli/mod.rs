@@ -252,6 +252,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("defense", "--defense"),
     ("delta", "--delta"),
     ("detector", "--detector"),
+    ("detector_weight", "--detector-weight"),
     ("device", "--device"),
     ("epochs", "--epochs"),
     ("eps", "--eps"),

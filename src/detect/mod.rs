@@ -12,8 +12,10 @@ use crate::{Error, Result};
 use tch::{Kind, Tensor};
 
 mod calibrate;
+mod evading;
 mod file;
 pub use calibrate::{calibrate, check_fpr, flagged_fraction, quantile, threshold_at_fpr, Observer};
+pub use evading::Evading;
 pub use file::{load, DetectorFile, ModelId, Quantiles, SqueezerMean, FORMAT};
 
 /// Something that scores inputs and flags the suspicious ones.

@@ -133,6 +133,8 @@ fn bench_lib(f: &Fixture, out: &Path, observer: &mut dyn bench::Observer) -> ben
         seed: 3,
         shard: bench::Shard::ALL,
         out: out.to_path_buf(),
+        detector: None,
+        detector_weight: 10.0,
     })
     .unwrap();
     let pre = Preprocess {

@@ -170,6 +170,8 @@ fn plan(f: &Fixture, out: &Path) -> fool::Result<fool::bench::Plan> {
         seed: 1,
         shard: fool::bench::Shard::ALL,
         out: out.to_path_buf(),
+        detector: None,
+        detector_weight: 10.0,
     })
 }
 

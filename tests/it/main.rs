@@ -13,6 +13,7 @@ mod cli_privacy;
 mod datasets;
 mod defenses;
 mod detect;
+mod detect_bench;
 mod fuzz_replay;
 mod grad_sample;
 mod hostile;
