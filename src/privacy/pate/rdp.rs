@@ -76,14 +76,40 @@ pub struct GnmaxBound {
     terms: Option<Option<Terms>>,
 }
 
+/// The order-free parts of Theorem 6's bound at one ln q (see [`theorem6`]).
 #[derive(Debug, Clone, Copy)]
-struct Terms {
+pub struct Terms {
     mu1: f64,
-    /// ln(1 − q), and the per-(α−1) logs of A and B.
+    /// ln(1 − q), ln q, and the per-(α−1) logs of A and B.
     log1q: f64,
     logq: f64,
     a: f64,
     b: f64,
+}
+
+impl Terms {
+    /// Theorem 6's bound at `order`, whether or not its conditions hold (the caller checks).
+    pub fn at(&self, order: f64) -> f64 {
+        logaddexp(
+            self.log1q + (order - 1.0) * self.a,
+            self.logq + (order - 1.0) * self.b,
+        ) / (order - 1.0)
+    }
+}
+
+/// Theorem 6's terms at ln q > −∞ and σ: μ2 = σ√(ln 1/q), μ1 = μ2 + 1 (Proposition 10).
+pub fn theorem6(logq: f64, sigma: f64) -> Terms {
+    let var = sigma * sigma;
+    let mu2 = (var * -logq).sqrt();
+    let mu1 = mu2 + 1.0;
+    let log1q = log1mexp(logq);
+    Terms {
+        mu1,
+        log1q,
+        logq,
+        a: log1q - log1mexp((logq + mu2 / var) * (1.0 - 1.0 / mu2)),
+        b: mu1 / var - logq / (mu1 - 1.0),
+    }
 }
 
 impl GnmaxBound {
@@ -94,7 +120,7 @@ impl GnmaxBound {
         let var = sigma * sigma;
         let mu2 = (var * -logq).sqrt();
         let mu1 = mu2 + 1.0;
-        let (rdp1, rdp2) = (mu1 / var, mu2 / var);
+        let rdp2 = mu2 / var;
         // The order-free conditions of Theorem 6: μ2 > 1, q in the range where the bound
         // increases with q (Lemma 9) and A positive; the order must also be below μ1.
         let applies = mu2 > 1.0
@@ -102,19 +128,9 @@ impl GnmaxBound {
                 <= (mu2 - 1.0) * rdp2
                     - mu2 * ((1.0 + 1.0 / (mu1 - 1.0)).ln() + (1.0 + 1.0 / (mu2 - 1.0)).ln())
             && -logq > rdp2;
-        let terms = applies.then(|| {
-            let log1q = log1mexp(logq);
-            Terms {
-                mu1,
-                log1q,
-                logq,
-                a: log1q - log1mexp((logq + rdp2) * (1.0 - 1.0 / mu2)),
-                b: rdp1 - logq / (mu1 - 1.0),
-            }
-        });
         GnmaxBound {
             sigma,
-            terms: Some(terms),
+            terms: Some(applies.then(|| theorem6(logq, sigma))),
         }
     }
 
@@ -122,10 +138,7 @@ impl GnmaxBound {
         let independent = rdp_gnmax_independent(self.sigma, order);
         match self.terms {
             None => 0.0,
-            Some(Some(t)) if t.mu1 > order => {
-                let log_s = logaddexp(t.log1q + (order - 1.0) * t.a, t.logq + (order - 1.0) * t.b);
-                independent.min(log_s / (order - 1.0))
-            }
+            Some(Some(t)) if t.mu1 > order => independent.min(t.at(order)),
             Some(_) => independent,
         }
     }

@@ -4,23 +4,16 @@
 //! and the RDP of releasing a value with Gaussian noise scaled to it (the GNSS mechanism,
 //! Theorem 23). Everything is computed from ln q: at vote gaps of many σ, q and the bounds on
 //! it (`bl`, `bu`, which go through erfc⁻¹) are far below the smallest double.
-use super::rdp::{logaddexp, logq_gnmax, rdp_gnmax_independent, rdp_threshold};
+use super::rdp::{logq_gnmax, rdp_gnmax_independent, rdp_threshold, theorem6};
 use crate::special::{erfcinv_ln, log_erfc, norm_logsf};
 
 /// Theorem 6's bound at `logq` without checking its conditions (the caller compares ln q
-/// against ln q0, below which they hold).
+/// against ln q0, below which they hold); 0 for q = 0.
 pub fn data_dependent_bound(sigma: f64, logq: f64, order: f64) -> f64 {
     if logq == f64::NEG_INFINITY {
         return 0.0;
     }
-    let var = sigma * sigma;
-    let mu2 = sigma * (-logq).sqrt();
-    let mu1 = mu2 + 1.0;
-    let (eps1, eps2) = (mu1 / var, mu2 / var);
-    let log1q = (-logq.exp()).ln_1p();
-    let log_a = (order - 1.0) * (log1q - (-((logq + eps2) * (1.0 - 1.0 / mu2)).exp()).ln_1p());
-    let log_b = (order - 1.0) * (eps1 - logq / (mu1 - 1.0));
-    logaddexp(log1q + log_a, logq + log_b) / (order - 1.0)
+    theorem6(logq, sigma).at(order)
 }
 
 /// The per-order constants of GNMax's smooth sensitivity: ln q0, above which the
