@@ -91,6 +91,19 @@ pub fn collect_votes(
             format!("{}: the votes file must end in .npy", out.display()),
         ));
     }
+    // The two outputs may only replace an earlier pair of votes files: never a teacher's
+    // members.npy, the manifest (`--out OUT/pate.npy` would write OUT/pate.json) or any input.
+    let json = VotesInfo::path(&out);
+    if (out.exists() || json.exists()) && VotesInfo::read(&out).is_err() {
+        return Err(Error::field(
+            "out",
+            format!(
+                "{} or {} exists and is not a votes file written by fool pate votes: choose another path",
+                out.display(),
+                json.display()
+            ),
+        ));
+    }
     if job.batch == 0 {
         return Err(Error::field("batch", "must be at least 1"));
     }

@@ -364,6 +364,30 @@ fn votes_and_a_student_that_audits_on_the_private_data() {
         assert!(err.contains(needle), "{pool}: {err}");
         assert!(!bad.exists());
     }
+    // The outputs never replace an input: a teacher's members.npy, or the manifest (through the
+    // .json written beside `--out OUT/pate.npy`); an earlier votes pair may be replaced.
+    let members = e.join("teacher-0000").join("members.npy");
+    let manifest = std::fs::read(e.join("pate.json")).unwrap();
+    let before = std::fs::read(&members).unwrap();
+    for out in [members.clone(), e.join("pate.npy")] {
+        let err = fails(
+            fool()
+                .args(["pate", "votes", "--pool", "mnist:test[:5]", "--out"])
+                .arg(&out)
+                .arg(&e),
+        );
+        assert!(
+            err.contains("--out") && err.contains("not a votes file"),
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read(&members).unwrap(), before);
+    assert_eq!(std::fs::read(e.join("pate.json")).unwrap(), manifest);
+    ok(fool()
+        .args(["pate", "votes", "-q", "--pool", "mnist:test[:5]", "--out"])
+        .arg(&v50)
+        .arg(&e));
+    assert_eq!(Votes::read(&v50).unwrap().queries(), 5);
     // The student: Confident-GNMax on the first 300 of 9000 queries.
     ok(fool()
         .args(["pate", "votes", "-q", "--pool", "mnist:test[0:9000]"])
