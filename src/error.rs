@@ -13,6 +13,9 @@ pub enum Error {
     /// A file was read but its content is not what was expected.
     #[error("{}: {msg}", path.display())]
     BadFile { path: PathBuf, msg: String },
+    /// A file is not in a format fool reads (e.g. not an image format it decodes).
+    #[error("{}: {msg}", path.display())]
+    Unsupported { path: PathBuf, msg: String },
     /// An input is over a resource limit (the setting `field` raises it).
     #[error("{}: {msg} (limit: {field})", path.display())]
     TooLarge {

@@ -50,21 +50,24 @@ fn check_pixels(path: &Path, w: u64, h: u64) -> Result<()> {
 /// 16-bit and CMYK JPEGs are converted. Errors name the file.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     crate::files::check_regular(path, "an image file")?;
+    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_rgb(&data, path)
+}
+
+/// Decode an encoded image (PNG, JPEG, BMP, GIF, TIFF, WebP, PNM) held in memory as 8-bit RGB,
+/// as [`load_rgb`] decodes a file, within the decoding limits; errors name `name` (a file, or
+/// e.g. `request body`).
+pub fn decode_rgb(data: &[u8], name: &Path) -> Result<RgbImage> {
+    let path = name;
     // Trust the content, not the extension.
-    let mut head = [0u8; 64];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        f.read(&mut head).map_err(|e| Error::io(path, e))?
-    };
-    let format = image::guess_format(&head[..n]).map_err(|_| {
-        Error::bad_file(
-            path,
-            "not a recognised image file (expected PNG, JPEG, BMP, GIF, TIFF, WebP or PNM)",
-        )
-    })?;
+    let format =
+        image::guess_format(&data[..data.len().min(64)]).map_err(|_| Error::Unsupported {
+            path: path.to_path_buf(),
+            msg: "not a recognised image file (expected PNG, JPEG, BMP, GIF, TIFF, WebP or PNM)"
+                .into(),
+        })?;
     // The declared size, from the header alone, before any decoder runs.
-    if let Ok(d) = imagesize::size(path) {
+    if let Ok(d) = imagesize::blob_size(data) {
         let (w, h) = (d.width as u64, d.height as u64);
         // imagesize reads a BMP's signed height as unsigned: a top-down BMP (negative height)
         // would look 4 billion rows tall (found by the fuzzer).
@@ -74,13 +77,13 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage> {
         };
         check_pixels(path, w, h)?;
     }
-    let mut reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
-    reader.set_format(format);
-    if reader.format() == Some(image::ImageFormat::Jpeg) {
-        if let Some(img) = decode_jpeg_like_pillow(path)? {
+    if format == image::ImageFormat::Jpeg {
+        if let Some(img) = decode_jpeg_like_pillow(data, path)? {
             return Ok(img);
         }
     }
+    let mut reader = ImageReader::new(std::io::Cursor::new(data));
+    reader.set_format(format);
     let (max_pixels, max_mib) = decode_limits();
     let side = u32::try_from(max_pixels).unwrap_or(u32::MAX);
     let mut limits = image::Limits::default();
@@ -139,9 +142,8 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
 /// settings: accurate integer IDCT, fancy upsampling) — the decoder Pillow uses, so pixels
 /// are identical to torchvision's. `None` for colour spaces it leaves to the `image` crate
 /// (CMYK/YCCK).
-fn decode_jpeg_like_pillow(path: &Path) -> Result<Option<RgbImage>> {
+fn decode_jpeg_like_pillow(data: &[u8], path: &Path) -> Result<Option<RgbImage>> {
     use mozjpeg::ColorSpace;
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     // libjpeg fills a truncated scan with grey and only warns; Pillow refuses such a file
     // ("image file is truncated"), and so does fool: an attack on half an image is not what the
     // user asked for.
@@ -154,7 +156,7 @@ fn decode_jpeg_like_pillow(path: &Path) -> Result<Option<RgbImage>> {
     }
     // mozjpeg reports libjpeg errors by unwinding; turn them into an error value.
     let decoded = std::panic::catch_unwind(|| -> std::io::Result<Result<Option<RgbImage>>> {
-        let d = mozjpeg::Decompress::new_mem(&data)?;
+        let d = mozjpeg::Decompress::new_mem(data)?;
         if !matches!(
             d.color_space(),
             ColorSpace::JCS_YCbCr | ColorSpace::JCS_GRAYSCALE | ColorSpace::JCS_RGB

@@ -6,7 +6,8 @@
 //! - top: [`report`] (cross-run reports), [`lira`] (shadow-model membership inference),
 //!   [`pate`] (PATE teachers, votes and students);
 //! - commands' engines: [`bench`] (attack sweeps), [`train`] (training runs and their run
-//!   directory);
+//!   directory), [`serve`] (the model side of `fool serve`; the HTTP side is the `fool_serve`
+//!   crate in `crates/serve`);
 //! - detection: [`detect`] (adversarial-input detectors, calibrated on clean images);
 //! - measures and mechanisms: [`audit`] (membership-inference metrics), [`privacy`] (DP-SGD and
 //!   its accountants), [`defenses`], [`attacks`] (the attack registry);
@@ -19,6 +20,7 @@ pub mod lira;
 pub mod pate;
 
 pub mod bench;
+pub mod serve;
 pub mod train;
 
 pub mod detect;

@@ -46,6 +46,10 @@ pub struct CalibrateArgs {
     /// Synset list for WordNet-id file names (one `nXXXXXXXX ...` per line, class order)
     #[arg(long)]
     wnids: Option<PathBuf>,
+    /// Also calibrate stateful detection (for `fool serve --stateful`): the threshold on the mean
+    /// distance to the K nearest other images, at the same --fpr
+    #[arg(long, value_name = "K")]
+    stateful_k: Option<usize>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -110,6 +114,18 @@ fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
         }
         items.truncate(k);
     }
+    if let Some(k) = a.stateful_k {
+        if k == 0 || k >= items.len() {
+            return Err(fool::Error::field(
+                "stateful_k",
+                format!(
+                    "must be at least 1 and below the number of calibration images ({})",
+                    items.len()
+                ),
+            )
+            .into());
+        }
+    }
     let loaded = a.model.load(a.output.quiet)?;
     let inputs: Vec<&Path> = std::iter::once(loaded.model_path.as_path())
         .chain(loaded.labels_path.as_deref())
@@ -122,7 +138,7 @@ fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
         bar: progress_bar(items.len() as u64, a.output.quiet || a.output.json),
         silent: a.output.quiet,
     };
-    let file = detect::calibrate(
+    let mut file = detect::calibrate(
         &loaded.model,
         &a.dir,
         &items,
@@ -131,6 +147,15 @@ fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
         a.batch,
         &mut progress,
     )?;
+    if let Some(k) = a.stateful_k {
+        file.stateful = Some(detect::stateful::calibrate(
+            &loaded.model,
+            &items,
+            k,
+            a.fpr,
+            a.batch,
+        )?);
+    }
     progress.bar.finish_and_clear();
     file.save(&a.out)?;
     if a.output.json {
@@ -168,6 +193,12 @@ fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
         .map(|s| format!("{} {:.6}", s.squeezer, s.mean))
         .collect();
     println!("mean L1     {}", means.join("  "));
+    if let Some(st) = &file.stateful {
+        println!(
+            "stateful    k {}  threshold {:.6} (RMS pixel distance; {:.4} of clean images below it)",
+            st.k, st.threshold, st.achieved_fpr
+        );
+    }
     if !file.skipped.is_empty() {
         println!("skipped {} unreadable image(s)", file.skipped.len());
     }

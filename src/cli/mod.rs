@@ -18,6 +18,7 @@ mod pate;
 mod predict;
 mod privacy;
 mod report;
+mod serve;
 mod train;
 
 pub const EXIT_ERROR: u8 = 1;
@@ -73,6 +74,12 @@ enum Command {
     Audit(audit::AuditArgs),
     /// PATE: train a teacher ensemble, collect its votes on a pool, train a private student.
     Pate(pate::PateArgs),
+    /// Serve the classifier over HTTP (Open Inference Protocol / KServe v2, TorchServe- and
+    /// MLflow-style endpoints), with dynamic batching, Prometheus metrics and adversarial-input flags.
+    Serve(serve::ServeArgs),
+    /// Load-test an HTTP endpoint (fool serve's or another's): throughput, latency percentiles,
+    /// and a check that every request got exactly its own answer.
+    Loadtest(serve::LoadtestArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -88,6 +95,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Privacy(a)) => privacy::run(a),
         Some(Command::Audit(a)) => audit::run(a),
         Some(Command::Pate(a)) => pate::run(a),
+        Some(Command::Serve(a)) => serve::run(a),
+        Some(Command::Loadtest(a)) => serve::loadtest(a),
         None => attack::run(cli.attack),
     }
 }
@@ -247,6 +256,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("audit_examples", "--audit-examples"),
     ("batch", "--batch"),
     ("clip", "--clip"),
+    ("concurrency", "--concurrency"),
     ("data_dir", "--data"),
     ("dataset", "--dataset"),
     ("defense", "--defense"),
@@ -254,24 +264,33 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("detector", "--detector"),
     ("detector_weight", "--detector-weight"),
     ("device", "--device"),
+    ("drift_reference", "--drift-reference"),
+    ("drift_window", "--drift-window"),
     ("epochs", "--epochs"),
     ("eps", "--eps"),
     ("folds", "--folds"),
     ("fpr", "--fpr"),
     ("half", "--half"),
+    ("host", "--host"),
     ("limit", "--limit"),
     ("lira_epochs", "--lira-epochs"),
     ("lira_shadows", "--lira-shadows"),
     ("lira_variance", "--lira-variance"),
+    ("log", "--log"),
     ("lr", "--lr"),
+    ("max_batch", "--max-batch"),
+    ("max_batch_request", "--max-batch-request"),
+    ("max_body_mib", "--max-body-mib"),
+    ("max_delay_ms", "--max-delay-ms"),
     ("max_examples", "--max-examples"),
     ("max_image_mib", "--max-image-mib"),
     ("max_image_pixels", "--max-image-pixels"),
     ("max_physical_batch", "--max-physical-batch"),
-    ("members", "--members"),
     ("mean", "--mean"),
+    ("members", "--members"),
     ("momentum", "--momentum"),
     ("n", "--n"),
+    ("name", "--name"),
     ("noise", "--noise"),
     ("norm", "--norm"),
     ("optimizer", "--optimizer"),
@@ -279,7 +298,11 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("output", "--output"),
     ("partition_seed", "--partition-seed"),
     ("pool", "--pool"),
+    ("port", "--port"),
     ("queries", "--queries"),
+    ("queue", "--queue"),
+    ("reject_flagged", "--reject-flagged"),
+    ("requests", "--requests"),
     ("resize", "--resize"),
     ("resume", "--resume"),
     ("sample_rate", "--sample-rate"),
@@ -292,6 +315,10 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("size", "--size"),
     ("slices", "--slices"),
     ("squeezers", "--squeezers"),
+    ("stateful", "--stateful"),
+    ("stateful_k", "--stateful-k"),
+    ("stateful_memory", "--stateful-memory"),
+    ("stateful_threshold", "--stateful-threshold"),
     ("std", "--std"),
     ("steps", "--steps"),
     ("target", "--target"),
@@ -300,6 +327,9 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("test", "--test"),
     ("test_examples", "--test-examples"),
     ("threshold", "--threshold"),
+    ("timeout_ms", "--timeout-ms"),
+    ("token_file", "--token-file"),
+    ("top_k", "--top-k"),
     ("votes", "--votes"),
     ("wnids", "--wnids"),
 ];

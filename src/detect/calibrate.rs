@@ -146,6 +146,7 @@ pub fn calibrate(
         model: model_id,
         images: dir.display().to_string(),
         skipped,
+        stateful: None,
     })
 }
 

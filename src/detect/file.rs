@@ -37,6 +37,23 @@ pub struct DetectorFile {
     pub images: String,
     /// Its images that could not be read (left out).
     pub skipped: Vec<String>,
+    /// Stateful detection calibrated on the same images (`--stateful-k`), if asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stateful: Option<StatefulSettings>,
+}
+
+/// Stateful detection's calibration (see [`super::stateful`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatefulSettings {
+    /// Neighbours averaged.
+    pub k: usize,
+    /// A query whose k-NN mean distance is below this is flagged.
+    pub threshold: f64,
+    /// The embedding (`pixels-32`: RMS pixel distance of images area-averaged to ≤ 32×32).
+    pub embedding: String,
+    /// The fraction of calibration images (against the others) below the threshold.
+    pub achieved_fpr: f64,
 }
 
 /// Score quantiles (linear interpolation, see [`super::quantile`]).
@@ -211,6 +228,18 @@ impl DetectorFile {
         }
         if self.n == 0 {
             return Err(bad("n", "no calibration images".into()));
+        }
+        if let Some(st) = &self.stateful {
+            if st.k == 0 {
+                return Err(bad("stateful.k", "must be at least 1".into()));
+            }
+            finite_nonneg("stateful.threshold", st.threshold)?;
+            if st.embedding != super::stateful::EMBEDDING {
+                return Err(bad(
+                    "stateful.embedding",
+                    format!("'{}' is not '{}'", st.embedding, super::stateful::EMBEDDING),
+                ));
+            }
         }
         let q = &self.quantiles;
         for (f, v) in [

@@ -14,9 +14,10 @@ use tch::{Kind, Tensor};
 mod calibrate;
 mod evading;
 mod file;
+pub mod stateful;
 pub use calibrate::{calibrate, check_fpr, flagged_fraction, quantile, threshold_at_fpr, Observer};
 pub use evading::Evading;
-pub use file::{load, DetectorFile, ModelId, Quantiles, SqueezerMean, FORMAT};
+pub use file::{load, DetectorFile, ModelId, Quantiles, SqueezerMean, StatefulSettings, FORMAT};
 
 /// Something that scores inputs and flags the suspicious ones.
 pub trait Detector {

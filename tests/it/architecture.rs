@@ -8,7 +8,7 @@ use crate::common::root;
 const LAYERS: &[&[&str]] = &[
     &["report"],
     &["lira", "pate"],
-    &["bench", "train"],
+    &["bench", "serve", "train"],
     &["detect"],
     &["defenses"],
     &["attacks"],
