@@ -72,6 +72,10 @@ else
     say "assets/ prepared from public sources (ResNet-18 instead of the MobileNetV2 of ../shared)"
 fi
 
+# --- 2b. Python side of fool serve's interop test and benchmark (FastAPI, uvicorn, Pillow,
+# tritonclient[http]; pinned in scripts/serve/requirements.txt; seconds when already there) --------
+bash "$ROOT/scripts/serve/setup_py.sh"
+
 # --- 3. build --------------------------------------------------------------------------------
 say "building the release binary (cargo build --release)"
 cargo build --release --quiet

@@ -80,6 +80,9 @@ enum Command {
     /// Load-test an HTTP endpoint (fool serve's or another's): throughput, latency percentiles,
     /// and a check that every request got exactly its own answer.
     Loadtest(serve::LoadtestArgs),
+    /// Attack a served model through its HTTP API with the Square attack (black box), and see
+    /// whether the server's detectors notice.
+    Probe(serve::ProbeArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Pate(a)) => pate::run(a),
         Some(Command::Serve(a)) => serve::run(a),
         Some(Command::Loadtest(a)) => serve::loadtest(a),
+        Some(Command::Probe(a)) => serve::probe(a),
         None => attack::run(cli.attack),
     }
 }

@@ -334,3 +334,109 @@ pub fn loadtest(a: LoadtestArgs) -> Result<ExitCode> {
         },
     )
 }
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// The server, e.g. http://127.0.0.1:8080 (loopback only unless --allow-remote)
+    url: String,
+    /// Images to attack (each is first sent once as it is: benign traffic)
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// The model's name on the server
+    #[arg(long, default_value = "model")]
+    name: String,
+    /// L∞ budget in pixel space, 4/255 or 0.0157
+    #[arg(long, default_value = "4/255", value_parser = fool::attacks::parse_eps)]
+    eps: f64,
+    /// Square's query budget per image
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A bearer token file (the server's --token-file)
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Allow a server that is not on this machine
+    #[arg(long)]
+    allow_remote: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn probe(a: ProbeArgs) -> Result<ExitCode> {
+    let token = match &a.token_file {
+        Some(p) => Some(
+            read_small_file(p, "token_file", "a token file")?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    for p in &a.images {
+        fool::files::check_regular(p, "an image file")?;
+    }
+    let settings = fool::serve::probe::Settings {
+        url: a.url.clone(),
+        model: a.name.clone(),
+        token,
+        allow_remote: a.allow_remote,
+        eps: a.eps,
+        queries: a.queries,
+        seed: a.seed,
+    };
+    let bar = super::progress_bar(a.images.len() as u64, a.quiet || a.json);
+    let r =
+        fool::serve::probe::probe(&settings, &a.images, &mut |i, _| bar.set_position(i as u64))?;
+    bar.finish_and_clear();
+    if a.json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "Square attack (L∞ eps {:.4}, ≤ {} queries) on '{}' at {} — server detectors: {}",
+        r.eps,
+        r.max_queries,
+        r.model,
+        r.url,
+        match (r.stateful, r.squeezing) {
+            (true, true) => "stateful + feature squeezing",
+            (true, false) => "stateful",
+            (false, true) => "feature squeezing",
+            (false, false) => "none",
+        }
+    );
+    println!(
+        "{:<40} {:>6} {:>6} {:>8} {:>8} {:>10} {:>6}",
+        "image", "clean", "adv", "success", "queries", "first flag", "flags"
+    );
+    for i in &r.images {
+        let name = std::path::Path::new(&i.image)
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        println!(
+            "{:<40} {:>6} {:>6} {:>8} {:>8} {:>10} {:>6}",
+            name,
+            i.clean_class,
+            i.adversarial_class,
+            if i.success { "yes" } else { "no" },
+            i.queries,
+            i.first_flag.map_or("-".to_string(), |f| f.to_string()),
+            i.flags
+        );
+    }
+    println!(
+        "success {:.1}%  detected {:.1}%  undetected success {:.1}%  median first flag {}  clean queries flagged {}/{}",
+        100.0 * r.success_rate,
+        100.0 * r.detection_rate,
+        100.0 * r.undetected_success_rate,
+        r.median_first_flag.map_or("-".to_string(), |m| format!("{m:.0}")),
+        r.clean_flagged,
+        r.images.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}

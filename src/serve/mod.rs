@@ -13,6 +13,8 @@ use fool_serve::{Factory, Images, InputError, ModelInfo, Predictor, Verdict};
 use std::path::{Path, PathBuf};
 use tch::{Kind, Tensor};
 
+pub mod probe;
+
 /// Stateful detection: k, the memory's size and the threshold (None: the detector file's).
 #[derive(Debug, Clone)]
 pub struct StatefulChoice {

@@ -25,4 +25,5 @@ mod pate_analysis_cli;
 mod pate_reference;
 mod preprocess_vs_torchvision;
 mod report;
+mod serve;
 mod train;

@@ -8,6 +8,7 @@
 //! - [`metrics`]: the Prometheus registry; [`drift`]: predicted-class drift;
 //! - `app`: routes, token, logs; [`load`]: the load generator behind `fool loadtest`.
 pub mod batch;
+pub mod client;
 pub mod drift;
 pub mod load;
 pub mod metrics;

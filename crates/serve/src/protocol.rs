@@ -406,10 +406,12 @@ pub fn to_pixels(
             let n = match t.shape.as_slice() {
                 [n, 3, a, b] if *a == s && *b == s => *n,
                 [3, a, b] if *a == s && *b == s => 1,
-                _ => return Err(InputError::bad(format!(
+                _ => {
+                    return Err(InputError::bad(format!(
                     "{field}: FP32 shape {:?}; expected [N,3,{s},{s}] (the normalized model input)",
                     t.shape
-                ))),
+                )))
+                }
             };
             check_images(&field, n, limits)?;
             if let Some(x) = v.iter().find(|x| !x.is_finite()) {
