@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// A file holding a bearer token: inference and /metrics then need `Authorization: Bearer TOKEN`
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// After SIGTERM or Ctrl-C, how long (ms) requests in flight may take before the server exits anyway
+    #[arg(long, default_value_t = 5000)]
+    grace_ms: u64,
     /// Append a JSON line per request to this file (- for stdout)
     #[arg(long)]
     log: Option<PathBuf>,
@@ -136,7 +139,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         name: a.name.clone(),
         defense: a.defense.clone(),
         detector: a.detector.clone(),
-        stateful: a.stateful.then(|| StatefulChoice {
+        stateful: a.stateful.then_some(StatefulChoice {
             k: a.stateful_k,
             threshold: a.stateful_threshold,
             memory: a.stateful_memory,
@@ -178,6 +181,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             }
         }),
         version: env!("CARGO_PKG_VERSION").into(),
+        grace: Duration::from_millis(a.grace_ms),
     };
     let (json, quiet) = (a.json, a.quiet);
     let stopped = fool_serve::serve(

@@ -25,7 +25,7 @@ pub const EMBEDDING: &str = "pixels-32";
 
 /// The embedding of one image given as (3, S, S) pixels in [0, 1], channel-first.
 pub fn embed(pixels: &[f32], size: usize) -> Vec<f32> {
-    let e = size.min(EMBED_SIDE).max(1);
+    let e = size.clamp(1, EMBED_SIDE);
     let mut out = Vec::with_capacity(3 * e * e);
     let plane = size * size;
     for c in 0..3 {

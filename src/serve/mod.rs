@@ -114,7 +114,12 @@ impl Images for ServedImages {
         self.to_vec(&img)
     }
 
-    fn from_rgb8(&self, w: u32, h: u32, data: &[u8]) -> std::result::Result<Vec<f32>, InputError> {
+    fn rgb8_pixels(
+        &self,
+        w: u32,
+        h: u32,
+        data: &[u8],
+    ) -> std::result::Result<Vec<f32>, InputError> {
         let img = image::RgbImage::from_raw(w, h, data.to_vec())
             .ok_or_else(|| InputError::bad(format!("{w}×{h} image: wrong number of bytes")))?;
         self.to_vec(&img)

@@ -41,13 +41,8 @@ impl Resp {
     }
 
     fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "answer {} is not JSON ({e}): {}",
-                self.status,
-                self.text()
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("answer {} is not JSON ({e}): {}", self.status, self.text()))
     }
 
     /// The `error` of a JSON error answer.
@@ -230,7 +225,9 @@ fn label_name(i: usize) -> String {
 
 /// A deterministic RGB pattern: a gradient with pseudo-random noise.
 fn pattern(w: u32, h: u32, seed: u64) -> image::RgbImage {
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = move || {
         state = state
             .wrapping_mul(6364136223846793005)
@@ -711,7 +708,20 @@ fn health_metadata_and_routing() {
             r.header("content-type")
         );
         let e = r.error();
-        assert!(e.contains(needle), "{method} {path}: {e:?} lacks {needle:?}");
+        assert!(
+            e.contains(needle),
+            "{method} {path}: {e:?} lacks {needle:?}"
+        );
+        if status == 405 {
+            // RFC 9110 §15.5.6: a 405 answer MUST carry Allow with the methods the route takes.
+            let allow = r.header("allow").unwrap_or_else(|| {
+                panic!(
+                    "{method} {path}: 405 without an Allow header: {:?}",
+                    r.headers
+                )
+            });
+            assert!(!allow.contains(method), "{method} {path}: Allow {allow}");
+        }
     }
     // Inference on an unknown model, a valid body otherwise.
     let img = pattern(SIZE, SIZE, 1);
@@ -753,7 +763,11 @@ fn answers_equal_fool_predict_in_every_protocol() {
     let srv = fx.serve(&[]);
 
     // TorchServe-style: an image file.
-    let r = srv.post("/predictions/model", &[("X-Request-Id", "abc-123")], &img_png);
+    let r = srv.post(
+        "/predictions/model",
+        &[("X-Request-Id", "abc-123")],
+        &img_png,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-request-id"), Some("abc-123"));
     let v = r.json();
@@ -804,6 +818,25 @@ fn answers_equal_fool_predict_in_every_protocol() {
     let w = prob_rows(&srv.infer(&u8_request(&[&wide]))).remove(0);
     assert_eq!(argmax(&w), wide_i);
     assert!((w[wide_i] - wide_p).abs() < 1e-6);
+
+    // parameters.top_k: that many entries per image.
+    let mut req_k = u8_request(&[&img]);
+    req_k["parameters"] = json!({"top_k": 3});
+    let k3 = srv.infer(&req_k);
+    let tk: Value = serde_json::from_str(k3["parameters"]["top_k"].as_str().unwrap()).unwrap();
+    assert_eq!(tk[0].as_array().unwrap().len(), 3, "{k3}");
+    assert_eq!(tk[0][0]["label"], want_label.as_str());
+
+    // A 700×700 image as JSON (about 5 MiB, under the default --max-body-mib 16) is taken whole
+    // and resized as `fool predict` resizes the PNG.
+    let big = pattern(700, 700, 9);
+    let big_path = fx.save("big.png", &big);
+    let (big_i, _, big_p) = fx.predict(&big_path);
+    let big_req = u8_request(&[&big]);
+    assert!(big_req.to_string().len() > 3 << 20);
+    let b = prob_rows(&srv.infer(&big_req)).remove(0);
+    assert_eq!(argmax(&b), big_i);
+    assert!((b[big_i] - big_p).abs() < 1e-6, "{} vs {big_p}", b[big_i]);
 
     // FP32: the normalized tensor computed here; nested data, and only the named outputs.
     let x = normalized(&img);
@@ -938,6 +971,14 @@ fn answers_equal_fool_predict_in_every_protocol() {
     }
 
     // MLflow: HWC integers, and normalized floats [N,3,S,S].
+    let mlflow = json!({"inputs": [nested_hwc(&img)]}).to_string();
+    let r = srv.post("/invocations", &[], mlflow.as_bytes());
+    assert_eq!(
+        r.status,
+        200,
+        "/invocations without Content-Type: {}",
+        r.text()
+    );
     let r = srv.post_json("/invocations", &json!({"inputs": [nested_hwc(&img)]}));
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
@@ -961,6 +1002,17 @@ fn answers_equal_fool_predict_in_every_protocol() {
     }
     // The official Triton client agrees (without a token here; with one in `bearer_token`).
     triton_interop(&fx, &srv, &img, None, want_i, want_p);
+
+    // Media types are case-insensitive (RFC 9110 §8.3.1), parameters allowed.
+    for ct in ["application/json; charset=utf-8", "Application/JSON"] {
+        let r = srv.post("/invocations", &[("Content-Type", ct)], mlflow.as_bytes());
+        assert_eq!(
+            r.status,
+            200,
+            "/invocations with Content-Type {ct}: {}",
+            r.text()
+        );
+    }
 }
 
 /// Run tests/interop/triton_client.py against `srv`.
@@ -1053,7 +1105,24 @@ fn bad_requests_are_refused_with_a_reason() {
     let ragged = json!({"inputs": [[[[1, 2, 3], [4, 5, 6]], [[7, 8, 9]]]]}).to_string();
     let three_imgs = json!({"inputs": vec![nested_hwc(&three); 3]}).to_string();
     let infer = "/v2/models/model/infer";
-    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16, &'a str);
+    let deep = format!(
+        "{{\"inputs\": {}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let deep_data = format!(
+        "{{\"inputs\": [{{\"name\": \"x\", \"shape\": [1], \"datatype\": \"UINT8\", \"data\": {}1{}}}]}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
     let cases: Vec<Case> = vec![
         (
             "malformed JSON",
@@ -1225,7 +1294,7 @@ fn bad_requests_are_refused_with_a_reason() {
             vec![("Content-Type", "text/plain")],
             b"hello, this is not an image at all".to_vec(),
             415,
-            "",
+            "not a recognised image",
         ),
         (
             "truncated PNG",
@@ -1233,7 +1302,7 @@ fn bad_requests_are_refused_with_a_reason() {
             vec![],
             img_png[..img_png.len() / 2].to_vec(),
             400,
-            "",
+            "cannot decode",
         ),
         (
             "PNG header declaring 60000×60000",
@@ -1284,6 +1353,36 @@ fn bad_requests_are_refused_with_a_reason() {
             "inputs",
         ),
         (
+            "data nested 100000 deep",
+            infer,
+            vec![json_ct],
+            deep_data.into_bytes(),
+            400,
+            "not a valid inference request",
+        ),
+        (
+            "/invocations nested 100000 deep",
+            "/invocations",
+            vec![json_ct],
+            deep.into_bytes(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "FP32 1e39 (infinite as f32)",
+            infer,
+            vec![json_ct],
+            with(&|v| {
+                v["inputs"][0]["datatype"] = json!("FP32");
+                v["inputs"][0]["shape"] = json!([1, 3, 32, 32]);
+                let mut d = vec![json!(0.0); 3 * 32 * 32];
+                d[7] = json!(1e39);
+                v["inputs"][0]["data"] = json!(d);
+            }),
+            400,
+            "non-finite",
+        ),
+        (
             "/invocations malformed",
             "/invocations",
             vec![json_ct],
@@ -1303,6 +1402,10 @@ fn bad_requests_are_refused_with_a_reason() {
         assert!(!e.contains('\n'), "{what}: error on several lines: {e:?}");
         srv.assert_alive(what);
     }
+
+    // Errors echo X-Request-Id too.
+    let r = srv.post("/predictions/model", &[("X-Request-Id", "bad-1")], b"");
+    assert_eq!((r.status, r.header("x-request-id")), (400, Some("bad-1")));
 
     // A body over --max-body-mib (announced by Content-Length): 413 before it is read.
     let mut s = TcpStream::connect(&srv.addr).unwrap();
@@ -1391,10 +1494,13 @@ fn bearer_token_guards_inference_and_metrics() {
     let img = pattern(SIZE, SIZE, 9);
     let img_png = png(&img);
     let body = u8_request(&[&img]).to_string().into_bytes();
+    let mlflow = json!({"inputs": [nested_hwc(&img)]})
+        .to_string()
+        .into_bytes();
     let endpoints: Vec<(&str, &str, Vec<u8>)> = vec![
         ("POST", "/predictions/model", img_png.clone()),
         ("POST", "/v2/models/model/infer", body.clone()),
-        ("POST", "/invocations", body.clone()),
+        ("POST", "/invocations", mlflow),
         ("GET", "/metrics", vec![]),
         ("GET", "/v2/models/model/drift", vec![]),
     ];
@@ -1410,6 +1516,7 @@ fn bearer_token_guards_inference_and_metrics() {
             let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
             let r = http(&srv.addr, method, path, &headers, b);
             assert_eq!(r.status, 401, "{method} {path} with {auth:?}: {}", r.text());
+            assert_eq!(r.header("www-authenticate"), Some("Bearer"));
             assert!(r.error().contains("token"), "{}", r.text());
         }
         let r = http(
@@ -1419,7 +1526,12 @@ fn bearer_token_guards_inference_and_metrics() {
             &[("Authorization", "Bearer s3cret")],
             b,
         );
-        assert_eq!(r.status, 200, "{method} {path} with the token: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "{method} {path} with the token: {}",
+            r.text()
+        );
     }
     for path in [
         "/v2/health/live",
@@ -1430,8 +1542,51 @@ fn bearer_token_guards_inference_and_metrics() {
     ] {
         assert_eq!(srv.get(path).status, 200, "{path} without the token");
     }
-    let (want_i, _, want_p) = fx.predict(&fx.save("img.png", &img));
+    let img_path = fx.save("img.png", &img);
+    let (want_i, _, want_p) = fx.predict(&img_path);
     triton_interop(&fx, &srv, &img, Some("s3cret"), want_i, want_p);
+
+    // fool loadtest with the same token file: every request 200; without it: every one 401.
+    let url = format!("http://{}/predictions/model", srv.addr);
+    let loadtest = |token: bool| {
+        let mut cmd = fool();
+        cmd.args(["loadtest", &url, "--body"]).arg(&img_path).args([
+            "--concurrency",
+            "2",
+            "--requests",
+            "6",
+            "--json",
+            "-q",
+        ]);
+        if token {
+            cmd.arg("--token-file").arg(&tok);
+        }
+        cmd.output().unwrap()
+    };
+    let out = loadtest(true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(
+        (v["ok"].as_u64(), v["statuses"].clone()),
+        (Some(6), json!({"200": 6}))
+    );
+    let out = loadtest(false);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["statuses"], json!({"401": 6}), "{v}");
+    assert_eq!(
+        (v["ok"].as_u64(), v["errors"].as_u64(), v["lost"].as_u64()),
+        (Some(0), Some(6), Some(0))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1441,9 +1596,18 @@ fn bearer_token_guards_inference_and_metrics() {
 fn concurrent_requests_run_as_one_batch() {
     let fx = Fx::new(5);
     let log = fx.path("requests.log");
-    let srv = fx.serve(&["--max-batch", "4", "--max-delay-ms", "500", "--log", &s(&log)]);
-    let imgs: Vec<Vec<u8>> = (0..4).map(|k| png(&pattern(SIZE, SIZE, 40 + k))).collect();
-    let singles: Vec<Value> = imgs.iter().map(|b| srv.predict(b)).collect();
+    let srv = fx.serve(&[
+        "--max-batch",
+        "4",
+        "--max-delay-ms",
+        "500",
+        "--log",
+        &s(&log),
+    ]);
+    let raw: Vec<image::RgbImage> = (0..4).map(|k| pattern(SIZE, SIZE, 40 + k)).collect();
+    let imgs: Vec<Vec<u8>> = raw.iter().map(png).collect();
+    // Reference answers: the four in one request (one wait of --max-delay-ms, not four).
+    let reference = prob_rows(&srv.infer(&u8_request(&raw.iter().collect::<Vec<_>>())));
     let before = srv.metrics();
     let addr = srv.addr.clone();
     let imgs2 = imgs.clone();
@@ -1456,18 +1620,26 @@ fn concurrent_requests_run_as_one_batch() {
             &[("X-Request-Id", &id)],
             &imgs2[i],
         );
-        (r.status, r.header("x-request-id").map(String::from), r.json())
+        (
+            r.status,
+            r.header("x-request-id").map(String::from),
+            r.json(),
+        )
     });
     for (i, (status, rid, v)) in answers.iter().enumerate() {
         assert_eq!(*status, 200, "{v}");
         assert_eq!(rid.as_deref(), Some(format!("c{i}").as_str()));
-        assert_eq!(v["index"], singles[i]["index"]);
-        let d = (v["confidence"].as_f64().unwrap() - singles[i]["confidence"].as_f64().unwrap())
-            .abs();
-        assert!(d < 1e-5, "batched answer {i} differs from its single answer by {d}");
+        let want = argmax(&reference[i]);
+        assert_eq!(v["index"], want, "{v}");
+        let d = (v["confidence"].as_f64().unwrap() - reference[i][want]).abs();
+        assert!(
+            d < 1e-5,
+            "answer {i} differs from the reference answer by {d}"
+        );
     }
     let after = srv.metrics();
-    let batches = after.get("fool_batch_size_count", &[]) - before.get("fool_batch_size_count", &[]);
+    let batches =
+        after.get("fool_batch_size_count", &[]) - before.get("fool_batch_size_count", &[]);
     let images = after.get("fool_batch_size_sum", &[]) - before.get("fool_batch_size_sum", &[]);
     assert_eq!(
         (batches, images),
@@ -1484,11 +1656,52 @@ fn concurrent_requests_run_as_one_batch() {
         assert_eq!(l["batch"], 4, "{l}");
         assert_eq!(l["status"], 200);
     }
-    // The singles ran alone (batch 1), each waiting out --max-delay-ms for company.
-    for l in lines.iter().filter(|l| l.get("request_id").is_none() && l["path"] == "/predictions/model") {
-        assert_eq!(l["batch"], 1, "{l}");
-        assert!(l["queue_ms"].as_f64().unwrap() >= 0.0);
+    // The reference request ran as a batch of its own four.
+    assert_eq!(lines[0]["path"], "/v2/models/model/infer");
+    assert_eq!(
+        (lines[0]["images"].as_u64(), lines[0]["batch"].as_u64()),
+        (Some(4), Some(4))
+    );
+    assert!(lines[0]["queue_ms"].as_f64().unwrap() >= 0.0);
+    assert!(lines[0]["compute_ms"].as_f64().unwrap() > 0.0);
+
+    // Two requests of 3 and 2 images at once: 5 images over --max-batch 4 run as passes of 4
+    // and 1; each request gets its own rows back, equal to the reference rows.
+    let raw: Vec<image::RgbImage> = (0..5).map(|k| pattern(SIZE, SIZE, 60 + k)).collect();
+    let single = prob_rows(&srv.infer(&u8_request(&raw.iter().collect::<Vec<_>>())));
+    let before = srv.metrics();
+    let addr = srv.addr.clone();
+    let bodies = [
+        u8_request(&[&raw[0], &raw[1], &raw[2]]),
+        u8_request(&[&raw[3], &raw[4]]),
+    ];
+    let answers = concurrently(2, move |i| {
+        let r = http(
+            &addr,
+            "POST",
+            "/v2/models/model/infer",
+            &[("Content-Type", "application/json")],
+            bodies[i].to_string().as_bytes(),
+        );
+        (r.status, r.json())
+    });
+    let mut k = 0;
+    for (status, v) in &answers {
+        assert_eq!(*status, 200, "{v}");
+        for row in prob_rows(v) {
+            assert!(
+                max_diff(&row, &single[k]) < 1e-5,
+                "image {k} in a mixed batch: {}",
+                max_diff(&row, &single[k])
+            );
+            k += 1;
+        }
     }
+    assert_eq!(k, 5);
+    let after = srv.metrics();
+    let passes = after.get("fool_batch_size_count", &[]) - before.get("fool_batch_size_count", &[]);
+    let images = after.get("fool_batch_size_sum", &[]) - before.get("fool_batch_size_sum", &[]);
+    assert_eq!((passes, images), (2.0, 5.0), "passes of 4 and 1");
 }
 
 #[test]
@@ -1518,7 +1731,14 @@ fn a_full_queue_is_refused_with_retry_after_and_slow_answers_time_out() {
     };
     let img_png = png(&pattern(SIZE, SIZE, 11));
     // One forward at a time, one request waiting: of 6 at once, some are refused.
-    let srv = Server::start(&args(&["--max-batch", "1", "--max-delay-ms", "0", "--queue", "1"]));
+    let srv = Server::start(&args(&[
+        "--max-batch",
+        "1",
+        "--max-delay-ms",
+        "0",
+        "--queue",
+        "1",
+    ]));
     let addr = srv.addr.clone();
     let body = img_png.clone();
     let t = Instant::now();
@@ -1586,7 +1806,7 @@ fn sigterm_answers_what_is_in_flight_then_exits_0() {
             (r.status, r.text())
         })
     });
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     unsafe {
         libc::kill(srv.pid(), libc::SIGTERM);
@@ -1607,12 +1827,96 @@ fn sigterm_answers_what_is_in_flight_then_exits_0() {
         assert_eq!(a.0, 200, "in flight at SIGTERM: {a:?}");
     }
     let status = srv.stop();
-    assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status}"
+    );
     assert!(t.elapsed() < Duration::from_secs(10));
     assert!(
         TcpStream::connect(&addr).is_err(),
         "{addr} still accepts connections after exit"
     );
+}
+
+/// SIGTERM with clients that never finish: one connected and silent, one idle after a
+/// keep-alive exchange, one stalled in the middle of its body. The server still exits 0 within
+/// 10 s (it cannot answer the stalled one, and must not wait for it forever).
+#[test]
+fn sigterm_does_not_wait_forever_for_idle_or_stalled_clients() {
+    let fx = Fx::new(13);
+    let mut srv = fx.serve(&[]);
+    let silent = TcpStream::connect(&srv.addr).unwrap();
+    let mut idle = TcpStream::connect(&srv.addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    idle.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut stalled = TcpStream::connect(&srv.addr).unwrap();
+    stalled
+        .write_all(
+            b"POST /predictions/model HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n0123456789",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    unsafe {
+        libc::kill(srv.pid(), libc::SIGTERM);
+    }
+    let mut child = srv.child.take().unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop((silent, idle, stalled));
+    let status = status.expect(
+        "fool serve still running 10 s after SIGTERM with a silent, an idle keep-alive and a stalled client",
+    );
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// A client that goes away while its request waits for the model: no request stays counted in
+/// fool_requests_in_flight, and the server answers the next one.
+#[test]
+fn abandoned_requests_do_not_stay_in_flight() {
+    let fx = Fx::new(14);
+    let srv = fx.serve(&["--max-delay-ms", "800", "--max-batch", "16"]);
+    let img_png = png(&pattern(SIZE, SIZE, 14));
+    {
+        let mut s = TcpStream::connect(&srv.addr).unwrap();
+        s.write_all(&request_bytes("POST", "/predictions/model", &[], &img_png))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let m = srv.metrics();
+        assert_eq!(
+            m.get("fool_requests_in_flight", &[]),
+            2.0,
+            "one waiting, one /metrics"
+        );
+        // The client hangs up, its request still in the batcher.
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let m = srv.metrics();
+    assert_eq!(
+        m.get("fool_requests_in_flight", &[]),
+        1.0,
+        "an abandoned request is still counted in flight (only this /metrics request is)"
+    );
+    assert_eq!(srv.predict(&img_png)["model"], "model");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1691,14 +1995,18 @@ fn metrics_count_what_was_served_and_the_log_has_a_line_per_request() {
     assert_eq!(m.get("fool_queue_duration_seconds_count", &[]), 4.0);
     assert_eq!(m.get("fool_compute_duration_seconds_count", &[]), 4.0);
     assert!(m.get("fool_compute_duration_seconds_sum", &[]) > 0.0);
-    assert_eq!(m.get("fool_batch_size_count", &[]), 4.0);
+    // Five forward passes: the 12 in chunks of 8 and 4 (--max-batch 8), then three of 1.
+    assert_eq!(m.get("fool_batch_size_count", &[]), 5.0);
     assert_eq!(m.get("fool_batch_size_sum", &[]), 15.0);
     assert_eq!(m.get("fool_prediction_confidence_count", &[]), 15.0);
     // The /metrics request itself is in flight.
     assert_eq!(m.get("fool_requests_in_flight", &[]), 1.0);
     assert!(m.get("fool_model_load_seconds", &[]) > 0.0);
     assert!(m.get("process_resident_memory_bytes", &[]) > 1e6);
-    assert!(m.0.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
+    assert!(
+        m.0.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
 
     // The log: one line per request so far (the /metrics one included).
     let lines = log_lines(&log);
@@ -1722,7 +2030,9 @@ fn metrics_count_what_was_served_and_the_log_has_a_line_per_request() {
     let c = lines[1]["confidence"][0].as_f64().unwrap();
     assert!((c - rows[0][classes[0]]).abs() < 1e-6);
     assert_eq!(lines[4]["status"], 400);
-    assert!(lines[4]["error"].as_str().is_some_and(|e| e.contains("empty")));
+    assert!(lines[4]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("empty")));
     assert_eq!(lines[5]["path"], "/v2/health/live");
     assert_eq!(lines[6]["path"], "/metrics");
     assert!(lines.iter().all(|l| l["ms"].as_f64().unwrap() >= 0.0));
@@ -1732,7 +2042,12 @@ fn metrics_count_what_was_served_and_the_log_has_a_line_per_request() {
 fn drift_of_predicted_classes_and_reference_files() {
     let fx = Fx::new(9);
     // Two images the model puts in different classes (found with a throwaway server).
-    let imgs: Vec<image::RgbImage> = (0..16).map(|k| pattern(SIZE, SIZE, 200 + k)).collect();
+    let imgs: Vec<image::RgbImage> = (0..27u32)
+        .map(|k| {
+            let c = [k % 3, k / 3 % 3, k / 9].map(|v| (v * 127).min(255) as u8);
+            image::RgbImage::from_pixel(SIZE, SIZE, image::Rgb(c))
+        })
+        .collect();
     let classes: Vec<usize> = {
         let srv = fx.serve(&[]);
         let refs: Vec<&image::RgbImage> = imgs.iter().collect();
@@ -1743,7 +2058,7 @@ fn drift_of_predicted_classes_and_reference_files() {
     };
     let b = (1..imgs.len())
         .find(|&k| classes[k] != classes[0])
-        .unwrap_or_else(|| panic!("the tiny model puts 16 images in one class: {classes:?}"));
+        .unwrap_or_else(|| panic!("the tiny model puts 27 colours in one class: {classes:?}"));
     let (ca, cb) = (classes[0], classes[b]);
     let (a_png, b_png) = (png(&imgs[0]), png(&imgs[b]));
 
@@ -1852,7 +2167,7 @@ fn detector_scores_flags_and_rejects() {
         .args(fx.model_args())
         .args([
             "--squeezers",
-            "bits:4,median:2",
+            "bits:4,median:3",
             "--fpr",
             "0.2",
             "--stateful-k",
@@ -1861,7 +2176,9 @@ fn detector_scores_flags_and_rejects() {
         ])
         .arg(&det));
     let file: Value = serde_json::from_slice(&std::fs::read(&det).unwrap()).unwrap();
-    let st_k = file["stateful"]["k"].as_u64().expect("stateful calibration");
+    let st_k = file["stateful"]["k"]
+        .as_u64()
+        .expect("stateful calibration");
     let st_threshold = file["stateful"]["threshold"].as_f64().unwrap();
     assert_eq!(st_k, 2);
 
@@ -1882,9 +2199,13 @@ fn detector_scores_flags_and_rejects() {
     assert_eq!(srv.info["stateful"], true);
     let meta = srv.get("/v2/models/model").json();
     assert_eq!(meta["parameters"]["stateful"]["k"], st_k, "{meta}");
-    let t = meta["parameters"]["stateful"]["threshold"].as_f64().unwrap();
+    let t = meta["parameters"]["stateful"]["threshold"]
+        .as_f64()
+        .unwrap();
     assert!((t - st_threshold).abs() < 1e-12, "{meta}");
-    let dt = meta["parameters"]["detector"]["threshold"].as_f64().unwrap();
+    let dt = meta["parameters"]["detector"]["threshold"]
+        .as_f64()
+        .unwrap();
     assert!((dt - file["threshold"].as_f64().unwrap()).abs() < 1e-12);
     for name in [
         "detector_score",
@@ -1923,7 +2244,12 @@ fn detector_scores_flags_and_rejects() {
     let v = r.json();
     assert!(r.error().contains("flagged"), "{v}");
     assert!(
-        (v["detector_score"].as_f64().expect("detector_score in the 422") - want).abs() < 1e-5,
+        (v["detector_score"]
+            .as_f64()
+            .expect("detector_score in the 422")
+            - want)
+            .abs()
+            < 1e-5,
         "{v}"
     );
     let r = srv.post_json("/v2/models/model/infer", &u8_request(&[&img]));
@@ -1955,7 +2281,10 @@ fn detector_scores_flags_and_rejects() {
     assert_eq!(answers[2]["stateful_flagged"], true, "{}", answers[2]);
     assert_eq!(answers[2]["stateful_distance"].as_f64(), Some(0.0));
     let m = srv.metrics();
-    assert_eq!(m.get("fool_flagged_total", &[("detector", "stateful")]), 1.0);
+    assert_eq!(
+        m.get("fool_flagged_total", &[("detector", "stateful")]),
+        1.0
+    );
     // A different image afterwards is not flagged (the memory was cleared by the flag).
     let other = srv.predict(&png(&pattern(SIZE, SIZE, 78)));
     assert_eq!(other["stateful_flagged"], false, "{other}");
@@ -1970,12 +2299,14 @@ fn loadtest_reports_every_answer() {
     let srv = fx.serve(&[]);
     let body = fx.save("img.png", &pattern(SIZE, SIZE, 13));
     let url = format!("http://{}/predictions/model", srv.addr);
-    let v = ok_json(
-        fool()
-            .args(["loadtest", &url, "--body"])
-            .arg(&body)
-            .args(["--concurrency", "4", "--requests", "40", "--json", "-q"]),
-    );
+    let v = ok_json(fool().args(["loadtest", &url, "--body"]).arg(&body).args([
+        "--concurrency",
+        "4",
+        "--requests",
+        "40",
+        "--json",
+        "-q",
+    ]));
     assert_eq!(v["requests"], 40, "{v}");
     assert_eq!(v["sent"], 40, "{v}");
     assert_eq!(v["ok"], 40, "{v}");
@@ -1998,6 +2329,30 @@ fn loadtest_reports_every_answer() {
             &[("endpoint", "/predictions/{name}"), ("code", "200")]
         ),
         40.0
+    );
+    // Nothing listening: every request lost, exit 1.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = fool()
+        .args(["loadtest", &format!("http://{closed}/x"), "--body"])
+        .arg(&body)
+        .args(["--requests", "5", "--concurrency", "2", "--json", "-q"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["statuses"], json!({"error": 5}), "{v}");
+    assert_eq!(
+        (v["ok"].as_u64(), v["lost"].as_u64()),
+        (Some(0), Some(5)),
+        "{v}"
     );
     // Not this machine: refused at once.
     let t = Instant::now();
@@ -2129,8 +2484,43 @@ fn start_up_errors_name_the_flag() {
             vec!["--timeout-ms".into()],
         ),
         (
+            vec![
+                "--stateful".into(),
+                "--stateful-k".into(),
+                "0".into(),
+                "--stateful-threshold".into(),
+                "0.1".into(),
+            ],
+            vec!["--stateful-k".into()],
+        ),
+        (
+            vec![
+                "--stateful".into(),
+                "--stateful-k".into(),
+                "5".into(),
+                "--stateful-memory".into(),
+                "3".into(),
+                "--stateful-threshold".into(),
+                "0.1".into(),
+            ],
+            vec!["--stateful-memory".into()],
+        ),
+        (
+            vec!["--stateful".into(), "--stateful-threshold=-1".into()],
+            vec!["--stateful-threshold".into()],
+        ),
+        (
+            vec!["--log".into(), "/nonexistent/dir/requests.log".into()],
+            vec!["--log".into(), "/nonexistent/dir/requests.log".into()],
+        ),
+        (vec!["--top-k".into(), "0".into()], vec!["--top-k".into()]),
+        (
+            vec!["--max-batch-request".into(), "0".into()],
+            vec!["--max-batch-request".into()],
+        ),
+        (
             vec!["--drift-reference".into(), s(&no_file)],
-            vec!["--drift-reference".into()],
+            vec!["missing.json".into()],
         ),
     ];
     for (extra, needles) in &cases {
@@ -2138,4 +2528,10 @@ fn start_up_errors_name_the_flag() {
         let n: Vec<&str> = needles.iter().map(String::as_str).collect();
         start_fails(&fx, &e, &n);
     }
+    // A host that does not resolve: the flag at fault is --host (not --port).
+    start_fails(
+        &fx,
+        &["--host", "no-such-host.invalid"],
+        &["no-such-host.invalid", "--host"],
+    );
 }

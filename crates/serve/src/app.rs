@@ -147,11 +147,14 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// Bearer token on inference and metrics, compared in constant time.
 async fn auth(State(st): State<St>, req: Request, next: Next) -> Response {
     if let Some(token) = &st.token {
+        // The scheme is case-insensitive (RFC 9110 §11.1), the token is not.
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| v.trim().split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
             .unwrap_or("");
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             let mut r = ApiError::new(
@@ -177,6 +180,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a Metrics);
+
+impl<'a> InFlight<'a> {
+    fn new(m: &'a Metrics) -> InFlight<'a> {
+        m.in_flight.inc();
+        InFlight(m)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
 /// Metrics and the log line of every request; echoes `X-Request-Id`.
 async fn observe(State(st): State<St>, req: Request, next: Next) -> Response {
     let endpoint = req
@@ -187,11 +206,11 @@ async fn observe(State(st): State<St>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
     let rid = req.headers().get("x-request-id").cloned();
-    st.metrics.in_flight.inc();
+    // A guard, not inc/dec around the await: a client that hangs up drops this future.
+    let _in_flight = InFlight::new(&st.metrics);
     let t = Instant::now();
     let mut resp = next.run(req).await;
     let secs = t.elapsed().as_secs_f64();
-    st.metrics.in_flight.dec();
     let code = resp.status().as_u16();
     st.metrics
         .requests
@@ -368,7 +387,17 @@ async fn read_body(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Byt
             return Err(too_large());
         }
     }
-    match axum::body::to_bytes(body, st.max_body).await {
+    let read = tokio::time::timeout(st.timeout, axum::body::to_bytes(body, st.max_body)).await;
+    let Ok(read) = read else {
+        return Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} ms (--timeout-ms)",
+                st.timeout.as_millis()
+            ),
+        ));
+    };
+    match read {
         Ok(b) => Ok(b),
         Err(e) => {
             let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
@@ -394,12 +423,15 @@ async fn run_model(st: &AppState, x: Vec<f32>, n: usize) -> Result<Done, ApiErro
     let Some(queue) = queue else {
         return Err(unavailable("the server is shutting down"));
     };
-    match queue.submit(Job {
+    let submitted = queue.submit(Job {
         x,
         n,
         enqueued: Instant::now(),
         reply: tx,
-    }) {
+    });
+    // No sender may outlive the submission: shutdown closes the queue by dropping the last one.
+    drop(queue);
+    match submitted {
         Ok(()) => {}
         Err(Refused::Full) => {
             let mut e = unavailable("the request queue is full (--queue); retry later");
@@ -630,7 +662,8 @@ async fn invocations(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
     {
-        if !ct.trim_start().starts_with("application/json") {
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/json") {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!("Content-Type '{ct}' is not accepted; send application/json"),
@@ -688,6 +721,6 @@ async fn drift_window(
     check_model(&st, &name)?;
     let d = st.drift.lock().unwrap_or_else(|p| p.into_inner());
     Ok(Json(
-        serde_json::to_value(d.summary()).unwrap_or(Value::Null),
+        serde_json::to_value(d.current()).unwrap_or(Value::Null),
     ))
 }

@@ -64,17 +64,17 @@ pub struct Limits {
     pub queue: usize,
 }
 
+/// What the worker reports once its model is loaded: the model and the seconds it took, or why
+/// it could not be loaded.
+pub type Loaded = mpsc::Receiver<Result<(ModelInfo, f64), String>>;
+
 /// Start the worker thread: it builds the predictor with `factory`, reports the model's info
 /// (or the error) on the returned channel, then serves the queue until every `Queue` is dropped.
 pub fn start(
     factory: crate::model::Factory,
     limits: Limits,
     metrics: Arc<Metrics>,
-) -> (
-    Queue,
-    std::thread::JoinHandle<()>,
-    mpsc::Receiver<Result<(ModelInfo, f64), String>>,
-) {
+) -> (Queue, std::thread::JoinHandle<()>, Loaded) {
     let (tx, rx) = mpsc::sync_channel::<Job>(limits.queue.max(1));
     let (ready_tx, ready_rx) = mpsc::channel();
     let m = metrics.clone();

@@ -134,6 +134,20 @@ impl Drift {
         }
     }
 
+    /// The latest predictions as a reference file's content: the window, or while the reference
+    /// window is still filling, what it holds so far.
+    pub fn current(&self) -> Summary {
+        if self.reference.is_none() && self.building_n > 0 {
+            return Summary {
+                format: FORMAT.into(),
+                count: self.building_n as u64,
+                class_counts: self.building.clone(),
+                mean_confidence: self.building_conf / self.building_n as f64,
+            };
+        }
+        self.summary()
+    }
+
     pub fn reference(&self) -> Option<&Summary> {
         self.reference.as_ref()
     }
@@ -177,11 +191,11 @@ mod tests {
     fn psi_and_kl_by_hand() {
         // Two classes, smoothed: window (3.5/5, 1.5/5), reference (1.5/5, 3.5/5).
         let (psi, kl) = psi_kl(&[3, 1], &[1, 3]);
-        let (w, r) = ([0.7, 0.3], [0.3, 0.7]);
+        let (w, r): ([f64; 2], [f64; 2]) = ([0.7, 0.3], [0.3, 0.7]);
         let want_psi: f64 = (0..2).map(|i| (w[i] - r[i]) * (w[i] / r[i]).ln()).sum();
         let want_kl: f64 = (0..2).map(|i| w[i] * (w[i] / r[i]).ln()).sum();
         assert!((psi - want_psi).abs() < 1e-12 && (kl - want_kl).abs() < 1e-12);
-        assert!((psi - 0.4 * (7.0f64 / 3.0).ln()).abs() < 1e-12);
+        assert!((psi - 0.8 * (7.0f64 / 3.0).ln()).abs() < 1e-12);
         assert_eq!(psi_kl(&[5, 5], &[5, 5]), (0.0, 0.0));
     }
 

@@ -19,6 +19,7 @@ mod app;
 
 pub use model::{Factory, Images, InputError, ModelInfo, Predictor, Verdict};
 
+use std::future::IntoFuture;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +66,8 @@ pub struct Config {
     pub drift_reference: Option<(String, String)>,
     pub log: Option<LogTarget>,
     pub version: String,
+    /// After SIGTERM / Ctrl-C, how long requests in flight may take before the server exits anyway.
+    pub grace: Duration,
 }
 
 /// What a finished server reports.
@@ -116,11 +119,25 @@ pub fn serve(
         .build()
         .map_err(|e| Error::Io(format!("cannot start the async runtime: {e}")))?;
     // Bind before loading the model: a taken port is reported at once.
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)))
+    let addrs: Vec<SocketAddr> = rt
+        .block_on(tokio::net::lookup_host((cfg.host.as_str(), cfg.port)))
         .map_err(|e| {
             setting(
-                "port",
+                "host",
+                format!("'{}' is not an address this machine has: {e}", cfg.host),
+            )
+        })?
+        .collect();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addrs.as_slice()))
+        .map_err(|e| {
+            let field = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "port"
+            } else {
+                "host"
+            };
+            setting(
+                field,
                 format!("cannot listen on {}:{}: {e}", cfg.host, cfg.port),
             )
         })?;
@@ -165,14 +182,34 @@ pub fn serve(
     ready(address, &state.info);
     let app = app::router(state.clone());
     let st = state.clone();
+    let grace = cfg.grace;
     let result = rt.block_on(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                st.shutting_down.store(true, Ordering::SeqCst);
-            })
-            .await
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            st.shutting_down.store(true, Ordering::SeqCst);
+            let _ = stopping_tx.send(());
+        });
+        let mut server = tokio::spawn(server.into_future());
+        tokio::select! {
+            r = &mut server => r,
+            _ = stopping_rx => {
+                // Stop accepting, let what is in flight finish — but not forever: a client stalled
+                // in the middle of its body must not keep the server alive.
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        }
     });
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    };
     // Every handler has answered: close the queue and let the worker finish.
     if let Ok(mut q) = state.queue.lock() {
         q.take();

@@ -69,7 +69,7 @@ pub trait Images: Send + Sync + 'static {
     /// the model's images are.
     fn decode(&self, bytes: &[u8]) -> Result<Vec<f32>, InputError>;
     /// An 8-bit RGB image given as `h`×`w`×3 bytes (HWC), resized and cropped likewise.
-    fn from_rgb8(&self, w: u32, h: u32, data: &[u8]) -> Result<Vec<f32>, InputError>;
+    fn rgb8_pixels(&self, w: u32, h: u32, data: &[u8]) -> Result<Vec<f32>, InputError>;
 }
 
 /// The model's verdict on one image.

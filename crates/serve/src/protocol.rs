@@ -446,7 +446,7 @@ pub fn to_pixels(
             let per = h * w * 3;
             let mut out = Vec::with_capacity(n * 3 * s * s);
             for k in 0..n {
-                out.extend(images.from_rgb8(w as u32, h as u32, &v[k * per..(k + 1) * per])?);
+                out.extend(images.rgb8_pixels(w as u32, h as u32, &v[k * per..(k + 1) * per])?);
             }
             Ok((out, n))
         }
@@ -642,14 +642,204 @@ pub fn model_metadata(info: &ModelInfo) -> Value {
             let shape: Vec<i64> = match per { Some(c) => vec![-1, c as i64], None => vec![-1] };
             json!({"name": name, "datatype": dtype, "shape": shape})
         }).collect::<Vec<_>>(),
-        "parameters": {
-            "path": info.path,
-            "classes": info.classes,
-            "mean": info.mean, "std": info.std,
-            "device": info.device,
-            "defense": info.defense,
-            "detector": info.detector.as_ref().map(|d| json!({"name": d.0, "threshold": d.1})),
-            "stateful": info.stateful.map(|s| json!({"k": s.0, "threshold": s.1})),
-        }
+        "parameters": metadata_parameters(info),
     })
+}
+
+/// The model's extras in its metadata: only set values (the protocol's parameters are scalars;
+/// fool's arrays and objects are extras that clients ignore).
+fn metadata_parameters(info: &ModelInfo) -> Value {
+    let mut p = json!({
+        "path": info.path,
+        "classes": info.classes,
+        "mean": info.mean,
+        "std": info.std,
+        "device": info.device,
+    });
+    if let Some(d) = &info.defense {
+        p["defense"] = json!(d);
+    }
+    if let Some(d) = &info.detector {
+        p["detector"] = json!({"name": d.0, "threshold": d.1});
+    }
+    if let Some(s) = info.stateful {
+        p["stateful"] = json!({"k": s.0, "threshold": s.1});
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ModelInfo {
+        ModelInfo {
+            name: "m".into(),
+            path: "m.pt".into(),
+            size: 2,
+            classes: 3,
+            labels: vec!["a".into(), "b".into(), "c".into()],
+            mean: [0.5, 0.5, 0.5],
+            std: [0.25, 0.25, 0.25],
+            defense: None,
+            detector: Some(("fs".into(), 0.5)),
+            stateful: None,
+            device: "cpu".into(),
+        }
+    }
+
+    struct Echo;
+    impl Images for Echo {
+        fn decode(&self, _: &[u8]) -> Result<Vec<f32>, InputError> {
+            Err(InputError::unsupported("no"))
+        }
+        fn rgb8_pixels(&self, w: u32, h: u32, data: &[u8]) -> Result<Vec<f32>, InputError> {
+            assert_eq!((w, h), (2, 2));
+            // HWC → CHW in [0,1].
+            let mut out = vec![0.0; 12];
+            for (i, &b) in data.iter().enumerate() {
+                out[(i % 3) * 4 + i / 3] = b as f32 / 255.0;
+            }
+            Ok(out)
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        max_images: 4,
+        max_pixels: 100,
+    };
+
+    #[test]
+    fn json_and_binary_inputs_give_the_same_tensor() {
+        let json_body = br#"{"id":"x","inputs":[{"name":"i","shape":[1,2,2,3],"datatype":"UINT8","data":[[[[0,1,2],[3,4,5]],[[6,7,8],[9,10,11]]]]}]}"#;
+        let a = parse_infer(json_body, None, 5).unwrap();
+        let header = br#"{"inputs":[{"name":"i","shape":[1,2,2,3],"datatype":"UINT8","parameters":{"binary_data_size":12}}]}"#;
+        let mut bin = header.to_vec();
+        bin.extend(0u8..12);
+        let b = parse_infer(&bin, Some(&header.len().to_string()), 5).unwrap();
+        assert_eq!(a.input.data, b.input.data);
+        assert_eq!(a.id.as_deref(), Some("x"));
+        let (px, n) = to_pixels(&a.input, &info(), &Echo, LIMITS).unwrap();
+        assert_eq!(n, 1);
+        // Channel 0 (R) holds bytes 0, 3, 6, 9.
+        assert_eq!(&px[..4], &[0.0, 3.0 / 255.0, 6.0 / 255.0, 9.0 / 255.0]);
+    }
+
+    #[test]
+    fn fp32_input_is_mapped_back_to_pixels() {
+        let body = br#"{"inputs":[{"name":"x","shape":[3,2,2],"datatype":"FP32","data":[0,0,0,0,1,1,1,1,-2,-2,-2,-2]}]}"#;
+        let r = parse_infer(body, None, 5).unwrap();
+        let (px, n) = to_pixels(&r.input, &info(), &Echo, LIMITS).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(px[0], 0.5);
+        assert_eq!(px[4], 0.75);
+        assert_eq!(px[8], 0.0);
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let err = |body: &[u8], h: Option<&str>| {
+            let r = parse_infer(body, h, 5).and_then(|r| {
+                check_outputs(&r, &info())?;
+                to_pixels(&r.input, &info(), &Echo, LIMITS).map(|_| ())
+            });
+            r.unwrap_err()
+        };
+        let e = err(b"{", None);
+        assert!(
+            e.msg.contains("not a valid inference request") && e.status == 400,
+            "{e}"
+        );
+        let e = err(br#"{"inputs":[]}"#, None);
+        assert!(e.msg.contains("exactly one input"), "{e}");
+        let e = err(
+            br#"{"inputs":[{"name":"i","shape":[1,2,2,3],"datatype":"INT64","data":[1]}]}"#,
+            None,
+        );
+        assert!(e.msg.contains("datatype 'INT64' is not supported"), "{e}");
+        let e = err(
+            br#"{"inputs":[{"name":"i","shape":[1,2,2,3],"datatype":"UINT8","data":[1,2]}]}"#,
+            None,
+        );
+        assert!(e.msg.contains("holds 12 values but data has 2"), "{e}");
+        let e = err(
+            br#"{"inputs":[{"name":"i","shape":[1,1,1,3],"datatype":"UINT8","data":[1,2,256]}]}"#,
+            None,
+        );
+        assert!(e.msg.contains("0..255"), "{e}");
+        let e = err(
+            br#"{"inputs":[{"name":"i","shape":[1,1,1,4],"datatype":"UINT8","data":[1,2,3,4]}]}"#,
+            None,
+        );
+        assert!(e.msg.contains("UINT8 shape [1, 1, 1, 4]"), "{e}");
+        let e = err(br#"{"inputs":[{"name":"i","shape":[5,1,1,3],"datatype":"UINT8","data":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]}]}"#, None);
+        assert!(e.status == 413 && e.msg.contains("5 images"), "{e}");
+        let short = br#"{"inputs":[{"name":"i","shape":[1,20,20,3],"datatype":"UINT8","parameters":{"binary_data_size":1200}}]}"#;
+        let e = err(short, Some(&short.len().to_string()));
+        assert!(e.msg.contains("binary_data_size 1200"), "{e}");
+        let e = err(br#"{}"#, Some("1000"));
+        assert!(e.msg.contains("Inference-Header-Content-Length"), "{e}");
+        let e = err(br#"{"inputs":[{"name":"i","shape":[1,1,1,3],"datatype":"UINT8","data":[1,2,3]}],"outputs":[{"name":"nope"}]}"#, None);
+        assert!(
+            e.msg.contains("unknown output 'nope'") && e.msg.contains("detector_score"),
+            "{e}"
+        );
+        let mut nan = br#"{"inputs":[{"name":"i","shape":[1,3,2,2],"datatype":"FP32","parameters":{"binary_data_size":48}}]}"#.to_vec();
+        let hl = nan.len().to_string();
+        for k in 0..12 {
+            nan.extend_from_slice(&(if k == 5 { f32::NAN } else { 0.0f32 }).to_le_bytes());
+        }
+        let e = err(&nan, Some(&hl));
+        assert!(e.msg.contains("non-finite"), "{e}");
+    }
+
+    #[test]
+    fn binary_outputs_follow_the_json_in_order() {
+        let body = br#"{"inputs":[{"name":"i","shape":[1,1,1,3],"datatype":"UINT8","data":[1,2,3]}],"outputs":[{"name":"label","parameters":{"binary_data":true}},{"name":"probabilities","parameters":{"binary_data":true}},{"name":"flagged"}]}"#;
+        let req = parse_infer(body, None, 2).unwrap();
+        let v = Verdict {
+            probs: vec![0.25, 0.5, 0.25],
+            logits: vec![0.0, 1.0, 0.0],
+            detector: Some((0.75, true)),
+            stateful: None,
+        };
+        let (bytes, header) = infer_response(&req, &info(), std::slice::from_ref(&v));
+        let h = header.expect("binary outputs");
+        let j: Value = serde_json::from_slice(&bytes[..h]).unwrap();
+        assert_eq!(j["outputs"][0]["parameters"]["binary_data_size"], 8);
+        assert_eq!(j["outputs"][1]["parameters"]["binary_data_size"], 12);
+        assert_eq!(j["outputs"][2]["data"], json!([true]));
+        assert_eq!(j["parameters"]["label"], "b");
+        assert_eq!(j["parameters"]["flagged"], true);
+        let rest = &bytes[h..];
+        assert_eq!(i64::from_le_bytes(rest[..8].try_into().unwrap()), 1);
+        assert_eq!(f32::from_le_bytes(rest[12..16].try_into().unwrap()), 0.5);
+        assert_eq!(rest.len(), 20);
+        let tk: Value = serde_json::from_str(j["parameters"]["top_k"].as_str().unwrap()).unwrap();
+        assert_eq!(tk[0][0]["index"], 1);
+        assert_eq!(tk[0].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn mlflow_bodies_by_shape() {
+        let i = info();
+        let t = parse_invocations(
+            br#"{"inputs":[[[[1,2,3],[4,5,6]],[[7,8,9],[10,11,12]]]]}"#,
+            &i,
+        )
+        .unwrap();
+        assert_eq!(t.shape, vec![1, 2, 2, 3]);
+        assert!(matches!(t.data, Data::U8(_)));
+        let t = parse_invocations(
+            br#"{"instances":[[[0.1,0.2],[0.3,0.4]],[[0,0],[0,0]],[[0,0],[0,0]]]}"#,
+            &i,
+        )
+        .unwrap();
+        assert_eq!(t.shape, vec![3, 2, 2]);
+        assert!(matches!(t.data, Data::F32(_)));
+        let e = parse_invocations(br#"{"inputs":[[1,2],[3]]}"#, &i).unwrap_err();
+        assert!(e.msg.contains("ragged"), "{e}");
+        let e = parse_invocations(br#"{"dataframe_split":{}}"#, &i).unwrap_err();
+        assert!(e.msg.contains("\"inputs\""), "{e}");
+    }
 }
