@@ -55,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--resize-always", action="store_true",
                    help="also resize/crop images that are already SIZE x SIZE (fool's flag of "
                         "the same name; by default such an image is used as it is, as fool does)")
+    p.add_argument("--plain-layout", action="store_true",
+                   help="feed the model contiguous NCHW input; by default the input is channels-last "
+                        "with frozen parameters, as fool feeds its models (equal footing)")
     p.add_argument("--mean", type=float, nargs=3, default=[0.485, 0.456, 0.406])
     p.add_argument("--std", type=float, nargs=3, default=[0.229, 0.224, 0.225])
     return p.parse_args(argv)
@@ -66,6 +69,11 @@ torch.set_num_interop_threads(ARGS.threads)
 
 MODEL = torch.jit.load(ARGS.model, map_location="cpu")
 MODEL.eval()
+if not ARGS.plain_layout:
+    # What fool does to every model it loads (src/model.rs): parameters frozen, input in
+    # channels-last memory (oneDNN's fast layout). Same footing for the comparison.
+    for p_ in MODEL.parameters():
+        p_.requires_grad_(False)
 MEAN = np.asarray(ARGS.mean, dtype=np.float32).reshape(1, 1, 3)
 STD = np.asarray(ARGS.std, dtype=np.float32).reshape(1, 1, 3)
 
@@ -73,7 +81,10 @@ STD = np.asarray(ARGS.std, dtype=np.float32).reshape(1, 1, 3)
 def _run_model(x: np.ndarray):
     """(N,3,S,S) float32 -> (probabilities, logits) as numpy. Runs on the model thread."""
     with torch.inference_mode():
-        logits = MODEL(torch.from_numpy(x))
+        t = torch.from_numpy(x)
+        if not ARGS.plain_layout:
+            t = t.contiguous(memory_format=torch.channels_last)
+        logits = MODEL(t)
         probs = torch.softmax(logits, dim=1)
     return probs.numpy(), logits.numpy()
 
@@ -320,7 +331,9 @@ async def infer(name: str, request: Request):
     answer = {"model_name": name, "model_version": "1", "outputs": outputs, "parameters": params}
     if "id" in req:
         answer["id"] = req["id"]
-    return JSONResponse(answer)  # not a dict: FastAPI's jsonable_encoder would walk every float
+    rid = request.headers.get("x-request-id")
+    # not a dict: FastAPI's jsonable_encoder would walk every float
+    return JSONResponse(answer, headers={"X-Request-Id": rid} if rid else None)
 
 
 if __name__ == "__main__":

@@ -331,6 +331,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("test", "--test"),
     ("test_examples", "--test-examples"),
     ("threshold", "--threshold"),
+    ("threads", "--threads"),
     ("timeout_ms", "--timeout-ms"),
     ("token_file", "--token-file"),
     ("top_k", "--top-k"),

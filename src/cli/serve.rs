@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Classes in each answer's top-k list
     #[arg(long, default_value_t = 5)]
     top_k: usize,
+    /// libtorch threads for the model (intra-op) [default on CPU: the cores minus one, at least 1:
+    /// a core is left to HTTP and image decoding]
+    #[arg(long)]
+    threads: Option<usize>,
     /// A defense applied before the model, as `fool predict --defense` takes it (jpeg:75, bits:5+median:2)
     #[arg(long)]
     defense: Option<String>,
@@ -144,6 +148,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
             threshold: a.stateful_threshold,
             memory: a.stateful_memory,
         }),
+        threads: a.threads,
     };
     settings.check()?;
     if a.reject_flagged && a.detector.is_none() && !a.stateful {

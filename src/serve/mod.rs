@@ -34,6 +34,8 @@ pub struct Settings {
     /// A detector file from `fool detect calibrate`.
     pub detector: Option<PathBuf>,
     pub stateful: Option<StatefulChoice>,
+    /// libtorch's intra-op threads for the model worker (None: libtorch's default, the cores).
+    pub threads: Option<usize>,
 }
 
 impl Settings {
@@ -144,6 +146,18 @@ struct Served {
 
 /// Load everything on the worker thread; errors are one line naming the file or setting.
 fn load(settings: Settings) -> Result<(Served, ModelInfo)> {
+    match settings.threads {
+        Some(0) => return Err(Error::field("threads", "must be at least 1")),
+        Some(t) => tch::set_num_threads(t as i32),
+        // One core is left to HTTP and decoding: libtorch's threads spin at every layer, and
+        // on a CPU shared with the request threads that costs more than the extra thread gains
+        // (BENCHMARKS.md "fool serve": 2 threads 24 req/s, 1 thread 72 req/s on 2 cores).
+        None if settings.spec.device == tch::Device::Cpu => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            tch::set_num_threads(cores.saturating_sub(1).max(1) as i32);
+        }
+        None => {}
+    }
     let loaded = settings.spec.load()?;
     // After the load-time probe, which checks the input gradient.
     let no_grad = tch::no_grad_guard();
