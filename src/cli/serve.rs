@@ -229,6 +229,23 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a client of a server needs: `fool loadtest` and `fool probe`.
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    /// A bearer token file (the server's --token-file)
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Allow a target that is not this machine
+    #[arg(long)]
+    allow_remote: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// No progress bar
+    #[arg(long, short)]
+    quiet: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct LoadtestArgs {
     /// The endpoint, e.g. http://127.0.0.1:8080/predictions/model (loopback only unless --allow-remote)
@@ -254,18 +271,8 @@ pub struct LoadtestArgs {
     /// Per-request timeout, ms
     #[arg(long, default_value_t = 60_000)]
     timeout_ms: u64,
-    /// A bearer token file (the server's --token-file)
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// Allow a target that is not this machine
-    #[arg(long)]
-    allow_remote: bool,
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
-    /// No progress bar
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub fn loadtest(a: LoadtestArgs) -> Result<ExitCode> {
@@ -279,7 +286,7 @@ pub fn loadtest(a: LoadtestArgs) -> Result<ExitCode> {
         }
     });
     let mut headers = Vec::new();
-    if let Some(p) = &a.token_file {
+    if let Some(p) = &a.client.token_file {
         let t = read_small_file(p, "token_file", "a token file")?;
         headers.push(("authorization".to_string(), format!("Bearer {}", t.trim())));
     }
@@ -299,15 +306,15 @@ pub fn loadtest(a: LoadtestArgs) -> Result<ExitCode> {
         requests: a.requests,
         max_duration: Duration::from_secs(a.max_seconds),
         timeout: Duration::from_millis(a.timeout_ms),
-        allow_remote: a.allow_remote,
+        allow_remote: a.client.allow_remote,
     };
-    let bar = super::progress_bar(a.requests as u64, a.quiet || a.json);
+    let bar = super::progress_bar(a.requests as u64, a.client.quiet || a.client.json);
     let b2 = bar.clone();
     let report = fool_serve::load::run(&plan, Arc::new(move |d| b2.set_position(d as u64)))
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.url))
         .context("loadtest")?;
     bar.finish_and_clear();
-    if a.json {
+    if a.client.json {
         print_json(&report)?;
     } else {
         println!(
@@ -360,24 +367,15 @@ pub struct ProbeArgs {
     /// Square's query budget per image
     #[arg(long, default_value_t = 1000)]
     queries: usize,
+    /// Seeds the attack's random squares
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// A bearer token file (the server's --token-file)
-    #[arg(long)]
-    token_file: Option<PathBuf>,
-    /// Allow a server that is not on this machine
-    #[arg(long)]
-    allow_remote: bool,
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
-    /// No progress bar
-    #[arg(long, short)]
-    quiet: bool,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 pub fn probe(a: ProbeArgs) -> Result<ExitCode> {
-    let token = match &a.token_file {
+    let token = match &a.client.token_file {
         Some(p) => Some(
             read_small_file(p, "token_file", "a token file")?
                 .trim()
@@ -392,16 +390,16 @@ pub fn probe(a: ProbeArgs) -> Result<ExitCode> {
         url: a.url.clone(),
         model: a.name.clone(),
         token,
-        allow_remote: a.allow_remote,
+        allow_remote: a.client.allow_remote,
         eps: a.eps,
         queries: a.queries,
         seed: a.seed,
     };
-    let bar = super::progress_bar(a.images.len() as u64, a.quiet || a.json);
+    let bar = super::progress_bar(a.images.len() as u64, a.client.quiet || a.client.json);
     let r =
         fool::serve::probe::probe(&settings, &a.images, &mut |i, _| bar.set_position(i as u64))?;
     bar.finish_and_clear();
-    if a.json {
+    if a.client.json {
         print_json(&r)?;
         return Ok(ExitCode::SUCCESS);
     }

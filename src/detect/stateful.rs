@@ -74,6 +74,22 @@ pub fn knn_mean<'a>(
     Some(d[..k].iter().sum::<f64>() / k as f64)
 }
 
+/// Each embedding's k-NN mean distance to the others (0 where there are fewer than k others).
+fn leave_one_out(embeddings: &[Vec<f32>], k: usize) -> Vec<f64> {
+    embeddings
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let others = embeddings
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, o)| o);
+            knn_mean(e, others, k).unwrap_or(0.0)
+        })
+        .collect()
+}
+
 /// The memory of recent queries.
 pub struct QueryMemory {
     pub k: usize,
@@ -158,18 +174,7 @@ pub fn knn_threshold(embeddings: &[Vec<f32>], k: usize, fpr: f64) -> Result<f64>
             ),
         ));
     }
-    let d: Vec<f64> = embeddings
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            let others = embeddings
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, o)| o);
-            -knn_mean(e, others, k).unwrap_or(0.0)
-        })
-        .collect();
+    let d: Vec<f64> = leave_one_out(embeddings, k).iter().map(|d| -d).collect();
     // Flag d < t ⇔ −d > −t: the upper-tail rule on the negated distances.
     Ok(-threshold_at_fpr(&d, fpr)?)
 }
@@ -204,17 +209,9 @@ pub fn calibrate(
         embeddings.extend(flat.chunks(per).map(|p| embed(p, size)));
     }
     let threshold = knn_threshold(&embeddings, k, fpr)?;
-    let below = embeddings
+    let below = leave_one_out(&embeddings, k)
         .iter()
-        .enumerate()
-        .filter(|(i, e)| {
-            let others = embeddings
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| j != i)
-                .map(|(_, o)| o);
-            knn_mean(e, others, k).is_some_and(|d| d < threshold)
-        })
+        .filter(|&&d| d < threshold)
         .count();
     Ok(StatefulSettings {
         k,
@@ -248,10 +245,10 @@ mod tests {
         let far = vec![0.0f32; 12];
         assert_eq!(m.observe(far.clone()).distance, None);
         assert_eq!(m.observe(base.clone()).distance, None);
-        // Mean of the 2 nearest: (0.01 + 0.5)/2 > 0.05 — not flagged.
+        // Mean of the 2 nearest: (0.01 + 0.51)/2 > 0.05 — not flagged.
         let near: Vec<f32> = base.iter().map(|v| v + 0.01).collect();
         let o = m.observe(near.clone());
-        assert!((o.distance.unwrap() - (0.01 + 0.5) / 2.0).abs() < 1e-6 && !o.flagged);
+        assert!((o.distance.unwrap() - (0.01 + 0.51) / 2.0).abs() < 1e-6 && !o.flagged);
         // Now two near neighbours: (0.0 + 0.01)/2 < 0.05 → flagged, memory cleared.
         let o = m.observe(near.clone());
         assert!(o.flagged && (o.distance.unwrap() - 0.005).abs() < 1e-6);
