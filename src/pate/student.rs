@@ -17,7 +17,7 @@ use crate::train::{
 };
 use crate::{Error, Result};
 use std::ops::Range;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
 /// A student to train.
@@ -128,6 +128,44 @@ fn rename(e: Error, field: &str) -> Error {
     }
 }
 
+/// The student's run folder may not be the ensemble folder or inside it: its `pate.json` would
+/// replace the ensemble's manifest, its files would sit among the teachers'.
+fn refuse_inside(out: &Path, ensemble: &Path) -> Result<()> {
+    let ens = ensemble
+        .canonicalize()
+        .map_err(|e| Error::io(ensemble, e))?;
+    // `out` may not exist yet: resolve its deepest existing ancestor.
+    let abs = std::path::absolute(out).map_err(|e| Error::io(out, e))?;
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(p), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = p;
+            }
+            _ => break,
+        }
+    }
+    let mut resolved = existing
+        .canonicalize()
+        .map_err(|e| Error::io(existing, e))?;
+    for name in rest.iter().rev() {
+        resolved.push(name);
+    }
+    if resolved.starts_with(&ens) {
+        return Err(Error::field(
+            "out",
+            format!(
+                "{} is the ensemble folder {} or inside it; give the student a folder of its own",
+                out.display(),
+                ensemble.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Aggregate, analyse, train the student (resumable with the same job), write `pate.json`.
 pub fn train_student(job: &StudentJob, obs: &mut dyn Observer) -> Result<StudentOutcome> {
     job.aggregator.check()?;
@@ -138,6 +176,7 @@ pub fn train_student(job: &StudentJob, obs: &mut dyn Observer) -> Result<Student
         ));
     }
     let m = Manifest::open(&job.ensemble)?;
+    refuse_inside(&job.out, &job.ensemble)?;
     let votes_path = job
         .votes
         .clone()

@@ -530,4 +530,28 @@ fn votes_and_a_student_that_audits_on_the_private_data() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!none.exists(), "{args:?}");
     }
+    // The student's folder is the ensemble's or inside it: refused before anything is written.
+    let manifest = std::fs::read(e.join("pate.json")).unwrap();
+    for out in [e.clone(), e.join("student"), e.join("teacher-0000")] {
+        let mut c = fool();
+        c.args(["pate", "student"]).arg(&e).args([
+            "--epochs",
+            "1",
+            "--aggregator",
+            "gnmax",
+            "--sigma",
+            "1",
+            "--queries",
+            "5",
+            "--out",
+        ]);
+        let err = fails(c.arg(&out));
+        assert!(
+            err.contains("--out") && err.contains("inside it"),
+            "{}: {err}",
+            out.display()
+        );
+    }
+    assert_eq!(std::fs::read(e.join("pate.json")).unwrap(), manifest);
+    assert!(!e.join("student").exists());
 }
