@@ -18,12 +18,13 @@ pub trait Victim {
         1
     }
     /// An extra per-image term the attack minimises with its goal loss, for the same input
-    /// `x` as [`Victim::logits`]: (the penalty (N,), differentiable w.r.t. `x`; whether each
-    /// image is acceptable (N,) bool, detached). An image meets the goal only where it is
-    /// acceptable. `None` (the default): no penalty. A detector that the attack must evade
-    /// is one (see `detect::Evading`).
-    fn penalty(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
-        let _ = x;
+    /// `x` as [`Victim::logits`] (whose result for `x` is `logits`, for a penalty that can reuse
+    /// it): (the penalty (N,), differentiable w.r.t. `x`; whether each image is acceptable (N,)
+    /// bool, detached). An image meets the goal only where it is acceptable. `None` (the
+    /// default): no penalty. A detector that the attack must evade is one (see
+    /// `detect::Evading`).
+    fn penalty(&self, x: &Tensor, logits: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let _ = (x, logits);
         Ok(None)
     }
 }
@@ -81,7 +82,7 @@ pub fn grad_eval(
         let x = input(v);
         let logits = victim.logits(&x)?;
         let l = loss(&logits);
-        Ok(match victim.penalty(&x)? {
+        Ok(match victim.penalty(&x, &logits)? {
             None => (logits, l, None),
             Some((p, ok)) => (logits, l + &p, Some((p.detach(), ok))),
         })

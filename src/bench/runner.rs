@@ -170,6 +170,7 @@ impl Runner<'_> {
                                 model: self.model,
                                 detector,
                                 weight: dc.weight,
+                                same_logits: self.defense(d).0.is_empty(),
                             };
                             attack.run(&evading as &dyn Victim, &b.x, &goal, budget, on_step)?
                         }

@@ -13,8 +13,17 @@ use tch::{Kind, Tensor};
 impl FeatureSqueezing {
     /// The feature-squeezing score of each image of `x` (N,), differentiable w.r.t. `x`: the
     /// squeezers without a gradient pass it straight through (BPDA, as `Defended` does).
-    pub fn score_differentiable(&self, model: &Classifier, x: &Tensor) -> Result<Tensor> {
-        let p = model.logits(x)?.softmax(-1, Kind::Float);
+    /// `logits`: the model's logits for `x` when the caller has them (one forward less).
+    pub fn score_differentiable(
+        &self,
+        model: &Classifier,
+        x: &Tensor,
+        logits: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let p = match logits {
+            Some(l) => l.softmax(-1, Kind::Float),
+            None => model.logits(x)?.softmax(-1, Kind::Float),
+        };
         let mut cols = Vec::with_capacity(self.squeezers.len());
         for (_, chain) in &self.squeezers {
             let squeezed = Defended {
@@ -38,6 +47,9 @@ pub struct Evading<'a> {
     pub model: &'a Classifier,
     pub detector: &'a FeatureSqueezing,
     pub weight: f64,
+    /// `inner`'s logits are `model`'s on the same input (no defense in between): the detector
+    /// reuses them instead of running the clean forward pass again.
+    pub same_logits: bool,
 }
 
 impl Victim for Evading<'_> {
@@ -47,8 +59,9 @@ impl Victim for Evading<'_> {
     fn eot_samples(&self) -> usize {
         self.inner.eot_samples()
     }
-    fn penalty(&self, x: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
-        let score = self.detector.score_differentiable(self.model, x)?;
+    fn penalty(&self, x: &Tensor, logits: &Tensor) -> Result<Option<(Tensor, Tensor)>> {
+        let reuse = self.same_logits.then_some(logits);
+        let score = self.detector.score_differentiable(self.model, x, reuse)?;
         let ok = score.detach().le(self.detector.threshold());
         Ok(Some((score * self.weight, ok)))
     }

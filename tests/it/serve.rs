@@ -1812,6 +1812,9 @@ fn sigterm_answers_what_is_in_flight_then_exits_0() {
         libc::kill(srv.pid(), libc::SIGTERM);
     }
     // Ready turns 503 while the three wait (best effort: it may already have stopped listening).
+    // The signal is handled asynchronously: give the server a moment to see it, or a request
+    // accepted just before could still be answered as ready.
+    std::thread::sleep(Duration::from_millis(200));
     if let Ok(raw) = exchange(
         &addr,
         &request_bytes("GET", "/v2/health/ready", &[], b""),
