@@ -50,6 +50,22 @@ fn check_pixels(path: &Path, w: u64, h: u64) -> Result<()> {
 /// 16-bit and CMYK JPEGs are converted. Errors name the file.
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
     crate::files::check_regular(path, "an image file")?;
+    // The file is read whole before decoding: one larger than the decoder may allocate is no
+    // image fool would decode, and is not read into memory.
+    let bytes = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let (_, max_mib) = decode_limits();
+    if bytes > max_mib.saturating_mul(1 << 20) {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+            field: "max_image_mib".into(),
+            msg: format!(
+                "a {} MiB file, over the decoder's {max_mib} MiB",
+                bytes >> 20
+            ),
+        });
+    }
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_rgb(&data, path)
 }

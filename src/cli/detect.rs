@@ -138,24 +138,18 @@ fn calibrate(a: CalibrateArgs) -> Result<ExitCode> {
         bar: progress_bar(items.len() as u64, a.output.quiet || a.output.json),
         silent: a.output.quiet,
     };
-    let mut file = detect::calibrate(
+    let file = detect::calibrate(
         &loaded.model,
         &a.dir,
         &items,
-        &a.squeezers,
-        a.fpr,
-        a.batch,
+        &detect::CalibrationSettings {
+            squeezers: &a.squeezers,
+            fpr: a.fpr,
+            batch: a.batch,
+            stateful_k: a.stateful_k,
+        },
         &mut progress,
     )?;
-    if let Some(k) = a.stateful_k {
-        file.stateful = Some(detect::stateful::calibrate(
-            &loaded.model,
-            &items,
-            k,
-            a.fpr,
-            a.batch,
-        )?);
-    }
     progress.bar.finish_and_clear();
     file.save(&a.out)?;
     if a.output.json {

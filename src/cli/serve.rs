@@ -97,17 +97,6 @@ pub struct ServeArgs {
     quiet: bool,
 }
 
-fn read_small_file(path: &PathBuf, field: &str, what: &str) -> Result<String> {
-    fool::files::check_regular(path, what)?;
-    let meta = std::fs::metadata(path).map_err(|e| fool::Error::io(path, e))?;
-    if meta.len() > 64 << 20 {
-        return Err(
-            fool::Error::field(field, format!("{}: larger than 64 MiB", path.display())).into(),
-        );
-    }
-    Ok(std::fs::read_to_string(path).map_err(|e| fool::Error::io(path, e))?)
-}
-
 pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let spec = a.model.spec()?;
     if a.model.model.is_none() && !spec.path.exists() {
@@ -120,7 +109,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
     let token = match &a.token_file {
         None => None,
         Some(p) => {
-            let t = read_small_file(p, "token_file", "a token file")?
+            let t = fool::files::read_regular_to_string(p, "a token file")?
                 .trim()
                 .to_string();
             if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -135,7 +124,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         None => None,
         Some(p) => Some((
             p.display().to_string(),
-            read_small_file(p, "drift_reference", "a drift reference (JSON)")?,
+            fool::files::read_regular_to_string(p, "a drift reference (JSON)")?,
         )),
     };
     let settings = Settings {
@@ -151,6 +140,21 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         threads: a.threads,
     };
     settings.check()?;
+    if let Some(log) = a.log.as_ref().filter(|p| p.as_os_str() != "-") {
+        // The log is appended to: never to a file the server reads.
+        let inputs: Vec<&std::path::Path> = [
+            Some(&spec.path),
+            a.model.labels.as_ref(),
+            a.detector.as_ref(),
+            a.token_file.as_ref(),
+            a.drift_reference.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+        fool::files::refuse_overwrite(log, &inputs, "log")?;
+    }
     if a.reject_flagged && a.detector.is_none() && !a.stateful {
         return Err(fool::Error::field(
             "reject_flagged",
@@ -194,9 +198,12 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
         Arc::new(images),
         fool::serve::factory(settings),
         move |addr, info| {
+            // Not println!: a server whose stdout is closed keeps serving.
+            let mut out = std::io::stdout().lock();
             let url = format!("http://{addr}");
             if json {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{}",
                     serde_json::json!({"url": url, "model": info.name, "path": info.path,
                         "classes": info.classes, "size": info.size, "device": info.device,
@@ -204,7 +211,8 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
                         "stateful": info.stateful.is_some()})
                 );
             } else {
-                println!(
+                let _ = writeln!(
+                    out,
                     "fool serve: model '{}' ({}, {} classes, {}×{} input, {}) at {url}",
                     info.name, info.path, info.classes, info.size, info.size, info.device
                 );
@@ -216,7 +224,7 @@ pub fn run(a: ServeArgs) -> Result<ExitCode> {
                     );
                 }
             }
-            let _ = std::io::stdout().flush();
+            let _ = out.flush();
         },
     )
     .map_err(|e| match e {
@@ -287,7 +295,7 @@ pub fn loadtest(a: LoadtestArgs) -> Result<ExitCode> {
     });
     let mut headers = Vec::new();
     if let Some(p) = &a.client.token_file {
-        let t = read_small_file(p, "token_file", "a token file")?;
+        let t = fool::files::read_regular_to_string(p, "a token file")?;
         headers.push(("authorization".to_string(), format!("Bearer {}", t.trim())));
     }
     if a.concurrency == 0 {
@@ -377,7 +385,7 @@ pub struct ProbeArgs {
 pub fn probe(a: ProbeArgs) -> Result<ExitCode> {
     let token = match &a.client.token_file {
         Some(p) => Some(
-            read_small_file(p, "token_file", "a token file")?
+            fool::files::read_regular_to_string(p, "a token file")?
                 .trim()
                 .to_string(),
         ),

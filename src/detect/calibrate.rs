@@ -73,21 +73,37 @@ pub fn quantile(scores: &[f64], q: f64) -> f64 {
     s[lo] + (h - lo as f64) * (s[hi] - s[lo])
 }
 
+/// What to calibrate: the squeezers, the false-positive rate, the batch size and, optionally,
+/// stateful detection's k.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings<'a> {
+    pub squeezers: &'a [String],
+    pub fpr: f64,
+    pub batch: usize,
+    pub stateful_k: Option<usize>,
+}
+
 /// Calibrate feature squeezing with `squeezers` on the clean images `items` (listed from the
 /// folder `dir`, which is recorded): every readable image is scored with `model` in batches of
 /// `batch`; unreadable ones are reported to `observer`, left out and listed in the file. The
 /// threshold follows [`threshold_at_fpr`]; the file records it with the achieved clean
 /// false-positive rate, the score quantiles, each squeezer's mean distance and the model's
-/// identity ([`ModelId`]). The squeezers and fpr are checked before any image is read.
+/// identity ([`ModelId`]). The squeezers and fpr are checked before any image is read. With
+/// `stateful_k`, stateful detection is calibrated on the same images in the same pass
+/// ([`super::stateful::calibrate`]).
 pub fn calibrate(
     model: &Classifier,
     dir: &Path,
     items: &[Item],
-    squeezers: &[String],
-    fpr: f64,
-    batch: usize,
+    settings: &Settings,
     observer: &mut dyn Observer,
 ) -> Result<DetectorFile> {
+    let Settings {
+        squeezers,
+        fpr,
+        batch,
+        stateful_k,
+    } = *settings;
     check_fpr(fpr)?;
     let fs = FeatureSqueezing::new(squeezers)?;
     if batch == 0 {
@@ -96,6 +112,7 @@ pub fn calibrate(
     let model_id = ModelId::of(model)?;
     let mut rows: Vec<Vec<f64>> = Vec::with_capacity(items.len());
     let mut skipped = Vec::new();
+    let mut embeddings = Vec::new();
     observer.progress(0, items.len());
     for (i, chunk) in items.chunks(batch).enumerate() {
         let lb = load_batch(model, chunk);
@@ -104,6 +121,9 @@ pub fn calibrate(
             skipped.push(it.file.clone());
         }
         rows.extend(fs.distances(model, &lb.x)?);
+        if stateful_k.is_some() {
+            embeddings.extend(super::stateful::embed_batch(&lb.x)?);
+        }
         observer.progress((i * batch + chunk.len()).min(items.len()), items.len());
     }
     if rows.is_empty() {
@@ -146,7 +166,9 @@ pub fn calibrate(
         model: model_id,
         images: dir.display().to_string(),
         skipped,
-        stateful: None,
+        stateful: stateful_k
+            .map(|k| super::stateful::calibrate(&embeddings, k, fpr))
+            .transpose()?,
     })
 }
 

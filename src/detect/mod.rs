@@ -15,7 +15,10 @@ mod calibrate;
 mod evading;
 mod file;
 pub mod stateful;
-pub use calibrate::{calibrate, check_fpr, flagged_fraction, quantile, threshold_at_fpr, Observer};
+pub use calibrate::{
+    calibrate, check_fpr, flagged_fraction, quantile, threshold_at_fpr, Observer,
+    Settings as CalibrationSettings,
+};
 pub use evading::Evading;
 pub use file::{load, DetectorFile, ModelId, Quantiles, SqueezerMean, StatefulSettings, FORMAT};
 
@@ -97,11 +100,25 @@ impl FeatureSqueezing {
     /// The L1 distance between the softmax on `x` and on each squeezed copy: one row per
     /// image, one column per squeezer, each in [0, 2]. No graph is built.
     pub fn distances(&self, model: &Classifier, x: &Tensor) -> Result<Vec<Vec<f64>>> {
+        self.distances_given(model, x, None)
+    }
+
+    /// [`FeatureSqueezing::distances`], with the model's softmax on `x` when the caller has it
+    /// (one forward pass less).
+    pub fn distances_given(
+        &self,
+        model: &Classifier,
+        x: &Tensor,
+        probs: Option<&Tensor>,
+    ) -> Result<Vec<Vec<f64>>> {
         let n = x.size().first().copied().unwrap_or(0) as usize;
         if n == 0 {
             return Ok(Vec::new());
         }
-        let p = model.probs(x)?.to_kind(Kind::Double);
+        let p = match probs {
+            Some(p) => p.to_kind(Kind::Double),
+            None => model.probs(x)?.to_kind(Kind::Double),
+        };
         let mut cols = Vec::with_capacity(self.squeezers.len());
         for (_, chain) in &self.squeezers {
             let q = tch::no_grad(|| -> Result<Tensor> { model.probs(&chain.apply(x)?) })?;

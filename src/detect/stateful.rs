@@ -12,11 +12,9 @@
 //! is (say so when quoting results).
 use super::calibrate::threshold_at_fpr;
 use super::file::StatefulSettings;
-use crate::datasets::{load_batch, Item};
-use crate::model::Classifier;
 use crate::{Error, Result};
 use std::collections::VecDeque;
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 /// The embedding's side: images are area-averaged to at most this many pixels per side.
 pub const EMBED_SIDE: usize = 32;
@@ -179,37 +177,28 @@ pub fn knn_threshold(embeddings: &[Vec<f32>], k: usize, fpr: f64) -> Result<f64>
     Ok(-threshold_at_fpr(&d, fpr)?)
 }
 
-/// Calibrate stateful detection on clean images (as the model sees them): the k-NN threshold at
-/// `fpr`. Unreadable images are left out (the feature-squeezing calibration reports them).
-pub fn calibrate(
-    model: &Classifier,
-    items: &[Item],
-    k: usize,
-    fpr: f64,
-    batch: usize,
-) -> Result<StatefulSettings> {
-    if batch == 0 {
-        return Err(Error::field("batch", "must be at least 1"));
+/// The embeddings of a pixel-space batch (N, 3, S, S) in [0, 1].
+pub fn embed_batch(x: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let n = x.size().first().copied().unwrap_or(0) as usize;
+    if n == 0 {
+        return Ok(Vec::new());
     }
-    let size = model.pre.size as usize;
-    let mut embeddings = Vec::with_capacity(items.len());
-    for chunk in items.chunks(batch) {
-        let lb = load_batch(model, chunk);
-        let n = lb.items.len();
-        if n == 0 {
-            continue;
-        }
-        let flat: Vec<f32> = Vec::try_from(
-            lb.x.to_kind(Kind::Float)
-                .to_device(tch::Device::Cpu)
-                .contiguous()
-                .view([-1]),
-        )?;
-        let per = flat.len() / n;
-        embeddings.extend(flat.chunks(per).map(|p| embed(p, size)));
-    }
-    let threshold = knn_threshold(&embeddings, k, fpr)?;
-    let below = leave_one_out(&embeddings, k)
+    let size = x.size()[2] as usize;
+    let flat: Vec<f32> = Vec::try_from(
+        x.to_kind(Kind::Float)
+            .to_device(tch::Device::Cpu)
+            .contiguous()
+            .view([-1]),
+    )?;
+    let per = flat.len() / n;
+    Ok(flat.chunks(per).map(|p| embed(p, size)).collect())
+}
+
+/// Stateful detection calibrated on the embeddings of clean images: the k-NN threshold at `fpr`
+/// and the fraction of the images (each against the others) below it.
+pub fn calibrate(embeddings: &[Vec<f32>], k: usize, fpr: f64) -> Result<StatefulSettings> {
+    let threshold = knn_threshold(embeddings, k, fpr)?;
+    let below = leave_one_out(embeddings, k)
         .iter()
         .filter(|&&d| d < threshold)
         .count();

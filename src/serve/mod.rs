@@ -241,13 +241,23 @@ impl Served {
             None => xt.shallow_clone(),
         };
         let logits = self.model.logits(&input)?;
-        let probs = logits.softmax(1, Kind::Float);
-        let (logits, probs) = (rows(&logits)?, rows(&probs)?);
-        let c = self.model.num_classes;
+        let probs_t = logits.softmax(1, Kind::Float);
+        // The detector scores the input as it came; without a defense the model's softmax on it
+        // is the one just computed.
         let scores = match &self.detector {
-            Some(d) => Some(d.score(&self.model, &xt)?),
+            Some(d) => {
+                let given = self.defense.is_none().then_some(&probs_t);
+                let rows = d.distances_given(&self.model, &xt, given)?;
+                Some(
+                    rows.iter()
+                        .map(|r| detect::max_distance(r))
+                        .collect::<Vec<f64>>(),
+                )
+            }
             None => None,
         };
+        let (logits, probs) = (rows(&logits)?, rows(&probs_t)?);
+        let c = self.model.num_classes;
         let per = x.len() / n.max(1);
         let size = self.model.pre.size as usize;
         let mut out = Vec::with_capacity(n);

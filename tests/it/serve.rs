@@ -2447,6 +2447,7 @@ fn start_up_errors_name_the_flag() {
     let spaced = fx.path("spaced-token");
     std::fs::write(&spaced, "two words\n").unwrap();
     let no_file = fx.path("missing.json");
+    let model_bytes = std::fs::read(&fx.model).unwrap();
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
         (
             vec!["--defense".into(), "nonsense".into()],
@@ -2517,6 +2518,11 @@ fn start_up_errors_name_the_flag() {
             vec!["--log".into(), "/nonexistent/dir/requests.log".into()],
         ),
         (vec!["--top-k".into(), "0".into()], vec!["--top-k".into()]),
+        // The log is appended to: the model file (an input) is refused, and left as it was.
+        (
+            vec!["--log".into(), s(&fx.model)],
+            vec!["--log".into(), "refusing to overwrite an input".into()],
+        ),
         (
             vec!["--max-batch-request".into(), "0".into()],
             vec!["--max-batch-request".into()],
@@ -2531,6 +2537,11 @@ fn start_up_errors_name_the_flag() {
         let n: Vec<&str> = needles.iter().map(String::as_str).collect();
         start_fails(&fx, &e, &n);
     }
+    assert_eq!(
+        std::fs::read(&fx.model).unwrap(),
+        model_bytes,
+        "--log must not touch the model"
+    );
     // A host that does not resolve: the flag at fault is --host (not --port).
     start_fails(
         &fx,

@@ -4,7 +4,7 @@
 //! than that runs in chunks). Jobs whose caller has gone (timed out) are dropped unrun.
 use crate::metrics::Metrics;
 use crate::model::{ModelInfo, Predictor, Verdict};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -103,35 +103,14 @@ fn worker(predictor: &mut dyn Predictor, rx: mpsc::Receiver<Job>, limits: Limits
         let mut jobs = vec![first];
         let mut images = jobs[0].n;
         let deadline = Instant::now() + limits.max_delay;
+        // Until the batch is full or the delay is over; past the deadline `recv_timeout` still
+        // takes what is already waiting.
         while images < max_batch {
-            let now = Instant::now();
-            let next = if now >= deadline {
-                rx.try_recv().map_err(|_| RecvTimeoutError::Timeout)
-            } else {
-                rx.recv_timeout(deadline - now)
-            };
-            match next {
-                Ok(j) => {
-                    m.queue_depth.dec();
-                    images += j.n;
-                    jobs.push(j);
-                }
-                Err(_) => break,
-            }
-            if Instant::now() >= deadline {
-                // Take only what is already waiting.
-                while images < max_batch {
-                    match rx.try_recv() {
-                        Ok(j) => {
-                            m.queue_depth.dec();
-                            images += j.n;
-                            jobs.push(j);
-                        }
-                        Err(_) => break,
-                    }
-                }
-                break;
-            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(j) = rx.recv_timeout(left) else { break };
+            m.queue_depth.dec();
+            images += j.n;
+            jobs.push(j);
         }
         run_batch(predictor, jobs, max_batch, m);
     }

@@ -21,6 +21,19 @@ pub struct Summary {
 }
 
 impl Summary {
+    fn of(class_counts: Vec<u64>, count: usize, confidence_sum: f64) -> Summary {
+        Summary {
+            format: FORMAT.into(),
+            count: count as u64,
+            class_counts,
+            mean_confidence: if count == 0 {
+                0.0
+            } else {
+                confidence_sum / count as f64
+            },
+        }
+    }
+
     /// Parse and check a reference file's text for a model with `classes` classes.
     pub fn parse(text: &str, classes: usize) -> Result<Summary, String> {
         let s: Summary =
@@ -90,12 +103,8 @@ impl Drift {
             self.building_conf += confidence as f64;
             self.building_n += 1;
             if self.building_n == self.window {
-                self.reference = Some(Summary {
-                    format: FORMAT.into(),
-                    count: self.building_n as u64,
-                    class_counts: std::mem::take(&mut self.building),
-                    mean_confidence: self.building_conf / self.building_n as f64,
-                });
+                let counts = std::mem::take(&mut self.building);
+                self.reference = Some(Summary::of(counts, self.building_n, self.building_conf));
             }
             return;
         }
@@ -126,24 +135,14 @@ impl Drift {
 
     /// The window as a reference file's content.
     pub fn summary(&self) -> Summary {
-        Summary {
-            format: FORMAT.into(),
-            count: self.recent.len() as u64,
-            class_counts: self.counts.clone(),
-            mean_confidence: self.mean_confidence().unwrap_or(0.0),
-        }
+        Summary::of(self.counts.clone(), self.recent.len(), self.conf_sum)
     }
 
     /// The latest predictions as a reference file's content: the window, or while the reference
     /// window is still filling, what it holds so far.
     pub fn current(&self) -> Summary {
         if self.reference.is_none() && self.building_n > 0 {
-            return Summary {
-                format: FORMAT.into(),
-                count: self.building_n as u64,
-                class_counts: self.building.clone(),
-                mean_confidence: self.building_conf / self.building_n as f64,
-            };
+            return Summary::of(self.building.clone(), self.building_n, self.building_conf);
         }
         self.summary()
     }
