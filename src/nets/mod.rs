@@ -22,7 +22,7 @@ pub use layers::{Conv, GroupNorm, Layer, Linear, Pass, Record, Tape};
 
 use crate::{Error, Result};
 use layers::{conv, linear, norm};
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 struct Block {
     c1: usize,
@@ -250,7 +250,7 @@ impl Net {
                     };
                     h = (y + skip).relu();
                 }
-                let h = h.mean_dim([2i64, 3].as_slice(), false, Kind::Float);
+                let h = h.mean_dim([2i64, 3].as_slice(), false, h.kind());
                 self.layer(self.layers.len() - 1, &h, pass)
             }
         }

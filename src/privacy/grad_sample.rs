@@ -22,10 +22,10 @@ use tch::{Kind, Reduction, Tensor};
 enum Prepared {
     /// a (N, D), g (N, Dout)
     Linear { a: Tensor, g: Tensor, bias: bool },
-    /// Ghost: patches (N, L, D), g (N, Cout, L); the weight gradient is never materialized.
+    /// Ghost: patches, gt (N, L, Cout); the weight gradient is never materialized.
     ConvGhost {
         patches: Patches,
-        g: Tensor,
+        gt: Tensor,
         bias: bool,
     },
     /// Materialized per-example weight gradients (N, Cout, D), bias gradients (N, Cout), and
@@ -71,7 +71,7 @@ fn backprop(net: &Net, x: &Tensor, y: &Tensor) -> Result<(Tape, Vec<Tensor>, Ten
     );
     let losses = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::None, -100, 0.0);
     let outputs: Vec<&Tensor> = tape.records.iter().map(|r| &r.output).collect();
-    let grads = Tensor::f_run_backward(&[losses.sum(Kind::Float)], &outputs, false, false)
+    let grads = Tensor::f_run_backward(&[losses.sum(losses.kind())], &outputs, false, false)
         .map_err(|e| Error::Torch(e.to_string()))?;
     Ok((tape, grads, losses.detach(), logits.detach()))
 }
@@ -205,13 +205,25 @@ fn to_weight_layout(t: &Tensor, order: PatchOrder, weight: &[i64]) -> Tensor {
     }
 }
 
+/// A convolution's output gradient g (N, Cout, Ho, Wo) as (N, L, Cout), L = Ho·Wo: a view when
+/// g is channels-last (as behind the CNNs' channels-last activations), else a transposed view
+/// of its (N, Cout, L) reshape. Matrix products take either without a copy.
+fn positions_first(g: &Tensor, l: i64) -> Tensor {
+    let (n, cout) = (g.size()[0], g.size()[1]);
+    let nhwc = g.permute([0, 2, 3, 1]);
+    if nhwc.is_contiguous() {
+        nhwc.reshape([n, l, cout])
+    } else {
+        g.reshape([n, cout, l]).transpose(1, 2)
+    }
+}
+
 /// Per-layer preparation and squared per-example norms (N,) of the layer's gradients.
 fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> (Prepared, Tensor) {
-    let n = g.size()[0];
     let sq = |t: &Tensor| {
         t.square()
             .flatten(1, -1)
-            .sum_dim_intlist(1, false, Kind::Float)
+            .sum_dim_intlist(1, false, None::<Kind>)
     };
     match layer {
         Layer::Linear(l) => {
@@ -226,21 +238,22 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> (Prepared, Tensor) {
             let patches = unfold(&input, c);
             let (l, d) = patches.dims();
             let cout = g.size()[1];
-            let g = g.reshape([n, cout, l]);
+            let gt = positions_first(&g, l);
             let gb =
                 c.bs.as_ref()
-                    .map(|_| g.sum_dim_intlist(2, false, Kind::Float));
+                    .map(|_| gt.sum_dim_intlist(1, false, None::<Kind>));
             if l * l < cout * d {
                 let aa = patches.gram();
-                let gg = g.transpose(1, 2).bmm(&g);
-                let mut norm2 = (aa * gg).sum_dim_intlist([1i64, 2].as_slice(), false, Kind::Float);
+                let gg = gt.bmm(&gt.transpose(1, 2));
+                let mut norm2 =
+                    (aa * gg).sum_dim_intlist([1i64, 2].as_slice(), false, None::<Kind>);
                 if let Some(gb) = &gb {
                     norm2 += sq(gb);
                 }
                 let bias = gb.is_some();
-                (Prepared::ConvGhost { patches, g, bias }, norm2)
+                (Prepared::ConvGhost { patches, gt, bias }, norm2)
             } else {
-                let w = g.bmm(&patches.ld());
+                let w = gt.transpose(1, 2).bmm(&patches.ld());
                 let mut norm2 = sq(&w);
                 if let Some(gb) = &gb {
                     norm2 += sq(gb);
@@ -250,8 +263,8 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> (Prepared, Tensor) {
             }
         }
         Layer::GroupNorm(_) => {
-            let w = (&g * &input).sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float);
-            let b = g.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float);
+            let w = (&g * &input).sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>);
+            let b = g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>);
             let norm2 = sq(&w) + sq(&b);
             (
                 Prepared::Materialized {
@@ -275,20 +288,20 @@ fn weighted_sum(layer: &Layer, p: &Prepared, c: &Tensor) -> Vec<Tensor> {
             let gc = g * c.unsqueeze(1);
             let mut v = vec![gc.transpose(0, 1).mm(a)];
             if *bias {
-                v.push(gc.sum_dim_intlist(0, false, Kind::Float));
+                v.push(gc.sum_dim_intlist(0, false, None::<Kind>));
             }
             v
         }
-        Prepared::ConvGhost { patches, g, bias } => {
-            let (n, cout, l) = (g.size()[0], g.size()[1], g.size()[2]);
-            let gc = g * c.view([n, 1, 1]);
+        Prepared::ConvGhost { patches, gt, bias } => {
+            let (n, l, cout) = (gt.size()[0], gt.size()[1], gt.size()[2]);
+            let gc = gt * c.view([n, 1, 1]);
             let w = gc
-                .permute([1, 0, 2])
-                .reshape([cout, n * l])
+                .reshape([n * l, cout])
+                .transpose(0, 1)
                 .mm(&patches.flat());
             let mut v = vec![to_weight_layout(&w, patches.order, &shape(0))];
             if *bias {
-                v.push(gc.sum_dim_intlist([0i64, 2].as_slice(), false, Kind::Float));
+                v.push(gc.sum_dim_intlist([0i64, 1].as_slice(), false, None::<Kind>));
             }
             v
         }
@@ -297,7 +310,7 @@ fn weighted_sum(layer: &Layer, p: &Prepared, c: &Tensor) -> Vec<Tensor> {
             let cw = |t: &Tensor| {
                 let mut s = vec![n];
                 s.extend(std::iter::repeat_n(1, t.dim() - 1));
-                (t * c.view(s.as_slice())).sum_dim_intlist(0, false, Kind::Float)
+                (t * c.view(s.as_slice())).sum_dim_intlist(0, false, None::<Kind>)
             };
             let sum = cw(w);
             let mut v = vec![match order {
@@ -317,7 +330,7 @@ pub fn clipped_sum(net: &Net, x: &Tensor, y: &Tensor, clip: f64) -> Result<Clipp
     let (tape, grads, losses, logits) = backprop(net, x, y)?;
     tch::no_grad(|| {
         let mut prepared = Vec::with_capacity(grads.len());
-        let mut norm2 = Tensor::zeros([x.size()[0]], (Kind::Float, x.device()));
+        let mut norm2 = Tensor::zeros([x.size()[0]], (x.kind(), x.device()));
         for (rec, g) in tape.records.into_iter().zip(grads) {
             let (p, n2) = prepare(&net.layers[rec.layer], rec.input, g);
             norm2 += n2;
@@ -371,13 +384,13 @@ pub fn per_example_grads(net: &Net, x: &Tensor, y: &Tensor) -> Result<Vec<Tensor
                     let w = g.bmm(&patches.ld());
                     let mut v = vec![to_weight_layout(&w, patches.order, &params[0].size())];
                     if c.bs.is_some() {
-                        v.push(g.sum_dim_intlist(2, false, Kind::Float));
+                        v.push(g.sum_dim_intlist(2, false, None::<Kind>));
                     }
                     v
                 }
                 Layer::GroupNorm(_) => vec![
-                    (&g * &a).sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float),
-                    g.sum_dim_intlist([2i64, 3].as_slice(), false, Kind::Float),
+                    (&g * &a).sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>),
+                    g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>),
                 ],
                 Layer::BatchNorm(_) => unreachable!("refused in backprop"),
             };

@@ -18,18 +18,27 @@ fn single_example_grads(net: &Net, x: &Tensor, y: &Tensor, i: i64) -> Vec<Tensor
     net.params().iter().map(|p| p.grad().copy()).collect()
 }
 
-/// Checks run one at a time: libtorch's RNG is global (weights and data must not depend on
-/// what a parallel test draws), and ResNet-18's rules matched the loop to 1e-6 alone but
-/// differed by up to 1% of the largest entry while other checks ran on parallel threads
-/// (float32 accumulation order through 17 layers).
+/// Checks run one at a time (libtorch's RNG is global; other test modules may still draw
+/// between the seed and the draws, so a check must hold for any weights and data).
+///
+/// ReLU and max-pool nets are compared in float64: a float32 pre-activation within rounding of
+/// zero may take the other side of the kink in the batched pass than in the single-example one
+/// (the forward passes agree to 1e-6), which moves that unit's gradient entirely; ResNet-18 at
+/// init hit that for about a third of seeds (errors of 1-3% of the largest entry, equally in
+/// libtorch's plain batch gradient). The smooth tanh CNN also runs in float32.
 static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn check(arch: &str, channels: i64, side: i64, n: i64) {
+fn check(arch: &str, channels: i64, side: i64, n: i64, kind: Kind) {
     let _serial = RNG.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(7);
-    let vs = nn::VarStore::new(Device::Cpu);
+    let mut vs = nn::VarStore::new(Device::Cpu);
     let net = Net::new(&vs, &arch.parse::<Arch>().unwrap(), channels, side, 10).unwrap();
-    let x = Tensor::randn([n, channels, side, side], (Kind::Float, Device::Cpu));
+    if kind == Kind::Double {
+        vs.double();
+    }
+    let x = Tensor::randn([n, channels, side, side], (kind, Device::Cpu));
+    // float64: the rules are exact up to rounding; float32 (the training dtype): rounding only.
+    let rtol = if kind == Kind::Double { 1e-10 } else { 1e-4 };
     let y = Tensor::randint(10, [n], (Kind::Int64, Device::Cpu));
     let per = per_example_grads(&net, &x, &y).unwrap();
     assert_eq!(per.len(), net.params().len());
@@ -42,7 +51,7 @@ fn check(arch: &str, channels: i64, side: i64, n: i64) {
             let diff = (&v - sg).abs().max().double_value(&[]);
             let scale = sg.abs().max().double_value(&[]).max(1e-3);
             assert!(
-                diff <= 1e-4 * scale + 1e-6,
+                diff <= rtol * scale + rtol * 1e-2,
                 "{arch}: param {k} example {i}: max diff {diff} (scale {scale})"
             );
             norms2[i as usize] += sg.square().sum(Kind::Double).double_value(&[]);
@@ -58,7 +67,7 @@ fn check(arch: &str, channels: i64, side: i64, n: i64) {
     for (i, want) in norms.iter().enumerate() {
         let got = cs.norms.double_value(&[i as i64]);
         assert!(
-            (got - want).abs() <= 1e-4 * want,
+            (got - want).abs() <= rtol * want,
             "{arch}: norm of example {i}: {got} vs {want}"
         );
     }
@@ -71,7 +80,7 @@ fn check(arch: &str, channels: i64, side: i64, n: i64) {
         let diff = (got - &want).abs().max().double_value(&[]);
         let scale = want.abs().max().double_value(&[]).max(1e-3);
         assert!(
-            diff <= 1e-4 * scale + 1e-6,
+            diff <= rtol * scale + rtol * 1e-2,
             "{arch}: clipped sum of param {k}: max diff {diff}"
         );
         assert_eq!(got.size(), net.params()[k].size());
@@ -87,23 +96,24 @@ fn check(arch: &str, channels: i64, side: i64, n: i64) {
 
 #[test]
 fn mnist_cnn_per_example_grads_match_loop() {
-    check("cnn", 1, 28, 6);
+    check("cnn", 1, 28, 6, Kind::Double);
 }
 
 #[test]
 fn mnist_cnn_tanh_per_example_grads_match_loop() {
-    check("cnn:act=tanh", 1, 28, 4);
+    check("cnn:act=tanh", 1, 28, 4, Kind::Double);
+    check("cnn:act=tanh", 1, 28, 4, Kind::Float);
 }
 
 #[test]
 fn small_cnn_per_example_grads_match_loop() {
-    check("small-cnn:conv=2", 3, 32, 5);
-    check("small-cnn:conv=3", 3, 32, 5);
+    check("small-cnn:conv=2", 3, 32, 5, Kind::Double);
+    check("small-cnn:conv=3", 3, 32, 5, Kind::Double);
 }
 
 #[test]
 fn resnet18_groupnorm_per_example_grads_match_loop() {
-    check("resnet18", 3, 32, 3);
+    check("resnet18", 3, 32, 3, Kind::Double);
 }
 
 #[test]
