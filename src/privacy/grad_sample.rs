@@ -9,14 +9,71 @@
 //! - linear `z = W a + b`: g_i aᵢᵀ, so ‖∇W_i‖² = ‖a_i‖²‖g_i‖² (never materialized);
 //! - conv: with U_i = unfold(a_i) (D × L) and G_i (C_out × L), ∇W_i = G_i U_iᵀ; its squared norm is
 //!   either computed from the materialized (C_out × D) matrix or, when L² < C_out·D, as the "ghost"
-//!   ⟨U_iᵀU_i, G_iᵀG_i⟩ without forming it; bias: Σ_l G_i;
+//!   ⟨U_iᵀU_i, G_iᵀG_i⟩ without forming it; bias: Σ_l G_i. Layers with many output positions
+//!   (L ≥ 128) and many input channels (≥ 16) skip the patches: libtorch's convolution
+//!   backward-weights kernel, called once with the batch as the groups, returns every ∇W_i
+//!   (`conv_grad.cpp`; e.g. 16 vs 29 ms for a 64-channel 32×32 ResNet-18 layer at batch 32;
+//!   slower than the patches for 1- or 3-channel inputs, and than the ghost norm for small
+//!   feature maps);
 //! - GroupNorm `y = γ x̂ + β`: Σ_hw g_i x̂_i and Σ_hw g_i.
 //!
 //! The clipped sum Σ_i c_i ∇_i (c_i = min(1, C/(‖∇_i‖+1e-6)), as Opacus) is then one matrix
 //! product per layer with the clip factors folded into G.
-use crate::nets::{Layer, Net, Pass, Tape};
+use crate::nets::{Conv, Layer, Net, Pass, Tape};
 use crate::{Error, Result};
+use std::ffi::{c_char, CStr};
 use tch::{Kind, Reduction, Tensor};
+
+extern "C" {
+    /// `src/privacy/conv_grad.cpp`: (N, Cout, C, k, k), or null with a message in `err`.
+    fn fool_per_example_conv_weight_grad(
+        grad_out: *const torch_sys::C_tensor,
+        input: *const torch_sys::C_tensor,
+        kernel: i64,
+        stride: i64,
+        padding: i64,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> *mut torch_sys::C_tensor;
+}
+
+/// Whether a conv layer's per-example weight gradients come from the grouped backward-weights
+/// kernel ([`grouped_weight_grads`]) rather than from patches: many output positions and many
+/// input channels. With few channels (a 3-channel stem: 2.3 vs 1.2 ms) the patches are cheap;
+/// with few positions the ghost norm is (`benches/dp_step.rs`; BENCHMARKS.md has the numbers).
+fn grouped_pays(positions: i64, in_channels: i64) -> bool {
+    positions >= 128 && in_channels >= 16
+}
+
+/// Every example's weight gradient (N, Cout, C, k, k) of conv `c` with input `x` and output
+/// gradient `g`, by one call of libtorch's convolution backward with the batch as the groups.
+fn grouped_weight_grads(x: &Tensor, g: &Tensor, c: &Conv) -> Result<Tensor> {
+    let mut err = [0 as c_char; 512];
+    // SAFETY: both pointers are live tensors borrowed for the call; the result is a new
+    // at::Tensor owned by the returned Tensor (tch frees it on drop); err is NUL-terminated.
+    let ptr = unsafe {
+        fool_per_example_conv_weight_grad(
+            g.as_ptr(),
+            x.as_ptr(),
+            c.kernel,
+            c.stride,
+            c.padding,
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    if ptr.is_null() {
+        let msg = unsafe { CStr::from_ptr(err.as_ptr()) };
+        return Err(Error::Torch(
+            msg.to_string_lossy()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string(),
+        ));
+    }
+    Ok(unsafe { Tensor::from_ptr(ptr) })
+}
 
 /// What the per-layer rules keep between the norm and the sum phases.
 enum Prepared {
@@ -219,7 +276,7 @@ fn positions_first(g: &Tensor, l: i64) -> Tensor {
 }
 
 /// Per-layer preparation and squared per-example norms (N,) of the layer's gradients.
-fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> (Prepared, Tensor) {
+fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)> {
     let sq = |t: &Tensor| {
         t.square()
             .flatten(1, -1)
@@ -232,7 +289,18 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> (Prepared, Tensor) {
                 norm2 += sq(&g);
             }
             let bias = l.bs.is_some();
-            (Prepared::Linear { a: input, g, bias }, norm2)
+            Ok((Prepared::Linear { a: input, g, bias }, norm2))
+        }
+        Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) => {
+            let w = grouped_weight_grads(&input, &g, c)?;
+            let b =
+                c.bs.as_ref()
+                    .map(|_| g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>));
+            let mut norm2 = sq(&w);
+            if let Some(b) = &b {
+                norm2 += sq(b);
+            }
+            Ok((Prepared::Materialized { w, b, order: None }, norm2))
         }
         Layer::Conv(c) => {
             let patches = unfold(&input, c);
@@ -251,7 +319,7 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> (Prepared, Tensor) {
                     norm2 += sq(gb);
                 }
                 let bias = gb.is_some();
-                (Prepared::ConvGhost { patches, gt, bias }, norm2)
+                Ok((Prepared::ConvGhost { patches, gt, bias }, norm2))
             } else {
                 let w = gt.transpose(1, 2).bmm(&patches.ld());
                 let mut norm2 = sq(&w);
@@ -259,21 +327,21 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> (Prepared, Tensor) {
                     norm2 += sq(gb);
                 }
                 let order = Some(patches.order);
-                (Prepared::Materialized { w, b: gb, order }, norm2)
+                Ok((Prepared::Materialized { w, b: gb, order }, norm2))
             }
         }
         Layer::GroupNorm(_) => {
             let w = (&g * &input).sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>);
             let b = g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>);
             let norm2 = sq(&w) + sq(&b);
-            (
+            Ok((
                 Prepared::Materialized {
                     w,
                     b: Some(b),
                     order: None,
                 },
                 norm2,
-            )
+            ))
         }
         Layer::BatchNorm(_) => unreachable!("refused in backprop"),
     }
@@ -332,7 +400,7 @@ pub fn clipped_sum(net: &Net, x: &Tensor, y: &Tensor, clip: f64) -> Result<Clipp
         let mut prepared = Vec::with_capacity(grads.len());
         let mut norm2 = Tensor::zeros([x.size()[0]], (x.kind(), x.device()));
         for (rec, g) in tape.records.into_iter().zip(grads) {
-            let (p, n2) = prepare(&net.layers[rec.layer], rec.input, g);
+            let (p, n2) = prepare(&net.layers[rec.layer], rec.input, g)?;
             norm2 += n2;
             prepared.push((rec.layer, p));
         }
@@ -374,6 +442,13 @@ pub fn per_example_grads(net: &Net, x: &Tensor, y: &Tensor) -> Result<Vec<Tensor
                     let mut v = vec![g.unsqueeze(2) * a.unsqueeze(1)];
                     if l.bs.is_some() {
                         v.push(g.shallow_clone());
+                    }
+                    v
+                }
+                Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], a.size()[1]) => {
+                    let mut v = vec![grouped_weight_grads(&a, &g, c)?];
+                    if c.bs.is_some() {
+                        v.push(g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>));
                     }
                     v
                 }
