@@ -22,10 +22,20 @@ layer (no per-example gradient tensors), the clip factors, one weighted backward
 SGD update. Opacus computes: the forward with hooks, per-example gradients per layer (grad_sample),
 their norms, clipping, the sum, noise, the update.
 
-Needs opacus in the project venv (`.venv/bin/pip install opacus==1.6.0`; not installed by
+Scaling (--scaling batch|model): DP-SGD throughput of fool and Opacus (equal allocator) and fool's
+plain step, vs the expected batch size (MNIST CNN, 64 … 4096, one epoch over the 60,000 images) or vs
+the model at a fixed batch (MNIST CNN b256 one epoch; CIFAR-10 small-cnn:conv=2 b256 over the first
+10,240 images; ResNet-18/GroupNorm b32 over the first 512 CIFAR-10 images): a table, JSON, and with
+--chart STEM a chart (STEM.svg, STEM.png). Both sides run the same network definitions (the PyTorch
+ones below mirror src/nets: same layers, GroupNorm with min(32, C) groups).
+
+Needs opacus in the project venv (`.venv/bin/pip install opacus==1.6.0 torch==2.11.0`, the pin keeps
+pip from upgrading the libtorch fool links; not installed by
 setup, benchmarks only) and a release build of fool. Usage:
 
     .venv/bin/python scripts/compare/bench_dp.py [--repeats 3] [--threads 2]
+    .venv/bin/python scripts/compare/bench_dp.py --scaling batch --chart docs/bench-dp-batch
+    .venv/bin/python scripts/compare/bench_dp.py --scaling model --chart docs/bench-dp-model
 """
 import argparse
 import gzip
@@ -41,6 +51,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FOOL = os.path.join(ROOT, "target", "release", "fool")
 MNIST = os.path.join(ROOT, "assets", "mnist")
+CIFAR = os.path.join(ROOT, "assets", "cifar10")
+# --scaling model: (fool --arch, dataset, batch, training examples used)
+MODELS = [("cnn", "mnist", 256, 60000), ("small-cnn:conv=2", "cifar10", 256, 10240),
+          ("resnet18", "cifar10", 32, 512)]
 
 
 def read_mnist():
@@ -53,20 +67,20 @@ def read_mnist():
     return x, y
 
 
-def worker(mode, threads):
-    """Train one epoch with PyTorch (+Opacus when mode == 'dp'); print examples/s as JSON."""
+def read_cifar():
     import numpy as np
-    import torch
+
+    raw = np.concatenate([np.fromfile(os.path.join(CIFAR, f"data_batch_{i}.bin"), np.uint8).reshape(-1, 3073)
+                          for i in range(1, 6)])
+    return raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0]
+
+
+def torch_net(arch):
+    """The PyTorch twin of fool's src/nets architecture `arch`."""
     import torch.nn as nn
     import torch.nn.functional as F
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    x, y = read_mnist()
-    x = (torch.from_numpy(x.astype(np.float32) / 255.0) - 0.1307) / 0.3081
-    y = torch.from_numpy(y.astype(np.int64))
-
-    class Net(nn.Module):
+    class Cnn(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv1 = nn.Conv2d(1, 16, 8, 2, padding=3)
@@ -80,10 +94,74 @@ def worker(mode, threads):
             t = F.relu(self.fc1(t.flatten(1)))
             return self.fc2(t)
 
-    model = Net()
+    class SmallCnn(nn.Module):  # small-cnn:conv=2 on 3x32x32
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, 32, 3)
+            self.conv2 = nn.Conv2d(32, 32, 3)
+            self.fc1 = nn.Linear(32 * 6 * 6, 64)
+            self.fc2 = nn.Linear(64, 10)
+
+        def forward(self, t):
+            t = F.max_pool2d(F.relu(self.conv1(t)), 2, 2)
+            t = F.max_pool2d(F.relu(self.conv2(t)), 2, 2)
+            return self.fc2(F.relu(self.fc1(t.flatten(1))))
+
+    def gn(c):
+        return nn.GroupNorm(min(32, c), c)
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1, self.n1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), gn(cout)
+            self.c2, self.n2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), gn(cout)
+            self.down = None
+            if stride != 1 or cin != cout:
+                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), gn(cout))
+
+        def forward(self, h):
+            y = F.relu(self.n1(self.c1(h)))
+            y = self.n2(self.c2(y))
+            return F.relu(y + (self.down(h) if self.down is not None else h))
+
+    class Resnet18(nn.Module):  # 3x3 stem, no max-pool, GroupNorm
+        def __init__(self):
+            super().__init__()
+            self.stem, self.norm = nn.Conv2d(3, 64, 3, 1, 1, bias=False), gn(64)
+            blocks, cin = [], 64
+            for stage, cout in enumerate([64, 128, 256, 512]):
+                for b in range(2):
+                    blocks.append(Block(cin, cout, 2 if stage > 0 and b == 0 else 1))
+                    cin = cout
+            self.blocks = nn.Sequential(*blocks)
+            self.fc = nn.Linear(512, 10)
+
+        def forward(self, t):
+            h = self.blocks(F.relu(self.norm(self.stem(t))))
+            return self.fc(h.mean((2, 3)))
+
+    return {"cnn": Cnn, "small-cnn:conv=2": SmallCnn, "resnet18": Resnet18}[arch]()
+
+
+def worker(mode, threads, arch="cnn", batch=256, limit=60000):
+    """Train one epoch with PyTorch (+Opacus when mode == 'dp'); print examples/s as JSON."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if arch == "cnn":
+        x, y = read_mnist()
+        x = (torch.from_numpy(x[:limit].astype(np.float32) / 255.0) - 0.1307) / 0.3081
+    else:
+        x, y = read_cifar()
+        x = (torch.from_numpy(x[:limit].astype(np.float32) / 255.0) - 0.5) / 0.25
+    y = torch.from_numpy(y[:limit].astype(np.int64))
+    model = torch_net(arch)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(x, y), batch_size=256, shuffle=True
+        torch.utils.data.TensorDataset(x, y), batch_size=batch, shuffle=True
     )
     if mode == "dp":
         from opacus import PrivacyEngine
@@ -123,11 +201,13 @@ def timed(cmd, env=None):
         return r.stdout, int(tf.read().split()[-1]) / 1024.0
 
 
-def run_fool(dp, threads):
+def run_fool(dp, threads, arch="cnn", batch=256, limit=60000):
     out = tempfile.mkdtemp(prefix="bench-dp-")
     try:
-        cmd = [FOOL, "train", "--dataset", "mnist", "--arch", "cnn", "--epochs", "1",
-               "--batch", "256", "--lr", "0.1", "--momentum", "0.9", "--samples", "0",
+        dataset = "mnist" if arch == "cnn" else "cifar10"
+        cmd = [FOOL, "train", "--dataset", dataset, "--arch", arch, "--epochs", "1",
+               "--batch", str(batch), "--lr", "0.1", "--momentum", "0.9", "--samples", "0",
+               "--limit", str(limit), "--max-physical-batch", str(batch),
                "--device", "cpu", "--json", "--quiet", "--out", os.path.join(out, "run")]
         if dp:
             cmd += ["--dp", "--noise", "1.1", "--clip", "1.0", "--delta", "1e-5"]
@@ -144,12 +224,13 @@ def run_fool(dp, threads):
 EQUAL_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
-def run_torch(mode, threads, allocator="equal"):
+def run_torch(mode, threads, allocator="equal", arch="cnn", batch=256, limit=60000):
     env = {k: v for k, v in os.environ.items() if k not in EQUAL_MALLOC and k != "GLIBC_TUNABLES"}
     env["OMP_NUM_THREADS"] = str(threads)
     if allocator == "equal":
         env.update(EQUAL_MALLOC)
-    stdout, rss = timed([sys.executable, __file__, "--worker", mode, "--threads", str(threads)], env)
+    stdout, rss = timed([sys.executable, __file__, "--worker", mode, "--threads", str(threads), "--arch", arch,
+                         "--batch", str(batch), "--limit", str(limit)], env)
     d = json.loads(stdout.strip().splitlines()[-1])
     return d["examples_per_second"], rss, d.get("epsilon")
 
@@ -159,9 +240,17 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--worker", choices=["dp", "plain"])
+    ap.add_argument("--arch", default="cnn", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=256, help=argparse.SUPPRESS)
+    ap.add_argument("--limit", type=int, default=60000, help=argparse.SUPPRESS)
+    ap.add_argument("--scaling", choices=["batch", "model"])
+    ap.add_argument("--batches", default="64,256,1024,4096", help="--scaling batch: expected batch sizes")
+    ap.add_argument("--chart", help="--scaling: write the chart to CHART.svg and CHART.png")
     a = ap.parse_args()
     if a.worker:
-        return worker(a.worker, a.threads)
+        return worker(a.worker, a.threads, a.arch, a.batch, a.limit)
+    if a.scaling:
+        return scaling(a)
     import opacus
     import torch
 
@@ -194,6 +283,63 @@ def main():
     print(f"non-private ratio fool/torch:        {med['fool plain'] / med['torch plain']:.2f}")
     print(f"DP overhead fool (plain/dp):         {med['fool plain'] / med['fool dp']:.2f}x")
     print(f"DP overhead opacus (plain/dp):       {med['torch plain'] / med['opacus dp']:.2f}x")
+
+
+def scaling(a):
+    """DP-SGD throughput of fool and Opacus (and fool's plain step) vs batch size or model."""
+    import opacus
+    import torch
+
+    print(f"torch {torch.__version__}, opacus {opacus.__version__}, threads {a.threads}, "
+          f"repeats {a.repeats}, cpu: {os.cpu_count()} logical; scaling by {a.scaling}")
+    if a.scaling == "batch":
+        cases = [("cnn", int(b), 60000) for b in a.batches.split(",")]
+    else:
+        cases = [(arch, b, lim) for arch, _, b, lim in MODELS]
+    rows = []
+    for arch, b, lim in cases:
+        runs = [("fool dp", lambda: run_fool(True, a.threads, arch, b, lim)),
+                ("opacus dp", lambda: run_torch("dp", a.threads, "equal", arch, b, lim)),
+                ("fool plain", lambda: run_fool(False, a.threads, arch, b, lim))]
+        res = {name: [] for name, _ in runs}
+        for r in range(a.repeats):
+            for name, fn in runs:
+                eps_s, rss, _ = fn()
+                res[name].append((eps_s, rss))
+                print(f"  {arch} b{b} run {r + 1} {name:10s} {eps_s:9.1f} examples/s  peak RSS {rss:7.1f} MiB",
+                      flush=True)
+        med = {k: statistics.median(v[0] for v in vals) for k, vals in res.items()}
+        rss = {k: statistics.median(v[1] for v in vals) for k, vals in res.items()}
+        rows.append({"arch": arch, "batch": b, "examples": lim, "examples_per_s": med, "peak_rss_mib": rss,
+                     "runs": res})
+    print(f"\nDP-SGD examples/s, median of {a.repeats} (equal allocator, {a.threads} threads), peak RSS MiB")
+    print("| model | batch | fool DP | Opacus DP | fool / Opacus | fool plain | fool DP overhead | "
+          "peak RSS fool / Opacus |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        m, rs = r["examples_per_s"], r["peak_rss_mib"]
+        print(f"| {r['arch']} | {r['batch']} | {m['fool dp']:.1f} | {m['opacus dp']:.1f} | "
+              f"{m['fool dp'] / m['opacus dp']:.2f} | {m['fool plain']:.1f} | "
+              f"{m['fool plain'] / m['fool dp']:.2f}x | {rs['fool dp']:.0f} / {rs['opacus dp']:.0f} |")
+    if a.chart:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from chart import line_chart
+
+        key = "batch" if a.scaling == "batch" else "arch"
+        names = ["fool dp", "opacus dp", "fool plain"]
+        if a.scaling == "batch":
+            series = {k: [(r["batch"], r["examples_per_s"][k]) for r in rows] for k in names}
+            line_chart(a.chart, f"DP-SGD, MNIST CNN, CPU, {a.threads} threads", "expected batch size",
+                       "examples/s", series, dashed=("fool plain",))
+        else:
+            series = {f"fool / Opacus (DP)": [(r[key], r["examples_per_s"]["fool dp"] / r["examples_per_s"]["opacus dp"])
+                                             for r in rows],
+                      "fool DP overhead": [(r[key], r["examples_per_s"]["fool plain"] / r["examples_per_s"]["fool dp"])
+                                           for r in rows]}
+            line_chart(a.chart, f"DP-SGD by model, CPU, {a.threads} threads", "model (batch)",
+                       "ratio", series, dashed=("fool DP overhead",))
+        print(f"wrote {a.chart}.svg, {a.chart}.png")
+    print(json.dumps({"scaling": a.scaling, "threads": a.threads, "rows": rows}))
 
 
 if __name__ == "__main__":
