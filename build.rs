@@ -9,45 +9,39 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn libtorch_lib_dir() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("LIBTORCH_LIB") {
-        return Some(PathBuf::from(dir).join("lib"));
-    }
-    if let Ok(dir) = std::env::var("LIBTORCH") {
-        return Some(PathBuf::from(dir).join("lib"));
-    }
+/// What `python -c code` prints, trimmed (the `PYTHON` interpreter, else `python3`).
+fn python_prints(code: &str) -> Option<String> {
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))",
-        ])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+    let out = Command::new(python).args(["-c", code]).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether libtorch comes from a directory named by the environment rather than from Python.
+fn libtorch_from_env() -> Option<PathBuf> {
+    ["LIBTORCH_LIB", "LIBTORCH"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .map(PathBuf::from)
+}
+
+fn libtorch_lib_dir() -> Option<PathBuf> {
+    if let Some(dir) = libtorch_from_env() {
+        return Some(dir.join("lib"));
     }
-    Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    python_prints("import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))")
+        .map(PathBuf::from)
 }
 
 /// libtorch's include directory and C++11-ABI flag, from the same place as its `lib`.
 fn libtorch_include(lib: &std::path::Path) -> (PathBuf, String) {
     let root = lib.parent().map(PathBuf::from).unwrap_or_default();
     let abi = std::env::var("LIBTORCH_CXX11_ABI").ok().or_else(|| {
-        if std::env::var("LIBTORCH").is_ok() {
+        if libtorch_from_env().is_some() {
             return None;
         }
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-        let out = Command::new(python)
-            .args([
-                "-c",
-                "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))",
-            ])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        python_prints("import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))")
     });
     (root.join("include"), abi.unwrap_or_else(|| "1".to_string()))
 }

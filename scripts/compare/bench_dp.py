@@ -26,7 +26,8 @@ Scaling (--scaling batch|model): DP-SGD throughput of fool and Opacus (equal all
 plain step, vs the expected batch size (MNIST CNN, 64 … 4096, one epoch over the 60,000 images) or vs
 the model at a fixed batch (MNIST CNN b256 one epoch; CIFAR-10 small-cnn:conv=2 b256 over the first
 10,240 images; ResNet-18/GroupNorm b32 over the first 512 CIFAR-10 images): a table, JSON, and with
---chart STEM a chart (STEM.svg, STEM.png). Both sides run the same network definitions (the PyTorch
+--chart STEM a chart (STEM.svg, STEM.png). Both sides process each whole batch at once (fool with
+--max-physical-batch equal to the batch; Opacus without a memory manager) and run the same network definitions (the PyTorch
 ones below mirror src/nets: same layers, GroupNorm with min(32, C) groups).
 
 Needs opacus in the project venv (`.venv/bin/pip install opacus==1.6.0 torch==2.11.0`, the pin keeps
@@ -332,7 +333,7 @@ def scaling(a):
             line_chart(a.chart, f"DP-SGD, MNIST CNN, CPU, {a.threads} threads", "expected batch size",
                        "examples/s", series, dashed=("fool plain",))
         else:
-            series = {f"fool / Opacus (DP)": [(r[key], r["examples_per_s"]["fool dp"] / r["examples_per_s"]["opacus dp"])
+            series = {"fool / Opacus (DP)": [(r[key], r["examples_per_s"]["fool dp"] / r["examples_per_s"]["opacus dp"])
                                              for r in rows],
                       "fool DP overhead": [(r[key], r["examples_per_s"]["fool plain"] / r["examples_per_s"]["fool dp"])
                                            for r in rows]}

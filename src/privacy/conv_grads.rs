@@ -5,7 +5,7 @@
 use crate::nets::Conv;
 use crate::{Error, Result};
 use std::ffi::{c_char, CStr};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 extern "C" {
     /// `src/privacy/conv_grad.cpp`: (N, Cout, C, k, k), or null with a message in `err`.
@@ -21,7 +21,7 @@ extern "C" {
 }
 
 /// Whether a conv layer's per-example weight gradients come from the grouped backward-weights
-/// kernel ([`grouped_weight_grads`]) rather than from patches: many output positions and many
+/// kernel ([`grouped_grads`]) rather than from patches: many output positions and many
 /// input channels. With few channels (a 3-channel stem: 2.3 vs 1.2 ms) the patches are cheap;
 /// with few positions the ghost norm is (`benches/dp_step.rs`; BENCHMARKS.md has the numbers).
 pub(super) fn grouped_pays(positions: i64, in_channels: i64) -> bool {
@@ -29,8 +29,9 @@ pub(super) fn grouped_pays(positions: i64, in_channels: i64) -> bool {
 }
 
 /// Every example's weight gradient (N, Cout, C, k, k) of conv `c` with input `x` and output
-/// gradient `g`, by one call of libtorch's convolution backward with the batch as the groups.
-pub(super) fn grouped_weight_grads(x: &Tensor, g: &Tensor, c: &Conv) -> Result<Tensor> {
+/// gradient `g`, by one call of libtorch's convolution backward with the batch as the groups;
+/// with a bias, also its per-example gradient (N, Cout).
+pub(super) fn grouped_grads(x: &Tensor, g: &Tensor, c: &Conv) -> Result<(Tensor, Option<Tensor>)> {
     let mut err = [0 as c_char; 512];
     // SAFETY: both pointers are live tensors borrowed for the call; the result is a new
     // at::Tensor owned by the returned Tensor (tch frees it on drop); err is NUL-terminated.
@@ -55,7 +56,11 @@ pub(super) fn grouped_weight_grads(x: &Tensor, g: &Tensor, c: &Conv) -> Result<T
                 .to_string(),
         ));
     }
-    Ok(unsafe { Tensor::from_ptr(ptr) })
+    let w = unsafe { Tensor::from_ptr(ptr) };
+    let b =
+        c.bs.as_ref()
+            .map(|_| g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>));
+    Ok((w, b))
 }
 
 /// How the D = C·k·k entries of a patch are ordered.
@@ -197,5 +202,49 @@ pub(super) fn positions_first(g: &Tensor, l: i64) -> Tensor {
         nhwc.reshape([n, l, cout])
     } else {
         g.reshape([n, cout, l]).transpose(1, 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn, Device};
+
+    /// The grouped kernel against the patch rule, in float32 (the training dtype; no kinks, so
+    /// only rounding separates them), for an NCHW input with padding and stride and for a
+    /// channels-last one (the CNNs' pooled activations).
+    #[test]
+    fn grouped_grads_equal_the_patch_rule() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        for (cin, side, k, s, p, cl) in [(16, 12, 3, 2, 1, false), (32, 15, 3, 1, 0, true)] {
+            let c = Conv {
+                ws: vs.root().randn("w", &[8, cin, k, k], 0.0, 1.0),
+                bs: Some(vs.root().zeros("b", &[8])),
+                kernel: k,
+                stride: s,
+                padding: p,
+            };
+            let mut x = Tensor::randn([4, cin, side, side], (Kind::Float, Device::Cpu));
+            if cl {
+                x = x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+            }
+            let y = x.conv2d(&c.ws, c.bs.as_ref(), [s, s], [p, p], [1, 1], 1);
+            let g = y.randn_like();
+            let (w, b) = grouped_grads(&x, &g, &c).unwrap();
+            let patches = unfold(&x, &c);
+            let (l, _) = patches.dims();
+            let want = positions_first(&g, l).transpose(1, 2).bmm(&patches.ld());
+            let want = to_weight_layout(&want, patches.order, &c.ws.size());
+            let scale = want.abs().max().double_value(&[]);
+            let diff = (&w - &want).abs().max().double_value(&[]);
+            assert!(
+                diff <= 1e-5 * scale,
+                "cin {cin}: weight diff {diff} (scale {scale})"
+            );
+            let b_want = g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>);
+            assert!(b.unwrap().allclose(&b_want, 1e-5, 1e-5, false));
+            assert_eq!(w.size(), [4, 8, cin, k, k]);
+        }
     }
 }

@@ -19,7 +19,7 @@
 //!
 //! The clipped sum Σ_i c_i ∇_i (c_i = min(1, C/(‖∇_i‖+1e-6)), as Opacus) is then one matrix
 //! product per layer with the clip factors folded into G.
-use super::conv_grads::{grouped_pays, grouped_weight_grads, positions_first, unfold};
+use super::conv_grads::{grouped_grads, grouped_pays, positions_first, unfold};
 use super::conv_grads::{to_weight_layout, PatchOrder, Patches};
 use crate::nets::{Layer, Net, Pass, Tape};
 use crate::{Error, Result};
@@ -100,10 +100,7 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)
             Ok((Prepared::Linear { a: input, g, bias }, norm2))
         }
         Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) => {
-            let w = grouped_weight_grads(&input, &g, c)?;
-            let b =
-                c.bs.as_ref()
-                    .map(|_| g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>));
+            let (w, b) = grouped_grads(&input, &g, c)?;
             let mut norm2 = sq(&w);
             if let Some(b) = &b {
                 norm2 += sq(b);
@@ -254,11 +251,8 @@ pub fn per_example_grads(net: &Net, x: &Tensor, y: &Tensor) -> Result<Vec<Tensor
                     v
                 }
                 Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], a.size()[1]) => {
-                    let mut v = vec![grouped_weight_grads(&a, &g, c)?];
-                    if c.bs.is_some() {
-                        v.push(g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>));
-                    }
-                    v
+                    let (w, b) = grouped_grads(&a, &g, c)?;
+                    std::iter::once(w).chain(b).collect()
                 }
                 Layer::Conv(c) => {
                     let patches = unfold(&a, c);
