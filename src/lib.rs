@@ -21,6 +21,7 @@ pub mod pate;
 
 pub mod bench;
 pub mod serve;
+pub mod synth;
 pub mod train;
 
 pub mod detect;

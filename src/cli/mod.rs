@@ -19,6 +19,7 @@ mod predict;
 mod privacy;
 mod report;
 mod serve;
+mod synth;
 mod train;
 
 pub const EXIT_ERROR: u8 = 1;
@@ -66,6 +67,9 @@ enum Command {
     Detect(detect::DetectArgs),
     /// Train a classifier on MNIST or CIFAR-10, optionally with DP-SGD, and export it.
     Train(train::TrainArgs),
+    /// Differentially private synthetic images by Private Evolution (an offline digit
+    /// simulator or any generator over HTTP), to train on instead of the private data.
+    Synth(synth::SynthArgs),
     /// Reports over several runs: `fool report privacy RUN... --out DIR`.
     Report(report::ReportArgs),
     /// DP-SGD privacy accounting: ε for a noise multiplier, or the noise for an ε budget.
@@ -94,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Bench(a)) => bench::run(a),
         Some(Command::Detect(a)) => detect::run(a),
         Some(Command::Train(a)) => train::run(a),
+        Some(Command::Synth(a)) => synth::run(a),
         Some(Command::Report(a)) => report::run(a),
         Some(Command::Privacy(a)) => privacy::run(a),
         Some(Command::Audit(a)) => audit::run(a),

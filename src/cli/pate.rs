@@ -89,6 +89,7 @@ impl TrainingArgs {
             audit_examples: 10_000,
             partition: None,
             student: None,
+            train_folder: None,
         })
     }
 }

@@ -16,12 +16,20 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// mnist or cifar10
+    /// mnist or cifar10 [default: the dataset.json of a --data image folder, e.g. `fool
+    /// synth`'s data set]
     #[arg(long)]
-    dataset: String,
-    /// Folder with the dataset files [default: assets/mnist or assets/cifar10]
+    dataset: Option<String>,
+    /// Folder with the dataset files [default: assets/mnist or assets/cifar10]; or a labelled
+    /// image folder (labels.csv with file,index; 28×28 grey for mnist, 32×32 RGB for cifar10,
+    /// e.g. `fool synth`'s OUT/data) to train on instead of the training split, evaluated on
+    /// the real test split from --test-data
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// With an image folder as --data: the folder with the dataset files whose test split the
+    /// run evaluates on [default: assets/mnist or assets/cifar10]
+    #[arg(long, value_name = "DIR")]
+    test_data: Option<PathBuf>,
     /// cnn (TF-Privacy MNIST CNN), small-cnn:conv=2|3 (membership-inference tutorial),
     /// resnet18 (GroupNorm; resnet18:norm=batch without --dp); options: act=relu|tanh
     /// [default: cnn for mnist, small-cnn:conv=3 for cifar10]
@@ -128,7 +136,24 @@ pub(crate) fn model_choices(
 }
 
 fn config(a: &TrainArgs) -> Result<TrainConfig> {
-    let dataset: DatasetName = a.dataset.parse()?;
+    let folder = a
+        .data
+        .as_ref()
+        .filter(|d| d.join("labels.csv").exists())
+        .cloned();
+    let dataset: DatasetName = match (&a.dataset, &folder) {
+        (Some(d), _) => d.parse()?,
+        (None, Some(f)) => fool::datasets::pool::folder_dataset(f)?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "--dataset: {} has no dataset.json naming its data set; give --dataset mnist|cifar10",
+                f.display()
+            )
+        })?,
+        (None, None) => bail!("--dataset: required (mnist or cifar10)"),
+    };
+    if a.test_data.is_some() && folder.is_none() {
+        bail!("--test-data: only with an image folder (with a labels.csv) as --data");
+    }
     let (arch, optimizer, lr) =
         model_choices(dataset, a.arch.as_deref(), &a.optimizer, a.momentum, a.lr)?;
     if !a.dp && (a.noise.is_some() || a.target_epsilon.is_some()) {
@@ -151,7 +176,12 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
     };
     Ok(TrainConfig {
         dataset,
-        data_dir: a.data.clone().unwrap_or_else(|| dataset.default_dir()),
+        data_dir: match &folder {
+            Some(_) => a.test_data.clone(),
+            None => a.data.clone(),
+        }
+        .unwrap_or_else(|| dataset.default_dir()),
+        train_folder: folder,
         arch,
         epochs: a.epochs,
         batch: a.batch,

@@ -20,6 +20,7 @@ mod batches;
 pub mod cifar10;
 mod folder;
 pub mod mnist;
+pub mod pool;
 
 pub use batches::{Batch, Batches, Feed};
 pub use folder::{image_folder, load_batch, Item, LoadedBatch};

@@ -14,10 +14,10 @@
 //! ```
 //!
 //! - [`teachers`] — training the teachers (resumable, shardable), checking an ensemble;
-//! - [`pool`] — the public pool (`mnist:test[0:9000]` or a folder of images);
+//! - [`pool`] — the public pool (`mnist:test[0:9000]` or a folder of images; `datasets::pool`);
 //! - [`vote`] — the teachers' votes on the pool;
 //! - [`student`] — the student: aggregation, analysis, training into a normal run directory.
-pub mod pool;
+pub use crate::datasets::pool;
 pub mod student;
 pub mod teachers;
 pub mod vote;
@@ -64,6 +64,7 @@ impl Manifest {
             teachers,
             partition_seed,
             template: TrainConfig {
+                train_folder: None,
                 partition: None,
                 student: None,
                 ..template

@@ -261,6 +261,7 @@ pub fn train_student(job: &StudentJob, obs: &mut dyn Observer) -> Result<Student
         dp: None,
         checkpoint_every: 0,
         audit_every: 0,
+        train_folder: None,
         partition: None,
         student: Some(StudentData {
             pool: info.pool.clone(),

@@ -59,7 +59,12 @@ pub struct DpConfig {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainConfig {
     pub dataset: DatasetName,
+    /// The data set's files; with `train_folder`, only its test split is used.
     pub data_dir: PathBuf,
+    /// Train on this labelled image folder (a `labels.csv`; e.g. `fool synth`'s synthetic
+    /// data set) instead of the data set's training split; evaluated on the real test split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_folder: Option<PathBuf>,
     pub arch: Arch,
     pub epochs: usize,
     /// Batch size; with DP the expected batch size of Poisson sampling (q = batch / n).

@@ -38,6 +38,21 @@ impl PateRecord {
     }
 }
 
+/// The privacy of a model trained only on a differentially private synthetic data set (`fool
+/// synth`'s): training on it is post-processing, so the model has the data set's (ε, δ).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SyntheticRecord {
+    /// The folder trained on.
+    pub folder: std::path::PathBuf,
+    pub epsilon: f64,
+    pub delta: f64,
+    /// The private data the synthetic set was made from (`mnist:train`, a slice …).
+    pub private: String,
+    /// Its rows of the training split, when it is a slice of it: the members of a membership
+    /// audit of this model.
+    pub private_rows: Option<Range<usize>>,
+}
+
 /// `metadata.json` of a run or checkpoint.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Metadata {
@@ -68,6 +83,9 @@ pub struct Metadata {
     /// A PATE student's privacy (its `epsilon` is [`PateRecord::epsilon`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pate: Option<PateRecord>,
+    /// Trained on a DP synthetic data set: its privacy (`epsilon`/`delta` are its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synthetic: Option<SyntheticRecord>,
 }
 
 impl Trainer {
@@ -121,6 +139,7 @@ impl Trainer {
             history: self.history.clone(),
             nonmembers: self.cfg.student.as_ref().map(|s| s.test_rows.clone()),
             pate: None,
+            synthetic: None,
         }
     }
 }

@@ -23,7 +23,7 @@ pub mod state;
 pub mod trainer;
 
 pub use config::{resolve_noise, validate, DpConfig, Partition, StudentData, TrainConfig};
-pub use metadata::{Metadata, PateRecord};
+pub use metadata::{Metadata, PateRecord, SyntheticRecord};
 pub use run::{Observer, Outcome, Resume, Run, Silent, Started};
 pub use run_dir::{Progress, RunDir};
 pub use state::State;

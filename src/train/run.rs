@@ -6,7 +6,7 @@
 //! epoch, to be resumed later with the same result as an uninterrupted run.
 use super::{
     chart, export, resolve_noise, validate, Data, EpochRecord, Metadata, PateRecord, Progress,
-    RunDir, Splits, TrainConfig, Trainer,
+    RunDir, Splits, SyntheticRecord, TrainConfig, Trainer,
 };
 use crate::privacy::dpsgd::StepStats;
 use crate::{Error, Result};
@@ -104,10 +104,13 @@ impl Run {
     /// Train: load the data set the configuration names, then [`Run::train_on`] it.
     pub fn train(&self, obs: &mut dyn Observer) -> Result<Outcome> {
         validate(&self.config)?;
-        self.train_on(
-            &Splits::load(self.config.dataset, &self.config.data_dir)?,
-            obs,
-        )
+        let splits = match &self.config.train_folder {
+            None => Splits::load(self.config.dataset, &self.config.data_dir)?,
+            Some(folder) => {
+                Splits::with_folder(folder, self.config.dataset, &self.config.data_dir)?
+            }
+        };
+        self.train_on(&splits, obs)
     }
 
     /// Train on data sets already in memory (shadow models share them).
@@ -208,6 +211,22 @@ impl Run {
             meta.delta = Some(p.analysis.delta);
             meta.pate = Some(p.clone());
         }
+        if let Some(folder) = &self.config.train_folder {
+            meta.members = format!(
+                "{} images of the labelled folder {}",
+                data.train_len,
+                folder.display()
+            );
+            if let Some(s) = synthetic_record(folder) {
+                meta.members = format!(
+                    "{}, a DP synthetic data set (ε = {}, δ = {:e}) made from {}; members.npy holds those private rows",
+                    meta.members, s.epsilon, s.delta, s.private
+                );
+                meta.epsilon = Some(s.epsilon);
+                meta.delta = Some(s.delta);
+                meta.synthetic = Some(s);
+            }
+        }
         meta
     }
 
@@ -222,9 +241,18 @@ impl Run {
         }
         // A student's members are the private data (the teachers' pool), not the public pool
         // items it trained on.
-        let members = match &trainer.cfg.student {
-            Some(s) => Tensor::arange(s.private_rows as i64, (Kind::Int64, Device::Cpu)),
-            None => data.members.shallow_clone(),
+        // A model trained on synthetic data: its members are the private rows the data set
+        // was made from.
+        let members = match (&trainer.cfg.student, &meta.synthetic) {
+            (Some(s), _) => Tensor::arange(s.private_rows as i64, (Kind::Int64, Device::Cpu)),
+            (
+                None,
+                Some(SyntheticRecord {
+                    private_rows: Some(r),
+                    ..
+                }),
+            ) => Tensor::arange_start(r.start as i64, r.end as i64, (Kind::Int64, Device::Cpu)),
+            _ => data.members.shallow_clone(),
         };
         self.dir.write_members(&members)?;
         export::export(&trainer.net, &data.train, &meta, root)?;
@@ -240,4 +268,22 @@ impl Run {
         }
         Ok(Outcome::Finished(Box::new(meta)))
     }
+}
+
+/// The privacy record of a `fool synth` data set (its dataset.json), None for other folders.
+fn synthetic_record(folder: &std::path::Path) -> Option<SyntheticRecord> {
+    let v: serde_json::Value = crate::files::read_json(&folder.join("dataset.json")).ok()?;
+    if !v["source"].as_str()?.starts_with("fool synth") {
+        return None;
+    }
+    let rows = v["private_rows"]
+        .as_array()
+        .and_then(|a| Some(a.first()?.as_u64()? as usize..a.get(1)?.as_u64()? as usize));
+    Some(SyntheticRecord {
+        folder: folder.to_path_buf(),
+        epsilon: v["epsilon"].as_f64()?,
+        delta: v["delta"].as_f64()?,
+        private: v["private"].as_str().unwrap_or("").to_string(),
+        private_rows: rows,
+    })
 }

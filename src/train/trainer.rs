@@ -62,6 +62,28 @@ impl Splits {
             test: datasets::load(dataset, dir, Split::Test)?,
         })
     }
+
+    /// A labelled image folder (`labels.csv`) as the training split, the test split of
+    /// `dataset` from `dir`.
+    pub fn with_folder(folder: &Path, dataset: DatasetName, dir: &Path) -> Result<Splits> {
+        let spec = folder.to_string_lossy();
+        let pool = datasets::pool::load(&spec, dataset, dir).map_err(|e| match e {
+            crate::Error::Invalid { msg, .. } => crate::Error::field("data", msg),
+            e => e,
+        })?;
+        if pool.labels.is_none() {
+            return Err(crate::Error::bad_file(
+                folder,
+                "no labels.csv: a training folder needs labels (columns file,index)",
+            ));
+        }
+        let mut train = pool.data;
+        train.split = Split::Train;
+        Ok(Splits {
+            train,
+            test: datasets::load(dataset, dir, Split::Test)?,
+        })
+    }
 }
 
 /// Data of a run.

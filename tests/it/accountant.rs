@@ -264,3 +264,40 @@ fn accountant_kind_parses_and_prints() {
     let k: AccountantKind = serde_json::from_str("\"prv\"").unwrap();
     assert_eq!(k, AccountantKind::Prv);
 }
+
+/// Private Evolution's accounting: T Gaussian mechanisms of sensitivity 1 are √T/σ-GDP, and
+/// ε follows from δ by the exact conversion. The pairs are the ones the Private Evolution
+/// papers use (σ = 2√2, T = 5 and σ = 5√2, T = 20 at δ = 1e-5).
+#[test]
+fn gdp_matches_known_pairs() {
+    let s2 = std::f64::consts::SQRT_2;
+    let e1 = acc::gdp::epsilon_of(2.0 * s2, 5, 1e-5).unwrap();
+    assert!((e1 - 3.34).abs() < 0.005, "{e1}");
+    let e2 = acc::gdp::epsilon_of(5.0 * s2, 20, 1e-5).unwrap();
+    assert!((e2 - 2.59).abs() < 0.005, "{e2}");
+    // Root finding gives back the σ of a known ε.
+    let sigma = acc::gdp::noise_for_epsilon(e1, 5, 1e-5).unwrap();
+    assert!(rel(sigma, 2.0 * s2) < 1e-9, "{sigma}");
+}
+
+/// The same mechanisms through fool's DP-SGD accountants with q = 1 (every example in every
+/// step: the plain Gaussian mechanism): PRV, numerically near-exact, agrees with GDP within
+/// its ε error; RDP is an upper bound, a little loose.
+#[test]
+fn gdp_agrees_with_prv_and_is_below_rdp() {
+    for &(sigma, t, delta) in &[
+        (2.0, 5u64, 1e-5),
+        (7.0, 20, 1e-5),
+        (1.0, 1, 1e-6),
+        (15.0, 4, 1e-6),
+    ] {
+        let g = acc::gdp::epsilon_of(sigma, t, delta).unwrap();
+        let p = prv::epsilon(sigma, 1.0, t, delta).unwrap();
+        let r = epsilon(AccountantKind::Rdp, sigma, 1.0, t, delta).unwrap();
+        assert!(
+            (p - g).abs() < 0.02 + 0.005 * g,
+            "σ {sigma} T {t}: GDP {g} PRV {p}"
+        );
+        assert!(r >= g, "σ {sigma} T {t}: RDP {r} below GDP {g}");
+    }
+}

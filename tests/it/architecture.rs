@@ -8,7 +8,7 @@ use crate::common::root;
 const LAYERS: &[&[&str]] = &[
     &["report"],
     &["lira", "pate"],
-    &["bench", "serve", "train"],
+    &["bench", "serve", "synth", "train"],
     &["detect"],
     &["defenses"],
     &["attacks"],

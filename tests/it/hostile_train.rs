@@ -212,6 +212,7 @@ fn small_config(epochs: usize) -> TrainConfig {
         audit_examples: 10_000,
         partition: None,
         student: None,
+        train_folder: None,
     }
 }
 

@@ -252,6 +252,7 @@ fn an_interrupted_ensemble_trains_only_the_missing_teachers() {
         audit_examples: 10_000,
         partition: None,
         student: None,
+        train_folder: None,
     };
     let m = Manifest::new(template, 3, 1);
     let shard = fool::bench::Shard::ALL;

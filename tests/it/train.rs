@@ -277,6 +277,7 @@ fn dp_config(epochs: usize) -> TrainConfig {
         audit_examples: 10_000,
         partition: None,
         student: None,
+        train_folder: None,
     }
 }
 

@@ -56,6 +56,18 @@ impl Client {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
+        self.send_within(method, path, headers, body, None)
+    }
+
+    /// [`Client::send`], giving up after `timeout` when one is given.
+    fn send_within(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
         let url = format!("{}{path}", self.base);
         let mut b = hyper::Request::builder().method(method).uri(&url);
         for (k, v) in headers {
@@ -67,7 +79,7 @@ impl Client {
         let req = b
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| format!("{url}: {e}"))?;
-        self.rt.block_on(async {
+        let work = async {
             let resp = self
                 .http
                 .request(req)
@@ -82,6 +94,14 @@ impl Client {
                 .map_err(|e| format!("{url}: {e}"))?
                 .to_bytes();
             Ok((status, headers, body))
+        };
+        self.rt.block_on(async {
+            match timeout {
+                None => work.await,
+                Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
+                    Err(format!("{url}: no answer within {:.1} s", t.as_secs_f64()))
+                }),
+            }
         })
     }
 
@@ -91,6 +111,22 @@ impl Client {
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect());
         format!("the server answered {status}: {msg}")
+    }
+
+    /// `POST {base}{path}` with a JSON body, waiting at most `timeout` for the whole answer:
+    /// the status and the body (any status; the caller judges it). Errors are connection
+    /// failures and timeouts.
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: std::time::Duration,
+    ) -> Result<(u16, Bytes), String> {
+        let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let headers = [("content-type", "application/json".to_string())];
+        let (status, _, body) =
+            self.send_within(hyper::Method::POST, path, &headers, bytes, Some(timeout))?;
+        Ok((status, body))
     }
 
     /// `GET /v2/models/{model}`.

@@ -7,12 +7,14 @@
 //! * [`AccountantKind::Prv`]: numerical composition of privacy random variables ([`prv`]),
 //!   Opacus's `PRVAccountant` with `eps_error = 0.01`, `delta_error = δ/1000`; the upper
 //!   bound it returns is tighter than RDP's.
+//! * [`gdp`]: Gaussian DP, the exact composition of Gaussian mechanisms (Private Evolution).
 //!
 //! [`Schedule`] turns a training schedule (n and batch or q, epochs or steps, δ) into what
 //! the accountants take, and [`Schedule::epsilon`] / [`Schedule::calibrate`] account for it.
 //! Argument errors name the field at fault (`noise`, `sample_rate`, `delta`, `steps`,
 //! `target_epsilon`, …).
 mod calibrate;
+pub mod gdp;
 pub mod prv;
 pub mod rdp;
 mod schedule;

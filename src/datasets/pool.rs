@@ -1,9 +1,10 @@
-//! The public pool the teachers vote on and the student learns from: a slice of a data set's
+//! A data set given on the command line (PATE's public pool, Private Evolution's private data, a
+//! synthetic training set): a slice of a data set's
 //! split (`mnist:test[0:9000]`, Python slice syntax, both ends optional, negative ends
 //! counted from the end; out-of-range ends are an error, not clamped) or a folder of images
 //! (labelled by a `labels.csv` or not), converted to what the teachers take (grey 28×28 for
 //! MNIST, RGB 32×32 for CIFAR-10; other sizes are refused).
-use crate::datasets::{self, DatasetName, Split, TensorDataset};
+use super::{self as datasets, DatasetName, Split, TensorDataset};
 use crate::{Error, Result};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -148,7 +149,8 @@ impl PoolSpec {
     }
 }
 
-/// Load the pool `spec` for teachers trained on `dataset` (its files in `data_dir`).
+/// Load the pool `spec` for teachers trained on `dataset` (its files in `data_dir`). Errors in
+/// the spec name the field `pool` (rename them for another flag).
 pub fn load(spec: &str, dataset: DatasetName, data_dir: &Path) -> Result<Pool> {
     match PoolSpec::parse(spec)? {
         PoolSpec::Slice {
@@ -281,4 +283,23 @@ fn load_folder(spec: &str, dir: &Path, dataset: DatasetName) -> Result<Pool> {
         items: PoolItems::Files(files.into_iter().map(|(f, _)| f).collect()),
         labels,
     })
+}
+
+/// The data set an image folder says it holds: `dataset.json` beside its `labels.csv`
+/// (`{"dataset": "mnist", ...}`, as `fool synth` writes it); None without that file.
+pub fn folder_dataset(dir: &Path) -> Result<Option<DatasetName>> {
+    let p = dir.join("dataset.json");
+    if !p.exists() {
+        return Ok(None);
+    }
+    let text = crate::files::read_regular_to_string(&p, "a dataset.json file")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(&p, format!("not JSON: {e}")))?;
+    let name = v
+        .get("dataset")
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| Error::bad_file(&p, "no \"dataset\" field (mnist or cifar10)"))?;
+    name.parse::<DatasetName>()
+        .map(Some)
+        .map_err(|e| Error::bad_file(&p, e.to_string()))
 }
