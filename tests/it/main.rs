@@ -26,4 +26,5 @@ mod pate_reference;
 mod preprocess_vs_torchvision;
 mod report;
 mod serve;
+mod synth;
 mod train;
