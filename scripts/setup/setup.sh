@@ -72,6 +72,12 @@ else
     say "assets/ prepared from public sources (ResNet-18 instead of the MobileNetV2 of ../shared)"
 fi
 
+# The public embedding network of `fool synth --embedding network` (the classifier's
+# penultimate features; seconds).
+if [ ! -s assets/embedding.pt ] || [ assets/model.pt -nt assets/embedding.pt ]; then
+    python scripts/setup/export_features.py --model assets/model.pt --out assets/embedding.pt
+fi
+
 # --- 2b. Python side of fool serve's interop test and benchmark (FastAPI, uvicorn, Pillow,
 # tritonclient[http]; pinned in scripts/serve/requirements.txt; seconds when already there) --------
 bash "$ROOT/scripts/serve/setup_py.sh"

@@ -46,9 +46,14 @@ pub struct SynthArgs {
     /// Nearest synthetic samples each private sample votes for (each vote weighs 1/√k)
     #[arg(long, default_value_t = 1)]
     neighbours: usize,
-    /// What samples are compared in: pixels
+    /// What samples are compared in: pixels, or network[:PATH] (a public TorchScript feature
+    /// extractor; default assets/embedding.pt, the ImageNet MobileNetV2's penultimate
+    /// features, exported by set-up)
     #[arg(long, default_value = "pixels")]
     embedding: String,
+    /// Input side of the embedding network (images are resized to it)
+    #[arg(long, default_value_t = 64)]
+    embedding_size: i64,
     /// public (the private class counts are taken as public, as the reference
     /// implementation does) or dp (released with Gaussian noise: one more mechanism)
     #[arg(long, default_value = "public")]
@@ -119,7 +124,7 @@ pub fn run(a: SynthArgs) -> Result<ExitCode> {
         lookahead: a.lookahead,
         threshold: a.threshold,
         neighbours: a.neighbours,
-        embedding: a.embedding.parse()?,
+        embedding: fool::synth::embed::Embedding::parse(&a.embedding, a.embedding_size)?,
         class_counts,
         seed: a.seed,
     };
@@ -141,6 +146,7 @@ pub fn run(a: SynthArgs) -> Result<ExitCode> {
     let quiet = a.output.quiet || a.output.json;
     let classes = dataset.num_classes() as u64;
     let pb = progress_bar((a.iterations as u64 + 1) * classes, quiet);
+    let embedding_name = cfg.embedding.to_string();
     let mut on = |e: Event| match e {
         Event::Started {
             privacy,
@@ -176,8 +182,8 @@ pub fn run(a: SynthArgs) -> Result<ExitCode> {
             if !quiet {
                 pb.suspend(|| {
                     eprintln!(
-                        "iteration {}: ε spent {:.3}, Fréchet distance (pixels) {:.2}, {} distinct parents, {:.1} s generation, {:.1} s embedding, {:.1} s vote{}",
-                        r.iteration, r.epsilon_spent, r.frechet_distance, r.distinct_parents,
+                        "iteration {}: ε spent {:.3}, Fréchet distance ({}) {:.2}, {} distinct parents, {:.1} s generation, {:.1} s embedding, {:.1} s vote{}",
+                        r.iteration, r.epsilon_spent, embedding_name, r.frechet_distance, r.distinct_parents,
                         r.seconds_generation, r.seconds_embedding, r.seconds_vote,
                         if r.uniform_classes.is_empty() { String::new() } else { format!(" (classes {:?}: every count under the threshold, parents drawn uniformly)", r.uniform_classes) }
                     )
@@ -194,11 +200,12 @@ pub fn run(a: SynthArgs) -> Result<ExitCode> {
     } else {
         let last = summary.iterations.last();
         println!(
-            "synthetic data set: {} ({} images; ε = {:.3}, δ = {:.3e}); Fréchet distance to the private data (pixels) {:.2} → {:.2}",
+            "synthetic data set: {} ({} images; ε = {:.3}, δ = {:.3e}); Fréchet distance to the private data ({}) {:.2} → {:.2}",
             a.out.join("data").display(),
             summary.samples_per_class.iter().sum::<usize>(),
             last.map_or(0.0, |r| r.epsilon_spent),
             summary.privacy.delta,
+            cfg.embedding,
             summary.iterations.first().map_or(0.0, |r| r.frechet_distance),
             last.map_or(0.0, |r| r.frechet_distance),
         );

@@ -257,7 +257,9 @@ pub fn run(
     let per_class = allocate(cfg.samples, &counts);
 
     // Private embeddings by class, and their statistics for the Fréchet distance.
-    let private_emb = cfg.embedding.embed(&private.data.images, device)?;
+    cfg.embedding.check_public(ds)?;
+    let embedder = cfg.embedding.load(device)?;
+    let private_emb = private_embedding(cfg, &embedder, &private.data.images, out, device)?;
     let rows_of = |c: usize| -> Tensor {
         let r: Vec<i64> = (0..n)
             .filter(|&i| labels[i] == c)
@@ -274,7 +276,7 @@ pub fn run(
         let all = Population::concat(pops);
         Ok(fid::frechet(
             &private_stats,
-            &fid::Stats::of(&cfg.embedding.embed(&all.images, device)?),
+            &fid::Stats::of(&embedder.embed(&all.images, device)?),
         ))
     };
 
@@ -379,7 +381,7 @@ pub fn run(
             });
             let emb = if cfg.lookahead == 0 {
                 let s = Instant::now();
-                let e = cfg.embedding.embed(&pop.images, device)?;
+                let e = embedder.embed(&pop.images, device)?;
                 emb_s += s.elapsed().as_secs_f64();
                 e
             } else {
@@ -395,7 +397,7 @@ pub fn run(
                     v.check("VARIATION_API", pop.len(), shape)?;
                     gen += s.elapsed().as_secs_f64();
                     let s = Instant::now();
-                    let e = cfg.embedding.embed(&v.images, device)?;
+                    let e = embedder.embed(&v.images, device)?;
                     acc = Some(match acc {
                         None => e,
                         Some(a) => a + e,
@@ -471,6 +473,53 @@ pub fn run(
     };
     crate::files::write_json(&out.join("synth.json"), &summary)?;
     Ok(summary)
+}
+
+/// The private data's embedding, computed once: for a network it is cached in
+/// OUT/private-embedding.npy with the key (private data, embedding, network file size and
+/// modification time) in OUT/private-embedding.key, so a resumed run does not recompute it.
+fn private_embedding(
+    cfg: &SynthConfig,
+    embedder: &super::embed::Embedder,
+    images: &Tensor,
+    out: &Path,
+    device: Device,
+) -> Result<Tensor> {
+    let super::embed::Embedding::Network { path, .. } = &cfg.embedding else {
+        return embedder.embed(images, device);
+    };
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let key = format!(
+        "{} | {} | {} bytes | {mtime}",
+        cfg.private,
+        cfg.embedding,
+        meta.len()
+    );
+    let (npy, keyfile) = (
+        out.join("private-embedding.npy"),
+        out.join("private-embedding.key"),
+    );
+    if std::fs::read_to_string(&keyfile).ok().as_deref() == Some(key.as_str()) {
+        if let Ok(t) = Tensor::read_npy(&npy) {
+            if t.size().first() == images.size().first() {
+                return Ok(t.to_device(device));
+            }
+        }
+    }
+    let e = embedder.embed(images, device)?;
+    std::fs::create_dir_all(out).map_err(|err| Error::io(out, err))?;
+    let tmp = out.join(".private-embedding.npy.tmp");
+    e.to_device(Device::Cpu)
+        .write_npy(&tmp)
+        .map_err(|err| Error::failed("private embedding cache", err.to_string()))?;
+    std::fs::rename(&tmp, &npy).map_err(|err| Error::io(&npy, err))?;
+    crate::files::write_text(&keyfile, &key)?;
+    Ok(e)
 }
 
 /// Commit one iteration: the data folder (atomically), its sample grid, and synth.json.

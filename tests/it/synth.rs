@@ -133,7 +133,7 @@ fn small_config(out_seed: u64) -> SynthConfig {
         lookahead: 2,
         threshold: 2.0,
         neighbours: 1,
-        embedding: "pixels".parse().unwrap(),
+        embedding: fool::synth::embed::Embedding::Pixels,
         class_counts: ClassCounts::Public,
         seed: out_seed,
     }
@@ -334,7 +334,7 @@ fn generator(mode: &'static str) -> (String, Arc<AtomicUsize>) {
 }
 
 fn answer(mode: &str, n: usize, path: &str, req: &Value) -> (u16, String) {
-    if mode == "flaky" && n % 2 == 0 {
+    if mode == "flaky" && n.is_multiple_of(2) {
         return (503, r#"{"error": "busy"}"#.into());
     }
     if mode == "garbage" {
@@ -500,13 +500,8 @@ fn synth_bad_input_gets_one_clear_line() {
     let out = tmp.path().join("o");
     let base = |extra: &[&str]| {
         let mut c = fool();
-        c.args([
-            "synth",
-            "--private",
-            "mnist:train[0:500]",
-            "--out",
-        ])
-        .arg(&out);
+        c.args(["synth", "--private", "mnist:train[0:500]", "--out"])
+            .arg(&out);
         c.args(extra);
         c
     };
@@ -558,4 +553,60 @@ fn synth_bad_input_gets_one_clear_line() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("digits simulator draws 28×28 grey digits"));
+}
+
+/// A network embedding: a small traced feature extractor ((N,3,32,32) → (N,48)); the private
+/// embedding is cached for a resumed run; a network whose card names the private data set is
+/// refused.
+#[test]
+fn synth_with_a_network_embedding_caches_the_private_side_and_refuses_private_networks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = tmp.path().join("public/features.pt");
+    std::fs::create_dir_all(net.parent().unwrap()).unwrap();
+    crate::common::trace(&net, 32, |x| x.adaptive_avg_pool2d([4, 4]).flatten(1, -1));
+    let out = tmp.path().join("s");
+    let run = |out: &std::path::Path, emb: &str| {
+        let mut c = fool();
+        c.args([
+            "synth",
+            "--private",
+            "mnist:train[0:1000]",
+            "--epsilon",
+            "4",
+            "--samples",
+            "100",
+            "--iterations",
+            "1",
+            "--lookahead",
+            "1",
+            "--embedding-size",
+            "32",
+            "--quiet",
+            "--embedding",
+            emb,
+            "--out",
+        ])
+        .arg(out);
+        c
+    };
+    let emb = format!("network:{}", net.display());
+    ok(&mut run(&out, &emb));
+    let cached = Tensor::read_npy(out.join("private-embedding.npy")).unwrap();
+    assert_eq!(cached.size(), [1000, 48]);
+    let key = std::fs::read_to_string(out.join("private-embedding.key")).unwrap();
+    assert!(key.contains("mnist:train[0:1000]"), "{key}");
+    // A card beside the network saying it was trained on MNIST: refused, nothing written.
+    std::fs::write(
+        net.parent().unwrap().join("metadata.json"),
+        r#"{"dataset": "mnist"}"#,
+    )
+    .unwrap();
+    let o = run(&tmp.path().join("t"), &emb).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("trained on mnist") && err.contains("features.pt"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("t/data").exists());
 }
