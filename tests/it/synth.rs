@@ -610,3 +610,60 @@ fn synth_with_a_network_embedding_caches_the_private_side_and_refuses_private_ne
     );
     assert!(!tmp.path().join("t/data").exists());
 }
+
+#[test]
+fn train_on_a_folder_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("f");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("labels.csv"), "file,index\n").unwrap();
+    let out = tmp.path().join("run");
+    // No dataset.json and no --dataset.
+    let o = fool()
+        .args(["train", "--data"])
+        .arg(&folder)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--dataset"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // --test-data without an image folder as --data.
+    let o = fool()
+        .args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--test-data",
+            "assets/mnist",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--test-data"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // An image of the wrong size in the folder: named, nothing written.
+    image::GrayImage::new(20, 20)
+        .save(folder.join("a.png"))
+        .unwrap();
+    std::fs::write(folder.join("labels.csv"), "file,index\na.png,3\n").unwrap();
+    let o = fool()
+        .args(["train", "--dataset", "mnist", "--data"])
+        .arg(&folder)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("a.png") && err.contains("20×20"), "{err}");
+    assert!(!out.join("model.pt").exists());
+}
