@@ -11,12 +11,28 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// From the rows of `x`, in chunks of 8,192 rows (float64 sums of x and x xᵀ; the data
+    /// itself is never copied whole to float64).
     pub fn of(x: &Tensor) -> Stats {
-        let x = x.to_device(tch::Device::Cpu).to_kind(Kind::Double);
         let n = x.size()[0];
-        let mean = x.mean_dim(0, false, Kind::Double);
-        let c = &x - mean.unsqueeze(0);
-        let cov = c.transpose(0, 1).matmul(&c) / ((n - 1).max(1) as f64);
+        let d = x.size()[1];
+        let opts = (Kind::Double, tch::Device::Cpu);
+        let (mut sum, mut outer) = (Tensor::zeros([d], opts), Tensor::zeros([d, d], opts));
+        let mut start = 0;
+        while start < n {
+            let len = 8192.min(n - start);
+            let c = x
+                .narrow(0, start, len)
+                .to_device(tch::Device::Cpu)
+                .to_kind(Kind::Double);
+            sum += c.sum_dim_intlist(0, false, Kind::Double);
+            outer += c.transpose(0, 1).matmul(&c);
+            start += len;
+        }
+        let mean = &sum / (n.max(1) as f64);
+        // Σ (x − μ)(x − μ)ᵀ = Σ x xᵀ − n μ μᵀ, over n − 1 (numpy's cov).
+        let cov = (outer - mean.unsqueeze(1).matmul(&mean.unsqueeze(0)) * (n as f64))
+            / ((n - 1).max(1) as f64);
         Stats { mean, cov }
     }
 }
@@ -50,6 +66,19 @@ pub fn frechet(a: &Stats, b: &Stats) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_match_the_two_pass_formula() {
+        tch::manual_seed(1);
+        let x = Tensor::randn([20_000, 5], (Kind::Float, tch::Device::Cpu)) * 3.0 + 7.0;
+        let s = Stats::of(&x);
+        let xd = x.to_kind(Kind::Double);
+        let m = xd.mean_dim(0, false, Kind::Double);
+        let c = &xd - m.unsqueeze(0);
+        let cov = c.transpose(0, 1).matmul(&c) / 19_999.0;
+        assert!(s.mean.allclose(&m, 1e-9, 1e-9, false));
+        assert!(s.cov.allclose(&cov, 1e-7, 1e-7, false));
+    }
 
     #[test]
     fn frechet_of_known_gaussians() {

@@ -537,3 +537,27 @@ fn finish_iteration(
     crate::imageio::save_png(&grid, &dir.join(format!("iter-{t:02}.png")))?;
     crate::files::write_json(&out.join("synth.json"), progress)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::allocate;
+
+    #[test]
+    fn allocate_splits_in_proportion_with_every_class_served() {
+        assert_eq!(allocate(10, &[1.0, 1.0, 2.0]), vec![3, 3, 4]);
+        assert_eq!(allocate(3, &[0.0, 5.0, 0.0]), vec![1, 1, 1]);
+        let a = allocate(
+            60_000,
+            &[
+                5923.0, 6742.0, 5958.0, 6131.0, 5842.0, 5421.0, 5918.0, 6265.0, 5851.0, 5949.0,
+            ],
+        );
+        assert_eq!(a.iter().sum::<usize>(), 60_000);
+        assert_eq!(
+            a,
+            vec![5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+        );
+        // Noisy (DP) counts may be negative: such a class still gets one sample.
+        assert_eq!(allocate(5, &[-3.0, 4.0]), vec![1, 4]);
+    }
+}
