@@ -145,10 +145,11 @@ pub fn row(run: &Run) -> ReportRow {
         robust_accuracy: robust.map(|r| r.robust_accuracy),
         robust_eps: robust.map(|r| r.eps),
         robust_attack: robust.map(|r| r.attack.clone()),
-        kind: match (&run.meta.pate, &run.meta.config.dp) {
-            (Some(p), _) => p.kind(),
-            (None, Some(_)) => "DP-SGD".into(),
-            (None, None) => "non-private".into(),
+        kind: match (&run.meta.pate, &run.meta.config.dp, &run.meta.synthetic) {
+            (Some(p), _, _) => p.kind(),
+            (None, Some(_), _) => "DP-SGD".into(),
+            (None, None, Some(_)) => "PE synthetic data".into(),
+            (None, None, None) => "non-private".into(),
         },
         epsilon_data_dependent: run.meta.pate.as_ref().map(|p| p.epsilon_data_dependent),
         epsilon_data_independent: run.meta.pate.as_ref().map(|p| p.epsilon_data_independent),

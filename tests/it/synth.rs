@@ -492,6 +492,14 @@ fn synth_cli_with_an_http_generator_then_train_on_the_data() {
     assert_eq!(meta["train_examples"], 100);
     let (members, _) = fool::npy::read_int(&run.join("members.npy"), "members").unwrap();
     assert_eq!(members, (0..2000).collect::<Vec<i64>>());
+    // The privacy report names what made it private.
+    let rep = ok(fool()
+        .args(["report", "privacy"])
+        .arg(&run)
+        .arg("--out")
+        .arg(tmp.path().join("rep")));
+    let text = String::from_utf8_lossy(&rep.stdout);
+    assert!(text.contains("PE synthetic data"), "{text}");
 }
 
 #[test]
