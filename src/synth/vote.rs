@@ -28,7 +28,9 @@ pub fn nearest(private: &Tensor, synthetic: &Tensor, k: usize, device: Device) -
         while start < n {
             let len = CHUNK.min(n - start);
             let p = p_all.narrow(0, start, len).to_device(device);
-            let d = s_norm.unsqueeze(0) - p.matmul(&st) * 2.0; // (len, S)
+            // ‖s‖² − 2 p·s as one GEMM with the norms as its bias (no extra passes over the
+            // (len, S) matrix).
+            let d = s_norm.unsqueeze(0).addmm(&(p * -2.0), &st); // (len, S)
             let idx = if k == 1 {
                 d.argmin(1, true)
             } else {
