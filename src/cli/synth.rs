@@ -128,7 +128,7 @@ pub fn run(a: SynthArgs) -> Result<ExitCode> {
         class_counts,
         seed: a.seed,
     };
-    fool::synth::run::validate(&cfg)?;
+    fool::synth::config::validate(&cfg)?;
     let device = fool::device::parse_device(&a.device)?;
     let http = HttpOptions {
         batch: a.api_batch,

@@ -182,3 +182,50 @@ impl Embedder {
         }
     }
 }
+
+/// The private data's embedding, computed once: for a network it is cached in
+/// OUT/private-embedding.npy with the key (private data, embedding, network file size and
+/// modification time) in OUT/private-embedding.key, so a resumed run does not recompute it.
+pub fn private_embedding(
+    cfg: &super::SynthConfig,
+    embedder: &Embedder,
+    images: &Tensor,
+    out: &Path,
+    device: Device,
+) -> Result<Tensor> {
+    let Embedding::Network { path, .. } = &cfg.embedding else {
+        return embedder.embed(images, device);
+    };
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let key = format!(
+        "{} | {} | {} bytes | {mtime}",
+        cfg.private,
+        cfg.embedding,
+        meta.len()
+    );
+    let (npy, keyfile) = (
+        out.join("private-embedding.npy"),
+        out.join("private-embedding.key"),
+    );
+    if std::fs::read_to_string(&keyfile).ok().as_deref() == Some(key.as_str()) {
+        if let Ok(t) = Tensor::read_npy(&npy) {
+            if t.size().first() == images.size().first() {
+                return Ok(t.to_device(device));
+            }
+        }
+    }
+    let e = embedder.embed(images, device)?;
+    std::fs::create_dir_all(out).map_err(|err| Error::io(out, err))?;
+    let tmp = out.join(".private-embedding.npy.tmp");
+    e.to_device(Device::Cpu)
+        .write_npy(&tmp)
+        .map_err(|err| Error::failed("private embedding cache", err.to_string()))?;
+    std::fs::rename(&tmp, &npy).map_err(|err| Error::io(&npy, err))?;
+    crate::files::write_text(&keyfile, &key)?;
+    Ok(e)
+}
