@@ -90,6 +90,7 @@ impl TrainingArgs {
             partition: None,
             student: None,
             train_folder: None,
+            recipe: Default::default(),
         })
     }
 }

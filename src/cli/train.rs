@@ -8,7 +8,7 @@ use fool::privacy::accountant::AccountantKind;
 use fool::privacy::dpsgd::StepStats;
 use fool::train::optim::OptKind;
 use fool::train::{
-    DpConfig, EpochRecord, Observer, Outcome, Resume, Run, RunDir, Started, TrainConfig,
+    DpConfig, EpochRecord, Observer, Outcome, Recipe, Resume, Run, RunDir, Started, TrainConfig,
 };
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -50,6 +50,20 @@ pub struct TrainArgs {
     /// SGD momentum
     #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     momentum: f64,
+    /// Learning-rate schedule: constant, cosine (to 0 at the last step) or step:E1,E2:GAMMA
+    /// (×GAMMA after each milestone epoch), as PyTorch's schedulers
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Linear learning-rate warm-up over the first N steps
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    warmup: u64,
+    /// Weight decay λ (coupled L2, as PyTorch's SGD/Adam: g + λθ)
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    weight_decay: f64,
+    /// Average the weights with this EMA decay (e.g. 0.999); evaluation, audits and the
+    /// exported model use the average (free for privacy) [default: no averaging]
+    #[arg(long, allow_negative_numbers = true)]
+    ema: Option<f64>,
     /// Train on the first N training examples only
     #[arg(long)]
     limit: Option<usize>,
@@ -182,6 +196,12 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
         }
         .unwrap_or_else(|| dataset.default_dir()),
         train_folder: folder,
+        recipe: Recipe {
+            schedule: a.schedule.parse()?,
+            warmup: a.warmup,
+            weight_decay: a.weight_decay,
+            ema: a.ema,
+        },
         arch,
         epochs: a.epochs,
         batch: a.batch,

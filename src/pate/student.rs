@@ -262,6 +262,7 @@ pub fn train_student(job: &StudentJob, obs: &mut dyn Observer) -> Result<Student
         checkpoint_every: 0,
         audit_every: 0,
         train_folder: None,
+        recipe: Default::default(),
         partition: None,
         student: Some(StudentData {
             pool: info.pool.clone(),

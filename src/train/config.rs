@@ -42,6 +42,21 @@ pub struct StudentData {
     pub private_rows: usize,
 }
 
+/// How the optimizer is driven beyond its base rate: the learning-rate schedule and warm-up,
+/// weight decay and parameter averaging (all off by default: a constant rate, no decay, no
+/// average).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Recipe {
+    pub schedule: super::schedule::LrSchedule,
+    /// Linear warm-up steps before the schedule.
+    pub warmup: u64,
+    /// Coupled L2 weight decay (PyTorch's SGD/Adam `weight_decay`: g + λθ).
+    pub weight_decay: f64,
+    /// Exponential moving average of the weights with this decay ([`super::averaging`]).
+    pub ema: Option<f64>,
+}
+
 /// Differential-privacy settings as the user gave them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DpConfig {
@@ -65,6 +80,9 @@ pub struct TrainConfig {
     /// data set) instead of the data set's training split; evaluated on the real test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_folder: Option<PathBuf>,
+    /// Schedule, warm-up, weight decay, averaging.
+    #[serde(default)]
+    pub recipe: Recipe,
     pub arch: Arch,
     pub epochs: usize,
     /// Batch size; with DP the expected batch size of Poisson sampling (q = batch / n).
@@ -133,6 +151,21 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
             "audit_examples",
             "must be at least 1 when auditing during training",
         ));
+    }
+    let r = &cfg.recipe;
+    if !(r.weight_decay >= 0.0 && r.weight_decay.is_finite()) {
+        return Err(Error::field(
+            "weight_decay",
+            format!("{} must be a number ≥ 0", r.weight_decay),
+        ));
+    }
+    if let Some(d) = r.ema {
+        if !(d > 0.0 && d < 1.0) {
+            return Err(Error::field(
+                "ema",
+                format!("{d}: the decay must be in (0, 1)"),
+            ));
+        }
     }
     if cfg.limit == Some(0) {
         return Err(Error::field("limit", "must be at least 1"));

@@ -12,21 +12,23 @@
 //!   may stop it after any epoch;
 //! - [`export`], [`chart`], [`optim`] — the TorchScript export, the training chart, the
 //!   optimizers.
+pub mod averaging;
 pub mod chart;
 pub mod config;
+pub mod data;
 pub mod export;
 pub mod metadata;
 pub mod optim;
 pub mod run;
 pub mod run_dir;
+pub mod schedule;
 pub mod state;
 pub mod trainer;
 
-pub use config::{resolve_noise, validate, DpConfig, Partition, StudentData, TrainConfig};
+pub use config::{resolve_noise, validate, DpConfig, Partition, Recipe, StudentData, TrainConfig};
+pub use data::{member_indices, partition_part, Data, Splits};
 pub use metadata::{Metadata, PateRecord, SyntheticRecord};
 pub use run::{Observer, Outcome, Resume, Run, Silent, Started};
 pub use run_dir::{Progress, RunDir};
 pub use state::State;
-pub use trainer::{
-    evaluate, logits, member_indices, partition_part, Data, EpochRecord, Splits, Trainer,
-};
+pub use trainer::{evaluate, logits, EpochRecord, Trainer};

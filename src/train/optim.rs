@@ -16,7 +16,10 @@ pub enum OptKind {
 
 pub struct Optimizer {
     pub kind: OptKind,
+    /// The rate of the next step (the schedule sets it before each step).
     pub lr: f64,
+    /// Coupled L2 weight decay: each gradient becomes g + λθ before the update.
+    pub weight_decay: f64,
     step: i64,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
@@ -28,6 +31,7 @@ impl Optimizer {
         Optimizer {
             kind,
             lr,
+            weight_decay: 0.0,
             step: 0,
             m: zeros(),
             v: if matches!(kind, OptKind::Adam) {
@@ -41,6 +45,19 @@ impl Optimizer {
     /// One update of `params` (in place) with `grads`.
     pub fn step(&mut self, params: &[&Tensor], grads: &[Tensor]) {
         self.step += 1;
+        let decayed: Vec<Tensor>;
+        let grads = if self.weight_decay > 0.0 {
+            decayed = tch::no_grad(|| {
+                grads
+                    .iter()
+                    .zip(params)
+                    .map(|(g, p)| g + p.detach() * self.weight_decay)
+                    .collect()
+            });
+            &decayed[..]
+        } else {
+            grads
+        };
         tch::no_grad(|| match self.kind {
             OptKind::Sgd { momentum } => {
                 for ((p, g), m) in params.iter().zip(grads).zip(&mut self.m) {

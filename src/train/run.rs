@@ -188,19 +188,22 @@ impl Run {
             // previous epoch's, and a resumed run writes it.
             if cfg.checkpoint_every > 0 && epoch.is_multiple_of(cfg.checkpoint_every) {
                 let meta = self.metadata(&trainer, &data);
-                export::export(
+                trainer.swap_average();
+                let done = export::export(
                     &trainer.net,
                     &data.train,
                     &meta,
                     &self.dir.checkpoint_dir(epoch),
-                )?;
+                );
+                trainer.swap_average();
+                done?;
             }
             trainer.save_state(&state)?;
             if obs.epoch_end(&rec).is_break() {
                 return Ok(Outcome::Stopped { epochs_done: epoch });
             }
         }
-        self.finish(&trainer, &data)
+        self.finish(&mut trainer, &data)
     }
 
     /// The metadata of the model as it is now, with the PATE record when there is one.
@@ -232,7 +235,7 @@ impl Run {
 
     /// Write the members, then the model with its metadata (metadata.json last: until it is
     /// there the run is not finished), the chart and the samples; drop the state unless kept.
-    fn finish(&self, trainer: &Trainer, data: &Data) -> Result<Outcome> {
+    fn finish(&self, trainer: &mut Trainer, data: &Data) -> Result<Outcome> {
         let root = self.dir.root();
         let meta = self.metadata(trainer, data);
         let mp = self.dir.metadata_path();
@@ -255,6 +258,8 @@ impl Run {
             _ => data.members.shallow_clone(),
         };
         self.dir.write_members(&members)?;
+        // The exported model is the averaged one (with --ema).
+        trainer.swap_average();
         export::export(&trainer.net, &data.train, &meta, root)?;
         if self.chart {
             chart::training(root, &meta)?;

@@ -37,6 +37,9 @@ impl Trainer {
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v.extend(self.opt.state());
+        if let Some(e) = &self.ema {
+            v.extend(e.state());
+        }
         v
     }
 
@@ -117,6 +120,10 @@ impl Trainer {
             Ok(())
         })?;
         self.opt.load_state(&named)?;
+        if let Some(e) = &mut self.ema {
+            e.load_state(&named)
+                .map_err(|e| Error::bad_file(&tp, e.to_string()))?;
+        }
         self.history = state.history;
         Ok(())
     }

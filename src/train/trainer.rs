@@ -4,15 +4,14 @@
 //! Randomness: torch's generator is re-seeded from (seed, epoch) at the start of every epoch,
 //! so a run resumed from the state saved after epoch k continues with exactly the batches and
 //! noise an uninterrupted run would have drawn (same final model and ε on the same device).
-use super::config::Partition;
+use super::data::Data;
 use super::optim::Optimizer;
 use super::{Observer, TrainConfig};
-use crate::datasets::{self, DatasetName, Feed, Split, TensorDataset};
+use crate::datasets::{Feed, TensorDataset};
 use crate::nets::{Net, Pass};
 use crate::privacy::accountant;
 use crate::privacy::dpsgd::{DpSgd, StepStats};
 use crate::{Error, Result};
-use std::path::Path;
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
 /// One epoch's results.
@@ -29,7 +28,12 @@ pub struct EpochRecord {
     pub epsilon: Option<f64>,
     /// Fraction of per-example gradients that were clipped (DP only).
     pub clipped_fraction: Option<f64>,
+    /// DP: the mean per-example gradient norm (before clipping); otherwise the mean norm of
+    /// the batch gradient over the epoch's steps.
     pub mean_grad_norm: Option<f64>,
+    /// The learning rate of the epoch's last step (with a schedule or warm-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// Wall time of the epoch, evaluation included.
     pub seconds: f64,
     /// Wall time of the training steps alone.
@@ -46,117 +50,6 @@ pub struct EpochRecord {
 
 pub(crate) fn seed_for_epoch(seed: u64, epoch: usize) -> i64 {
     (seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64) & 0x7fff_ffff_ffff) as i64
-}
-
-/// The training and test splits of a data set, in memory.
-pub struct Splits {
-    pub train: TensorDataset,
-    pub test: TensorDataset,
-}
-
-impl Splits {
-    /// Read both splits of `dataset` from `dir`.
-    pub fn load(dataset: DatasetName, dir: &Path) -> Result<Splits> {
-        Ok(Splits {
-            train: datasets::load(dataset, dir, Split::Train)?,
-            test: datasets::load(dataset, dir, Split::Test)?,
-        })
-    }
-
-    /// A labelled image folder (`labels.csv`) as the training split, the test split of
-    /// `dataset` from `dir`.
-    pub fn with_folder(folder: &Path, dataset: DatasetName, dir: &Path) -> Result<Splits> {
-        let spec = folder.to_string_lossy();
-        let pool = datasets::pool::load(&spec, dataset, dir).map_err(|e| match e {
-            crate::Error::Invalid { msg, .. } => crate::Error::field("data", msg),
-            e => e,
-        })?;
-        if pool.labels.is_none() {
-            return Err(crate::Error::bad_file(
-                folder,
-                "no labels.csv: a training folder needs labels (columns file,index)",
-            ));
-        }
-        let mut train = pool.data;
-        train.split = Split::Train;
-        Ok(Splits {
-            train,
-            test: datasets::load(dataset, dir, Split::Test)?,
-        })
-    }
-}
-
-/// Data of a run.
-pub struct Data {
-    pub train: TensorDataset,
-    /// The test split (or its first rows) the run evaluates on.
-    pub test: TensorDataset,
-    pub train_len: usize,
-    /// Row indices (into the training split) of the examples trained on, sorted.
-    pub members: Tensor,
-}
-
-impl Data {
-    /// The data a configuration trains on, sharing the tensors of `splits`; evaluation on the
-    /// first `test_rows` test examples when given.
-    pub fn new(splits: &Splits, cfg: &TrainConfig, test_rows: Option<usize>) -> Data {
-        let members = member_indices(
-            cfg.pool(splits.train.len()),
-            cfg.half,
-            cfg.partition.as_ref(),
-        );
-        Data {
-            train: splits.train.head(None),
-            test: splits.test.head(test_rows),
-            train_len: members.size()[0] as usize,
-            members,
-        }
-    }
-}
-
-/// Which rows of the training split a configuration trains on: the first `limit` rows, a
-/// seeded random half of them, or one part of a seeded partition of them ([`partition_part`]).
-pub fn member_indices(limit: usize, half: Option<u64>, partition: Option<&Partition>) -> Tensor {
-    let all = Tensor::arange(limit as i64, (Kind::Int64, Device::Cpu));
-    if let Some(p) = partition {
-        let part: Vec<i64> = partition_part(limit, p)
-            .into_iter()
-            .map(|i| i as i64)
-            .collect();
-        return Tensor::from_slice(&part);
-    }
-    match half {
-        None => all,
-        Some(seed) => {
-            // A seeded permutation from the library's generator (not torch's global one), so
-            // the split does not depend on anything else the process drew. The legacy stream
-            // and modulo draw keep the halves of earlier runs (see `rng`).
-            let mut idx: Vec<i64> = (0..limit as i64).collect();
-            crate::rng::SplitMix64::legacy(seed).shuffle_mod(&mut idx);
-            let mut chosen = idx[..limit / 2].to_vec();
-            chosen.sort_unstable();
-            Tensor::from_slice(&chosen)
-        }
-    }
-}
-
-/// Part `p.index` of the partition of `0..pool` into `p.parts` parts: a permutation drawn
-/// with `p.seed` cut into contiguous chunks (the first `pool % parts` one longer), sorted.
-/// The parts are disjoint and cover the pool; a part is empty when there are more parts than
-/// rows.
-pub fn partition_part(pool: usize, p: &Partition) -> Vec<usize> {
-    let parts = p.parts.max(1);
-    let (base, extra) = (pool / parts, pool % parts);
-    let start = p.index * base + p.index.min(extra);
-    let len = if p.index < parts {
-        base + usize::from(p.index < extra)
-    } else {
-        0
-    };
-    let perm = crate::rng::SplitMix64::new(p.seed).permutation(pool);
-    let mut part = perm[start.min(pool)..(start + len).min(pool)].to_vec();
-    part.sort_unstable();
-    part
 }
 
 /// Logits of `net` (eval mode) on rows `idx` of `ds`, computed on `device` in chunks of
@@ -177,6 +70,21 @@ pub fn logits(net: &Net, ds: &TensorDataset, idx: &Tensor, device: Device) -> Te
             .collect();
         Tensor::cat(&out, 0)
     })
+}
+
+/// The learning rate of global step `t` (0-based) of `total`, `per_epoch` an epoch.
+fn lr_for(cfg: &TrainConfig, t: u64, per_epoch: u64, total: u64) -> f64 {
+    let r = &cfg.recipe;
+    r.schedule.lr_at(cfg.lr, t, per_epoch, total, r.warmup)
+}
+
+/// The L2 norm of all the gradients together.
+fn norm(grads: &[Tensor]) -> f64 {
+    grads
+        .iter()
+        .map(|g| g.square().sum(Kind::Double).double_value(&[]))
+        .sum::<f64>()
+        .sqrt()
 }
 
 /// Mean loss and accuracy of `net` on the first `n` rows of `ds`.
@@ -201,6 +109,8 @@ pub struct Trainer {
     pub vs: nn::VarStore,
     pub net: Net,
     pub opt: Optimizer,
+    /// The average of the weights, with `--ema`.
+    pub ema: Option<super::averaging::Ema>,
     pub device: Device,
     pub history: Vec<EpochRecord>,
 }
@@ -218,12 +128,18 @@ impl Trainer {
             ds.side(),
             ds.num_classes() as i64,
         )?;
-        let opt = Optimizer::new(cfg.optimizer, cfg.lr, &net.params());
+        let mut opt = Optimizer::new(cfg.optimizer, cfg.lr, &net.params());
+        opt.weight_decay = cfg.recipe.weight_decay;
+        let ema = cfg
+            .recipe
+            .ema
+            .map(|d| super::averaging::Ema::new(d, &net.params()));
         Ok(Trainer {
             cfg,
             vs,
             net,
             opt,
+            ema,
             device,
             history: vec![],
         })
@@ -276,6 +192,9 @@ impl Trainer {
         obs.epoch_start(epoch, steps);
         let device = self.device;
         let mut total = StepStats::default();
+        let before = self.history.last().map_or(0, |r| r.steps);
+        let (per_epoch, all_steps) = (steps, steps * self.cfg.epochs as u64);
+        let mut batch_norms = 0.0;
         let mut load = |pos: &Tensor| {
             let idx = data.members.index_select(0, pos);
             (
@@ -290,7 +209,9 @@ impl Trainer {
                     let idx = dp.poisson_batch();
                     let (grads, stats) = dp.noisy_grad(&self.net, &idx, &mut load)?;
                     self.check_loss(epoch, s, steps, stats.loss_sum)?;
+                    self.opt.lr = lr_for(&self.cfg, before + s, per_epoch, all_steps);
                     self.opt.step(&self.net.params(), &grads);
+                    self.average();
                     total.add(&stats);
                     obs.step(&stats);
                 }
@@ -319,7 +240,10 @@ impl Trainer {
                     let grads =
                         Tensor::f_run_backward(&[losses.mean(Kind::Float)], &params, false, false)
                             .map_err(|e| Error::Torch(e.to_string()))?;
+                    batch_norms += norm(&grads);
+                    self.opt.lr = lr_for(&self.cfg, before + s as u64, per_epoch, all_steps);
                     self.opt.step(&params, &grads);
+                    self.average();
                     total.add(&stats);
                     obs.step(&stats);
                 }
@@ -336,7 +260,9 @@ impl Trainer {
         if !finite {
             return Err(self.diverged(epoch, format!("after step {steps}"), "a weight".into()));
         }
+        self.swap_average();
         let (test_loss, test_accuracy) = evaluate(&self.net, &data.test, data.test.len(), device);
+        self.swap_average();
         if !test_loss.is_finite() {
             return Err(self.diverged(
                 epoch,
@@ -346,7 +272,10 @@ impl Trainer {
         }
         let every = self.cfg.audit_every;
         let audit = if every > 0 && (epoch.is_multiple_of(every) || epoch == self.cfg.epochs) {
-            Some(self.audit(data)?)
+            self.swap_average();
+            let a = self.audit(data);
+            self.swap_average();
+            Some(a?)
         } else {
             None
         };
@@ -360,7 +289,11 @@ impl Trainer {
             test_accuracy,
             epsilon: self.epsilon(n, done_steps)?,
             clipped_fraction: self.cfg.dp.as_ref().map(|_| total.clipped as f64 / seen),
-            mean_grad_norm: self.cfg.dp.as_ref().map(|_| total.norm_sum / seen),
+            mean_grad_norm: Some(match self.cfg.dp {
+                Some(_) => total.norm_sum / seen,
+                None => batch_norms / steps.max(1) as f64,
+            }),
+            lr: (self.cfg.recipe != Default::default()).then_some(self.opt.lr),
             seconds: start.elapsed().as_secs_f64(),
             train_seconds,
             examples_per_second: total.examples as f64 / train_seconds.max(1e-9),
@@ -368,6 +301,21 @@ impl Trainer {
         };
         self.history.push(rec.clone());
         Ok(rec)
+    }
+
+    /// Fold the weights into their average (with `--ema`).
+    fn average(&mut self) {
+        if let Some(e) = &mut self.ema {
+            e.update(&self.net.params());
+        }
+    }
+
+    /// Exchange the live and the averaged weights (with `--ema`; a second call restores):
+    /// evaluation, audits and exports run between two calls.
+    pub fn swap_average(&mut self) {
+        if let Some(e) = &mut self.ema {
+            e.swap(&self.net.params());
+        }
     }
 
     /// Stop at step `s` (0-based) of `steps` of `epoch` when its training loss is not finite.

@@ -213,6 +213,7 @@ fn small_config(epochs: usize) -> TrainConfig {
         partition: None,
         student: None,
         train_folder: None,
+        recipe: Default::default(),
     }
 }
 

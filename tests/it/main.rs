@@ -28,3 +28,4 @@ mod report;
 mod serve;
 mod synth;
 mod train;
+mod train_recipe;

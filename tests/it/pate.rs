@@ -253,6 +253,7 @@ fn an_interrupted_ensemble_trains_only_the_missing_teachers() {
         partition: None,
         student: None,
         train_folder: None,
+        recipe: Default::default(),
     };
     let m = Manifest::new(template, 3, 1);
     let shard = fool::bench::Shard::ALL;

@@ -278,6 +278,7 @@ fn dp_config(epochs: usize) -> TrainConfig {
         partition: None,
         student: None,
         train_folder: None,
+        recipe: Default::default(),
     }
 }
 

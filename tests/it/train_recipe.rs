@@ -1,0 +1,171 @@
+//! `fool train`'s recipe: learning-rate schedules with warm-up, weight decay and parameter
+//! averaging (EMA) — the rate each epoch ends at, the exported model being the average, and a
+//! stopped run resuming to the same model.
+use super::train::{isolated, StopAfter};
+use crate::common::asset;
+use fool::datasets::{self, DatasetName, Split};
+use fool::nets::Net;
+use fool::privacy::accountant::AccountantKind;
+use fool::train::optim::OptKind;
+use fool::train::{evaluate, DpConfig, Outcome, Recipe, Resume, Run, RunDir, Silent, TrainConfig};
+use std::collections::HashMap;
+use tch::{nn, CModule, Device, Kind, Reduction, Tensor};
+
+fn config(recipe: Recipe) -> TrainConfig {
+    TrainConfig {
+        dataset: DatasetName::Mnist,
+        data_dir: asset("mnist"),
+        arch: "cnn".parse().unwrap(),
+        epochs: 2,
+        batch: 50,
+        lr: 0.1,
+        optimizer: OptKind::Sgd { momentum: 0.9 },
+        seed: 0,
+        limit: Some(1000),
+        half: None,
+        dp: Some(DpConfig {
+            clip: 1.0,
+            noise: 1.2,
+            delta: 1e-5,
+            target_epsilon: None,
+            accountant: AccountantKind::Rdp,
+            max_physical_batch: 512,
+        }),
+        checkpoint_every: 0,
+        audit_every: 0,
+        audit_examples: 10_000,
+        partition: None,
+        student: None,
+        train_folder: None,
+        recipe,
+    }
+}
+
+/// Mean cross-entropy of a TorchScript model (pixels in [0,1]) on the first `n` test images.
+fn exported_loss(model: &std::path::Path, n: i64) -> f64 {
+    let test = datasets::load(DatasetName::Mnist, &asset("mnist"), Split::Test).unwrap();
+    let idx = Tensor::arange(n, (Kind::Int64, Device::Cpu));
+    let x = test.pixels(&idx, Device::Cpu).repeat([1, 3, 1, 1]);
+    let y = test.labels_at(&idx, Device::Cpu);
+    let m = CModule::load(model).unwrap();
+    let logits = tch::no_grad(|| m.forward_ts(&[x]).unwrap());
+    logits
+        .cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0)
+        .double_value(&[])
+}
+
+#[test]
+fn schedule_weight_decay_and_ema_export_the_average_and_resume_identically() {
+    isolated(
+        "train_recipe::schedule_weight_decay_and_ema_export_the_average_and_resume_identically",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let recipe = Recipe {
+                schedule: "step:1:0.5".parse().unwrap(),
+                warmup: 3,
+                weight_decay: 1e-3,
+                ema: Some(0.9),
+            };
+            let run = |out: &str| Run {
+                test_examples: Some(500),
+                keep_state: true,
+                ..Run::new(
+                    config(recipe.clone()),
+                    RunDir::new(dir.path().join(out)),
+                    Device::Cpu,
+                )
+            };
+            let meta = match run("whole").train(&mut Silent).unwrap() {
+                Outcome::Finished(m) => m,
+                o => panic!("{o:?}"),
+            };
+            // Epoch 1 ends at the base rate (after the 3 warm-up steps), epoch 2 at half of it.
+            assert_eq!(meta.history[0].lr, Some(0.1));
+            assert_eq!(meta.history[1].lr, Some(0.05));
+            // The exported model is the average: its test loss is the one the run recorded
+            // (evaluated with the averaged weights), and the live weights' loss differs.
+            let root = dir.path().join("whole");
+            let recorded = meta.history[1].test_loss;
+            let exported = exported_loss(&root.join("model.pt"), 500);
+            assert!(
+                (exported - recorded).abs() < 1e-5 * recorded,
+                "{exported} vs {recorded}"
+            );
+            let named: HashMap<String, Tensor> = Tensor::load_multi(root.join("state/tensors.pt"))
+                .unwrap()
+                .into_iter()
+                .collect();
+            assert!(named.contains_key("ema.updates") && named.contains_key("ema.0"));
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = Net::new(&vs, &"cnn".parse().unwrap(), 1, 28, 10).unwrap();
+            tch::no_grad(|| {
+                for (k, mut t) in vs.variables() {
+                    t.copy_(&named[&format!("param.{k}")]);
+                }
+            });
+            let test = datasets::load(DatasetName::Mnist, &asset("mnist"), Split::Test).unwrap();
+            let (live, _) = evaluate(&net, &test, 500, Device::Cpu);
+            assert!(
+                (live - recorded).abs() > 1e-4,
+                "live {live} = averaged {recorded}?"
+            );
+
+            // Stopped after epoch 1, resumed: the same averaged model and history.
+            let parts = run("parts");
+            assert!(matches!(
+                parts.train(&mut StopAfter(1)).unwrap(),
+                Outcome::Stopped { epochs_done: 1 }
+            ));
+            let resumed = Run {
+                resume: Resume::Continue,
+                ..parts.clone()
+            };
+            let got = match resumed.train(&mut Silent).unwrap() {
+                Outcome::Finished(m) => m,
+                o => panic!("{o:?}"),
+            };
+            assert_eq!(got.history[1].test_loss, meta.history[1].test_loss);
+            assert_eq!(got.history[1].lr, meta.history[1].lr);
+            let x = Tensor::rand([4, 3, 28, 28], (Kind::Float, Device::Cpu));
+            let a = CModule::load(root.join("model.pt"))
+                .unwrap()
+                .forward_ts(&[x.shallow_clone()])
+                .unwrap();
+            let b = CModule::load(dir.path().join("parts/model.pt"))
+                .unwrap()
+                .forward_ts(&[x])
+                .unwrap();
+            assert!(a.equal(&b));
+        },
+    );
+}
+
+#[test]
+fn recipe_flags_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (vec!["--schedule", "step:5,2:0.1"], "schedule"),
+        (vec!["--schedule", "linear"], "schedule"),
+        (vec!["--ema", "1.5"], "ema"),
+        (vec!["--weight-decay", "-1"], "weight_decay"),
+    ] {
+        let o = crate::common::fool()
+            .args([
+                "train",
+                "--dataset",
+                "mnist",
+                "--epochs",
+                "1",
+                "--limit",
+                "100",
+                "--out",
+            ])
+            .arg(tmp.path().join("r"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
