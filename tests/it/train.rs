@@ -252,7 +252,7 @@ pub(crate) fn isolated(test: &str, body: impl FnOnce()) {
 
 /// The test configuration of `train_args` with DP (σ 1.2) and a checkpoint every epoch, as
 /// a library configuration.
-fn dp_config(epochs: usize) -> TrainConfig {
+pub(crate) fn dp_config(epochs: usize) -> TrainConfig {
     TrainConfig {
         dataset: DatasetName::Mnist,
         data_dir: asset("mnist"),

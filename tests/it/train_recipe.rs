@@ -1,43 +1,20 @@
 //! `fool train`'s recipe: learning-rate schedules with warm-up, weight decay and parameter
 //! averaging (EMA) — the rate each epoch ends at, the exported model being the average, and a
 //! stopped run resuming to the same model.
-use super::train::{isolated, StopAfter};
+use super::train::{dp_config, isolated, StopAfter};
 use crate::common::asset;
 use fool::datasets::{self, DatasetName, Split};
 use fool::nets::Net;
-use fool::privacy::accountant::AccountantKind;
-use fool::train::optim::OptKind;
 use fool::train::{evaluate, DpConfig, Outcome, Recipe, Resume, Run, RunDir, Silent, TrainConfig};
 use std::collections::HashMap;
 use tch::{nn, CModule, Device, Kind, Reduction, Tensor};
 
+/// `train::dp_config(2)` (MNIST CNN, DP σ 1.2, 1,000 examples) with a recipe.
 fn config(recipe: Recipe) -> TrainConfig {
     TrainConfig {
-        dataset: DatasetName::Mnist,
-        data_dir: asset("mnist"),
-        arch: "cnn".parse().unwrap(),
-        epochs: 2,
-        batch: 50,
-        lr: 0.1,
-        optimizer: OptKind::Sgd { momentum: 0.9 },
-        seed: 0,
-        limit: Some(1000),
-        half: None,
-        dp: Some(DpConfig {
-            clip: 1.0,
-            noise: 1.2,
-            delta: 1e-5,
-            target_epsilon: None,
-            accountant: AccountantKind::Rdp,
-            max_physical_batch: 512,
-        }),
         checkpoint_every: 0,
-        audit_every: 0,
-        audit_examples: 10_000,
-        partition: None,
-        student: None,
-        train_folder: None,
         recipe,
+        ..dp_config(2)
     }
 }
 
