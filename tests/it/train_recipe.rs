@@ -5,7 +5,7 @@ use super::train::{dp_config, isolated, StopAfter};
 use crate::common::asset;
 use fool::datasets::{self, DatasetName, Split};
 use fool::nets::Net;
-use fool::train::{evaluate, DpConfig, Outcome, Recipe, Resume, Run, RunDir, Silent, TrainConfig};
+use fool::train::{evaluate, Outcome, Recipe, Resume, Run, RunDir, Silent, TrainConfig};
 use std::collections::HashMap;
 use tch::{nn, CModule, Device, Kind, Reduction, Tensor};
 
