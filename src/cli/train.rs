@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// exported model use the average (free for privacy) [default: no averaging]
     #[arg(long, allow_negative_numbers = true)]
     ema: Option<f64>,
+    /// Augment the training images: crop (random 4-pixel-padded crop) or crop-flip (and a
+    /// random horizontal flip; cifar10 only) [default: none]
+    #[arg(long)]
+    augment: Option<String>,
     /// Train on the first N training examples only
     #[arg(long)]
     limit: Option<usize>,
@@ -201,6 +205,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
             warmup: a.warmup,
             weight_decay: a.weight_decay,
             ema: a.ema,
+            augment: a.augment.as_deref().map(str::parse).transpose()?,
         },
         arch,
         epochs: a.epochs,

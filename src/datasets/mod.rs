@@ -164,12 +164,18 @@ impl TensorDataset {
     /// Normalized float images, `(pixels - mean) / std` per channel with
     /// [`DatasetName::mean`] and [`DatasetName::std`], on `device`.
     pub fn normalized(&self, idx: &Tensor, device: Device) -> Tensor {
+        self.normalize(&self.pixels(idx, device))
+    }
+
+    /// `(pixels - mean) / std` per channel, for pixel images on any device.
+    pub fn normalize(&self, pixels: &Tensor) -> Tensor {
         let c = self.name.channels();
+        let device = pixels.device();
         let stat = |v: Vec<f64>| {
             let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
             Tensor::from_slice(&v).view([1, c, 1, 1]).to_device(device)
         };
-        (self.pixels(idx, device) - stat(self.name.mean())) / stat(self.name.std())
+        (pixels - stat(self.name.mean())) / stat(self.name.std())
     }
 
     /// Labels (int64) of the given rows, on `device`.

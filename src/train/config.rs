@@ -55,6 +55,9 @@ pub struct Recipe {
     pub weight_decay: f64,
     /// Exponential moving average of the weights with this decay ([`super::averaging`]).
     pub ema: Option<f64>,
+    /// Augmentation of the training images ([`super::augment`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<super::augment::Augment>,
 }
 
 /// Differential-privacy settings as the user gave them.
@@ -166,6 +169,12 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
                 format!("{d}: the decay must be in (0, 1)"),
             ));
         }
+    }
+    if r.augment == Some(super::augment::Augment::CropFlip) && cfg.dataset == DatasetName::Mnist {
+        return Err(Error::field(
+            "augment",
+            "crop-flip mirrors images, which turns digits into other shapes; use crop for mnist",
+        ));
     }
     if cfg.limit == Some(0) {
         return Err(Error::field("limit", "must be at least 1"));

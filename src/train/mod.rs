@@ -12,6 +12,7 @@
 //!   may stop it after any epoch;
 //! - [`export`], [`chart`], [`optim`] — the TorchScript export, the training chart, the
 //!   optimizers.
+pub mod augment;
 pub mod averaging;
 pub mod chart;
 pub mod config;

@@ -195,12 +195,16 @@ impl Trainer {
         let before = self.history.last().map_or(0, |r| r.steps);
         let (per_epoch, all_steps) = (steps, steps * self.cfg.epochs as u64);
         let mut batch_norms = 0.0;
+        let augment = self.cfg.recipe.augment;
         let mut load = |pos: &Tensor| {
             let idx = data.members.index_select(0, pos);
-            (
-                data.train.normalized(&idx, device),
-                data.train.labels_at(&idx, device),
-            )
+            let x = match augment {
+                None => data.train.normalized(&idx, device),
+                Some(a) => data
+                    .train
+                    .normalize(&a.apply(&data.train.pixels(&idx, device))),
+            };
+            (x, data.train.labels_at(&idx, device))
         };
         match self.dp(n) {
             Some(dp) => {

@@ -42,6 +42,7 @@ fn schedule_weight_decay_and_ema_export_the_average_and_resume_identically() {
                 warmup: 3,
                 weight_decay: 1e-3,
                 ema: Some(0.9),
+                augment: None,
             };
             let run = |out: &str| Run {
                 test_examples: Some(500),
@@ -125,6 +126,8 @@ fn recipe_flags_are_checked() {
         (vec!["--schedule", "linear"], "schedule"),
         (vec!["--ema", "1.5"], "ema"),
         (vec!["--weight-decay", "-1"], "weight_decay"),
+        (vec!["--augment", "crop-flip"], "digits"),
+        (vec!["--augment", "rotate"], "augment"),
     ] {
         let o = crate::common::fool()
             .args([
@@ -145,4 +148,53 @@ fn recipe_flags_are_checked() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+/// Augmented DP training on CIFAR-10 (crops and flips drawn from the per-epoch seed): a run
+/// stopped after epoch 1 and resumed ends with the same model as an uninterrupted one, and
+/// differs from the unaugmented run.
+#[test]
+fn augmented_training_resumes_identically() {
+    isolated(
+        "train_recipe::augmented_training_resumes_identically",
+        || {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = |augment| TrainConfig {
+                dataset: DatasetName::Cifar10,
+                data_dir: asset("cifar10"),
+                arch: "small-cnn:conv=2".parse().unwrap(),
+                limit: Some(300),
+                recipe: Recipe {
+                    augment,
+                    ..Default::default()
+                },
+                ..config(Recipe::default())
+            };
+            let run = |out: &str, augment| Run {
+                test_examples: Some(200),
+                ..Run::new(cfg(augment), RunDir::new(dir.path().join(out)), Device::Cpu)
+            };
+            let aug = Some(fool::train::augment::Augment::CropFlip);
+            run("whole", aug).train(&mut Silent).unwrap();
+            run("plain", None).train(&mut Silent).unwrap();
+            let parts = run("parts", aug);
+            parts.train(&mut StopAfter(1)).unwrap();
+            Run {
+                resume: Resume::Continue,
+                ..parts
+            }
+            .train(&mut Silent)
+            .unwrap();
+            let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let y = |name: &str| {
+                let m = CModule::load(dir.path().join(name).join("model.pt")).unwrap();
+                m.forward_ts(&[x.shallow_clone()]).unwrap()
+            };
+            assert!(y("whole").equal(&y("parts")), "resumed run differs");
+            assert!(
+                !y("whole").equal(&y("plain")),
+                "augmentation changed nothing"
+            );
+        },
+    );
 }
