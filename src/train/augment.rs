@@ -41,19 +41,18 @@ impl Augment {
             return x.shallow_clone();
         }
         let padded = x.constant_pad_nd([PAD, PAD, PAD, PAD]);
-        let offs = Vec::<i64>::try_from(
-            Tensor::randint(2 * PAD + 1, [b, 2], (Kind::Int64, Device::Cpu)).view([-1]),
-        )
-        .unwrap_or_default();
-        let crops: Vec<Tensor> = (0..b as usize)
-            .map(|i| {
-                padded
-                    .get(i as i64)
-                    .narrow(1, offs[2 * i], h)
-                    .narrow(2, offs[2 * i + 1], w)
-            })
-            .collect();
-        let y = Tensor::stack(&crops, 0);
+        let c = s[1];
+        let offs =
+            Tensor::randint(2 * PAD + 1, [b, 2], (Kind::Int64, Device::Cpu)).to_device(x.device());
+        // Every example's window at once: rows oy..oy+H, then columns ox..ox+W, by two gathers.
+        let opts = (Kind::Int64, x.device());
+        let rows = (offs.select(1, 0).unsqueeze(1) + Tensor::arange(h, opts).unsqueeze(0))
+            .view([b, 1, h, 1])
+            .expand([b, c, h, w + 2 * PAD], false);
+        let cols = (offs.select(1, 1).unsqueeze(1) + Tensor::arange(w, opts).unsqueeze(0))
+            .view([b, 1, 1, w])
+            .expand([b, c, h, w], false);
+        let y = padded.gather(2, &rows, false).gather(3, &cols, false);
         match self {
             Augment::Crop => y,
             Augment::CropFlip => {
