@@ -8,7 +8,8 @@ backend`) uses Faiss's exact `IndexFlatL2` by default (`auto`), falling back to 
 `torch` backend builds the whole `cdist` matrix. This script runs Faiss's IndexFlatL2 (add the
 synthetic set, search the private set: the calls the reference makes) and fool's
 `synth::vote::nearest` + `histogram` (examples/synth_vote.rs: chunks of 1,024 private rows, one
-matrix product each, argmin) with the same number of threads, checks that both pick the same
+matrix product each, argmin) with the same number of threads and glibc's default malloc settings on both sides (the example
+binary does not apply the thresholds `fool` sets at start-up), checks that both pick the same
 neighbours (ties aside) and prints medians and the ratio.
 
 Usage: .venv/bin/python scripts/compare/bench_vote.py [--private 60000 --synthetic 60000 --dim 1280 --threads 2 --reps 3]

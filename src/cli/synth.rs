@@ -137,12 +137,7 @@ pub fn run(a: SynthArgs) -> Result<ExitCode> {
         degrees: a.variation_degrees.clone(),
         shape: [dataset.channels(), dataset.side(), dataset.side()],
     };
-    if a.api.starts_with("digits") && dataset != DatasetName::Mnist {
-        bail!("--api: the digits simulator draws 28×28 grey digits (mnist), not {dataset}; use an http:// generator");
-    }
     let mut api = fool::synth::api::build(&a.api, &http)?;
-    std::fs::create_dir_all(&a.out)
-        .map_err(|e| anyhow::anyhow!("--out: {}: {e}", a.out.display()))?;
     let quiet = a.output.quiet || a.output.json;
     let classes = dataset.num_classes() as u64;
     let pb = progress_bar((a.iterations as u64 + 1) * classes, quiet);

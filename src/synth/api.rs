@@ -88,9 +88,19 @@ pub trait Api {
 
 /// The API named by `--api`: `digits` (the offline simulator with its default settings),
 /// `digits:FILE.json` (with settings from a file), or `http://HOST:PORT[/PATH]` (a remote
-/// generator speaking [`super::http`]'s protocol).
+/// generator speaking [`super::http`]'s protocol). `http.shape` is the private data's image
+/// shape (C, H, W), which the API must produce.
 pub fn build(spec: &str, http: &super::http::HttpOptions) -> Result<Box<dyn Api>> {
     let s = spec.trim();
+    if s.starts_with("digits") && http.shape != [1, super::digits::SIDE, super::digits::SIDE] {
+        return Err(Error::field(
+            "api",
+            format!(
+                "the digits simulator draws 28×28 grey digits (mnist), not {}×{}×{} images; use an http:// generator",
+                http.shape[0], http.shape[1], http.shape[2]
+            ),
+        ));
+    }
     if s == "digits" {
         return Ok(Box::new(super::digits::Digits::new(Default::default())?));
     }

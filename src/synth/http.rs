@@ -90,9 +90,8 @@ impl HttpApi {
         } else {
             format!("/{}", path.trim_matches('/'))
         };
-        let scheme = "http";
-        let client = fool_serve::client::Client::new(&format!("{scheme}://{auth}"), None, true)
-            .map_err(bad)?;
+        let client =
+            fool_serve::client::Client::new(&format!("http://{auth}"), None, true).map_err(bad)?;
         Ok(HttpApi {
             url: url.to_string(),
             prefix,
@@ -162,10 +161,7 @@ impl HttpApi {
                 }
                 Ok((status, bytes)) if status != 200 => {
                     return Err(Error::failed(
-                        &format!(
-                            "generator {}{endpoint}",
-                            self.url.trim_end_matches('/').to_owned() + "/"
-                        ),
+                        &format!("generator {}/{endpoint}", self.url.trim_end_matches('/')),
                         format!("answered {status}: {}", snippet(&bytes)),
                     ));
                 }

@@ -49,6 +49,17 @@ pub fn run(
     on: &mut dyn FnMut(Event),
 ) -> Result<Summary> {
     validate(cfg)?;
+    store::recover(out)?;
+    if !resume && store::data_dir(out).join("progress.json").exists() {
+        return Err(Error::field(
+            "out",
+            format!(
+                "{} already holds a synth run; continue it with --resume or choose another --out",
+                out.display()
+            ),
+        ));
+    }
+    refuse_inside(out, &cfg.private)?;
     let ds = cfg.dataset;
     let classes = ds.num_classes();
     let private = pool::load(&cfg.private, ds, &cfg.data_dir).map_err(|e| match e {
@@ -134,7 +145,13 @@ pub fn run(
         _ => None,
     };
     let api_desc = api.describe();
-    let progress_of = |records: &[IterationRecord]| json!({"config": cfg, "privacy": privacy, "api": api_desc, "samples_per_class": per_class, "iterations": records});
+    let summary_of = |records: &[IterationRecord]| Summary {
+        config: cfg.clone(),
+        privacy: privacy.clone(),
+        api: api_desc.clone(),
+        samples_per_class: per_class.clone(),
+        iterations: records.to_vec(),
+    };
     let dataset_json = |t: usize, eps: f64| {
         json!({"dataset": ds, "classes": private.data.classes, "source": "fool synth (Private Evolution)",
                "iteration": t, "of_iterations": cfg.iterations, "epsilon": eps, "delta": delta,
@@ -142,37 +159,27 @@ pub fn run(
                "private": cfg.private, "private_rows": private_rows})
     };
 
-    // Resume from the last finished iteration.
-    store::recover(out)?;
+    // Resume from the last finished iteration (--resume was checked above).
     let mut records: Vec<IterationRecord> = vec![];
     let mut pops: Vec<Population> = vec![];
-    if let Some(saved) = store::load(out, classes, shape[0], shape[1])? {
-        if !resume {
-            return Err(Error::field(
-                "out",
-                format!("{} already holds a synth run; continue it with --resume or choose another --out", out.display()),
-            ));
-        }
-        let old: SynthConfig =
-            serde_json::from_value(saved.progress["config"].clone()).map_err(|e| {
-                Error::bad_file(&store::data_dir(out).join("progress.json"), e.to_string())
-            })?;
-        if &old != cfg {
+    if let Some(saved) = store::load(out, ds, &cfg.data_dir)? {
+        let old: Summary = serde_json::from_value(saved.progress).map_err(|e| {
+            Error::bad_file(&store::data_dir(out).join("progress.json"), e.to_string())
+        })?;
+        if &old.config != cfg {
             return Err(Error::field(
                 "resume",
                 format!("the run in {} was made with other settings ({}); use the same flags or another --out",
-                    out.display(), serde_json::to_string(&old).unwrap_or_default()),
+                    out.display(), serde_json::to_string(&old.config).unwrap_or_default()),
             ));
         }
-        if saved.progress["api"] != api_desc {
+        if old.api != api_desc {
             return Err(Error::field(
                 "resume",
                 "the API is not the one the run started with (other fonts or settings)",
             ));
         }
-        records = serde_json::from_value(saved.progress["iterations"].clone()).map_err(|e| {
-            Error::bad_file(&store::data_dir(out).join("progress.json"), e.to_string())
-        })?;
+        records = old.iterations;
         pops = saved.populations;
     }
     on(Event::Started {
@@ -208,7 +215,7 @@ pub fn run(
             out,
             &pops,
             &dataset_json(0, records[0].epsilon_spent),
-            &progress_of(&records),
+            &summary_of(&records),
         )?;
         on(Event::Iteration(&records[0]));
     }
@@ -308,19 +315,36 @@ pub fn run(
             out,
             &pops,
             &dataset_json(t, records[t].epsilon_spent),
-            &progress_of(&records),
+            &summary_of(&records),
         )?;
         on(Event::Iteration(&records[t]));
     }
-    let summary = Summary {
-        config: cfg.clone(),
-        privacy,
-        api: api.describe(),
-        samples_per_class: per_class,
-        iterations: records,
+    // synth.json was written with the last iteration.
+    Ok(summary_of(&records))
+}
+
+/// Refuse an output folder that holds the private data (`fool synth` rewrites OUT/data whole):
+/// a private folder equal to OUT, inside it, or holding it.
+fn refuse_inside(out: &Path, private: &str) -> Result<()> {
+    let p = Path::new(private);
+    if !p.is_dir() {
+        return Ok(());
+    }
+    let (Ok(p), Ok(o)) = (p.canonicalize(), std::path::absolute(out)) else {
+        return Ok(());
     };
-    crate::files::write_json(&out.join("synth.json"), &summary)?;
-    Ok(summary)
+    let o = o.canonicalize().unwrap_or(o);
+    if p.starts_with(&o) || o.starts_with(&p) {
+        return Err(Error::field(
+            "out",
+            format!(
+                "{} and the private data {} overlap: fool synth rewrites OUT/data, so the output must be outside the input (and the input outside it)",
+                out.display(),
+                private
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Commit one iteration: the data folder (atomically), its sample grid, and synth.json.
@@ -328,13 +352,17 @@ fn finish_iteration(
     out: &Path,
     pops: &[Population],
     dataset: &serde_json::Value,
-    progress: &serde_json::Value,
+    summary: &Summary,
 ) -> Result<()> {
-    store::save(out, pops, dataset, progress)?;
+    let progress = serde_json::to_value(summary).map_err(|e| Error::Internal {
+        what: "progress.json".into(),
+        msg: e.to_string(),
+    })?;
+    store::save(out, pops, dataset, &progress)?;
     let t = dataset["iteration"].as_u64().unwrap_or(0);
     let dir = out.join("iterations");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let grid = store::grid(pops, 12, 2)?;
     crate::imageio::save_png(&grid, &dir.join(format!("iter-{t:02}.png")))?;
-    crate::files::write_json(&out.join("synth.json"), progress)
+    crate::files::write_json(&out.join("synth.json"), summary)
 }

@@ -4,11 +4,12 @@
 //! this population). The folder is replaced whole at the end of every iteration (written
 //! beside it, then renamed): it always holds one finished iteration, never half of one.
 use super::api::Population;
+use crate::datasets::{self, DatasetName};
 use crate::{Error, Result};
 use image::{GrayImage, RgbImage};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// The population of one finished iteration, by class.
 pub struct Saved {
@@ -116,15 +117,17 @@ pub fn save(
     Ok(())
 }
 
-/// Read OUT/data back: the populations by class (`classes` of them, images C×side×side) and
-/// the progress saved with them; None when there is no data folder.
-pub fn load(out: &Path, classes: usize, channels: i64, side: i64) -> Result<Option<Saved>> {
+/// Read OUT/data back through the one folder reader ([`datasets::pool`]): the populations by
+/// class and the progress saved with them; None when there is no data folder. (`files`: the
+/// data set's own files, which a folder does not read.)
+pub fn load(out: &Path, dataset: DatasetName, files: &Path) -> Result<Option<Saved>> {
     let data = data_dir(out);
     if !data.join("progress.json").exists() {
         return Ok(None);
     }
     let progress: serde_json::Value = crate::files::read_json(&data.join("progress.json"))?;
-    let items = crate::datasets::image_folder(&data, None)?;
+    let folder = datasets::pool::load(&data.to_string_lossy(), dataset, files)?;
+    let labels = folder.labels.unwrap_or_default();
     let states_path = data.join("states.jsonl");
     let text = crate::files::read_regular_to_string(&states_path, "a states.jsonl file")?;
     let states: Vec<serde_json::Value> = text
@@ -135,44 +138,22 @@ pub fn load(out: &Path, classes: usize, channels: i64, side: i64) -> Result<Opti
                 .map_err(|e| Error::bad_file(&states_path, format!("line {}: {e}", i + 1)))
         })
         .collect::<Result<_>>()?;
-    if states.len() != items.len() {
+    if states.len() != labels.len() {
         return Err(Error::bad_file(
             &states_path,
-            format!("{} states for {} images", states.len(), items.len()),
+            format!("{} states for {} images", states.len(), labels.len()),
         ));
     }
-    let mut by_class: Vec<(Vec<u8>, Vec<serde_json::Value>)> = vec![(vec![], vec![]); classes];
-    for (item, state) in items.iter().zip(states) {
-        if item.label >= classes {
-            return Err(Error::bad_file(
-                &data.join("labels.csv"),
-                format!("{}: label {} of {classes} classes", item.file, item.label),
-            ));
-        }
-        let img = crate::imageio::load_rgb(&item.path)?;
-        if img.dimensions() != (side as u32, side as u32) {
-            return Err(Error::bad_file(&item.path, format!("not {side}×{side}")));
-        }
-        let slot = &mut by_class[item.label];
-        if channels == 1 {
-            slot.0.extend(img.pixels().map(|p| p[0]));
-        } else {
-            for ch in 0..3 {
-                slot.0.extend(img.pixels().map(|p| p[ch]));
+    // The files are named in the order they were written (class by class), which is the order
+    // the reader sorts them in.
+    let populations = (0..dataset.num_classes())
+        .map(|c| {
+            let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+            let idx = Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
+            Population {
+                images: folder.data.images.index_select(0, &idx),
+                states: rows.iter().map(|&r| states[r].clone()).collect(),
             }
-        }
-        slot.1.push(state);
-    }
-    let populations = by_class
-        .into_iter()
-        .map(|(bytes, states)| Population {
-            images: Tensor::from_slice(&bytes).to_kind(Kind::Uint8).view([
-                states.len() as i64,
-                channels,
-                side,
-                side,
-            ]),
-            states,
         })
         .collect();
     Ok(Some(Saved {

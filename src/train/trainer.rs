@@ -31,7 +31,7 @@ pub struct EpochRecord {
     /// DP: the mean per-example gradient norm (before clipping); otherwise the mean norm of
     /// the batch gradient over the epoch's steps.
     pub mean_grad_norm: Option<f64>,
-    /// The learning rate of the epoch's last step (with a schedule or warm-up).
+    /// The learning rate of the epoch's last step (None in records of older fool versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     /// Wall time of the epoch, evaluation included.
@@ -78,13 +78,13 @@ fn lr_for(cfg: &TrainConfig, t: u64, per_epoch: u64, total: u64) -> f64 {
     r.schedule.lr_at(cfg.lr, t, per_epoch, total, r.warmup)
 }
 
-/// The L2 norm of all the gradients together.
+/// The L2 norm of all the gradients together (one read back from the device).
 fn norm(grads: &[Tensor]) -> f64 {
-    grads
-        .iter()
-        .map(|g| g.square().sum(Kind::Double).double_value(&[]))
-        .sum::<f64>()
+    let sq: Vec<Tensor> = grads.iter().map(|g| g.square().sum(Kind::Double)).collect();
+    Tensor::stack(&sq, 0)
+        .sum(Kind::Double)
         .sqrt()
+        .double_value(&[])
 }
 
 /// Mean loss and accuracy of `net` on the first `n` rows of `ds`.
@@ -297,7 +297,7 @@ impl Trainer {
                 Some(_) => total.norm_sum / seen,
                 None => batch_norms / steps.max(1) as f64,
             }),
-            lr: (self.cfg.recipe != Default::default()).then_some(self.opt.lr),
+            lr: Some(self.opt.lr),
             seconds: start.elapsed().as_secs_f64(),
             train_seconds,
             examples_per_second: total.examples as f64 / train_seconds.max(1e-9),

@@ -172,20 +172,22 @@ fn labels_csv(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("data/labels.csv")).unwrap()
 }
 
+/// `fool::synth::run` with the default digit simulator, on the CPU, ignoring its events.
+fn run_digits(
+    cfg: &SynthConfig,
+    out: &std::path::Path,
+    resume: bool,
+) -> fool::Result<fool::synth::Summary> {
+    let mut api = Digits::new(Default::default()).unwrap();
+    fool::synth::run(cfg, &mut api, out, resume, Device::Cpu, &mut |_| {})
+}
+
 #[test]
 fn synth_run_accounts_exactly_and_resumes_to_the_same_data() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = small_config(3);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let s = fool::synth::run(
-        &cfg,
-        &mut Digits::new(Default::default()).unwrap(),
-        &a,
-        false,
-        Device::Cpu,
-        &mut |_| {},
-    )
-    .unwrap();
+    let s = run_digits(&cfg, &a, false).unwrap();
     // δ auto = 1/(n ln n); σ calibrated so T = 3 mechanisms spend ε exactly.
     let n = 3000f64;
     assert!((s.privacy.delta - 1.0 / (n * n.ln())).abs() < 1e-15);
@@ -228,15 +230,7 @@ fn synth_run_accounts_exactly_and_resumes_to_the_same_data() {
         "the data folder holds the last finished iteration"
     );
     // Without --resume the folder is refused; with it the run continues.
-    assert!(fool::synth::run(
-        &cfg,
-        &mut Digits::new(Default::default()).unwrap(),
-        &b,
-        false,
-        Device::Cpu,
-        &mut |_| {}
-    )
-    .is_err());
+    assert!(run_digits(&cfg, &b, false).is_err());
     let mut started_at = None;
     let s2 = fool::synth::run(
         &cfg,
@@ -276,16 +270,24 @@ fn synth_run_accounts_exactly_and_resumes_to_the_same_data() {
         epsilon: 4.0,
         ..cfg
     };
-    let e = fool::synth::run(
-        &other,
-        &mut Digits::new(Default::default()).unwrap(),
-        &b,
-        true,
-        Device::Cpu,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let e = run_digits(&other, &b, true).unwrap_err();
     assert!(e.to_string().contains("other settings"), "{e}");
+    // An output folder overlapping a private folder is refused before anything is written.
+    let private = tmp.path().join("private");
+    std::fs::create_dir_all(&private).unwrap();
+    let inside = SynthConfig {
+        private: private.display().to_string(),
+        ..small_config(3)
+    };
+    for out in [
+        private.clone(),
+        private.join("synth"),
+        tmp.path().to_path_buf(),
+    ] {
+        let e = run_digits(&inside, &out, false).unwrap_err();
+        assert!(e.to_string().contains("overlap"), "{}: {e}", out.display());
+    }
+    assert!(!private.join("data").exists() && !private.join("synth").exists());
 }
 
 /// A generator server speaking fool's protocol on loopback: random = uniform noise images
