@@ -68,6 +68,11 @@ pub struct TrainArgs {
     /// random horizontal flip; cifar10 only) [default: none]
     #[arg(long)]
     augment: Option<String>,
+    /// Augmentation multiplicity: K augmented copies of every example per step (De et al. 2022;
+    /// with --dp their gradients are averaged before clipping, so ε is unchanged); needs
+    /// --augment [default: 1]
+    #[arg(long, value_name = "K")]
+    multiplicity: Option<usize>,
     /// Train on the first N training examples only
     #[arg(long)]
     limit: Option<usize>,
@@ -206,6 +211,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
             weight_decay: a.weight_decay,
             ema: a.ema,
             augment: a.augment.as_deref().map(str::parse).transpose()?,
+            multiplicity: a.multiplicity.filter(|&k| k != 1),
         },
         arch,
         epochs: a.epochs,

@@ -6,7 +6,7 @@
 //!
 //! A logical batch is processed in physical chunks of at most `max_physical_batch` examples,
 //! so memory stays bounded whatever q·n is; the noise is added once per logical step.
-use super::grad_sample::clipped_sum;
+use super::grad_sample::clipped_sum_grouped;
 use crate::nets::Net;
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
@@ -22,8 +22,16 @@ pub struct DpSgd {
     pub sample_rate: f64,
     /// Number of training examples n.
     pub dataset_len: usize,
-    /// Largest chunk pushed through the network at once.
+    /// Largest chunk pushed through the network at once (in rows: examples × multiplicity).
     pub max_physical_batch: usize,
+    /// Augmentation multiplicity K (De et al. 2022): each sampled example enters as K augmented
+    /// copies whose gradients are averaged before clipping (1: plain DP-SGD).
+    #[serde(default = "one")]
+    pub multiplicity: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What one step saw (before the update).
@@ -70,6 +78,9 @@ impl DpSgd {
         if self.max_physical_batch == 0 {
             return Err(Error::field("max_physical_batch", "must be at least 1"));
         }
+        if self.multiplicity == 0 {
+            return Err(Error::field("multiplicity", "must be at least 1"));
+        }
         Ok(())
     }
 
@@ -93,7 +104,9 @@ impl DpSgd {
     }
 
     /// The noisy, clipped, averaged gradient for the batch `idx`; `load` turns row indices into
-    /// (normalized inputs, labels) on the model's device.
+    /// (normalized inputs, labels) on the model's device — with multiplicity K, K consecutive
+    /// (augmented) rows per index. Losses and accuracy in the stats are per example: the mean
+    /// loss of its copies, the prediction of their mean logits.
     pub fn noisy_grad(
         &self,
         net: &Net,
@@ -103,18 +116,33 @@ impl DpSgd {
         let mut sum: Option<Vec<Tensor>> = None;
         let mut stats = StepStats::default();
         let total = idx.size()[0];
+        let k = self.multiplicity.max(1) as i64;
+        let chunk = (self.max_physical_batch as i64 / k).max(1);
         let mut lo = 0;
         while lo < total {
-            let len = (self.max_physical_batch as i64).min(total - lo);
+            let len = chunk.min(total - lo);
             let (x, y) = load(&idx.narrow(0, lo, len));
-            let cs = clipped_sum(net, &x, &y, self.clip)?;
+            if x.size()[0] != len * k || y.size()[0] != len * k {
+                return Err(Error::field(
+                    "multiplicity",
+                    format!(
+                        "the loader gave {} rows for {len} examples × {k} copies",
+                        x.size()[0]
+                    ),
+                ));
+            }
+            let cs = clipped_sum_grouped(net, &x, &y, self.clip, k as usize)?;
+            let mean_logits =
+                cs.logits
+                    .view([len, k, -1])
+                    .mean_dim([1i64].as_slice(), false, None::<Kind>);
+            let labels = y.view([len, k]).select(1, 0);
             stats.add(&StepStats {
                 examples: len,
-                loss_sum: cs.losses.sum(Kind::Double).double_value(&[]),
-                correct: cs
-                    .logits
+                loss_sum: cs.losses.sum(Kind::Double).double_value(&[]) / k as f64,
+                correct: mean_logits
                     .argmax(1, false)
-                    .eq_tensor(&y)
+                    .eq_tensor(&labels)
                     .sum(Kind::Int64)
                     .int64_value(&[]),
                 clipped: cs.norms.gt(self.clip).sum(Kind::Int64).int64_value(&[]),

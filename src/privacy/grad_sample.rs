@@ -19,6 +19,14 @@
 //!
 //! The clipped sum Σ_i c_i ∇_i (c_i = min(1, C/(‖∇_i‖+1e-6)), as Opacus) is then one matrix
 //! product per layer with the clip factors folded into G.
+//!
+//! **Augmentation multiplicity** (De et al. 2022, [`clipped_sum_grouped`]): the batch holds K
+//! augmented copies of each example, consecutive, and an example's gradient is the *mean* of its
+//! copies' gradients, clipped as one — so one example still moves the sum by at most C and the
+//! privacy analysis is unchanged. The rules above extend by treating the K copies as more
+//! output positions of one example: a linear layer's K rows, or a convolution's K·L positions,
+//! enter the ghost norm ⟨AAᵀ, GGᵀ⟩ or the materialized G Aᵀ of the example together; the
+//! materialized per-copy gradients (grouped convolutions, GroupNorm) are summed over the copies.
 use super::conv_grads::{grouped_grads, grouped_pays, positions_first, unfold};
 use super::conv_grads::{to_weight_layout, PatchOrder, Patches};
 use crate::nets::{Layer, Net, Pass, Tape};
@@ -56,8 +64,15 @@ pub struct ClippedSum {
     pub logits: Tensor,
 }
 
-/// Forward with a tape, backward of the summed cross-entropy to every recorded output.
-fn backprop(net: &Net, x: &Tensor, y: &Tensor) -> Result<(Tape, Vec<Tensor>, Tensor, Tensor)> {
+/// Forward with a tape, backward of the summed cross-entropy (divided by the multiplicity `k`,
+/// so that the copies of an example add up to the gradient of their mean) to every recorded
+/// output.
+fn backprop(
+    net: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    k: i64,
+) -> Result<(Tape, Vec<Tensor>, Tensor, Tensor)> {
     if !net.arch.dp_compatible() {
         return Err(Error::field(
             "arch",
@@ -78,13 +93,50 @@ fn backprop(net: &Net, x: &Tensor, y: &Tensor) -> Result<(Tape, Vec<Tensor>, Ten
     );
     let losses = logits.cross_entropy_loss::<Tensor>(y, None, Reduction::None, -100, 0.0);
     let outputs: Vec<&Tensor> = tape.records.iter().map(|r| &r.output).collect();
-    let grads = Tensor::f_run_backward(&[losses.sum(losses.kind())], &outputs, false, false)
+    let total = losses.sum(losses.kind());
+    let total = if k == 1 { total } else { total / k as f64 };
+    let grads = Tensor::f_run_backward(&[total], &outputs, false, false)
         .map_err(|e| Error::Torch(e.to_string()))?;
     Ok((tape, grads, losses.detach(), logits.detach()))
 }
 
-/// Per-layer preparation and squared per-example norms (N,) of the layer's gradients.
-fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)> {
+/// Per-copy tensors (N·k, …) summed over each example's k consecutive copies: (N, …).
+fn per_example(t: Tensor, k: i64) -> Tensor {
+    if k == 1 {
+        return t;
+    }
+    let mut s = t.size();
+    s[0] /= k;
+    s.insert(1, k);
+    t.reshape(s.as_slice())
+        .sum_dim_intlist(1, false, None::<Kind>)
+}
+
+/// (N·k, L, D) as (N, k·L, D): the copies of an example as more positions of it.
+fn merge_copies(t: &Tensor, k: i64) -> Tensor {
+    if k == 1 {
+        return t.shallow_clone();
+    }
+    let s = t.size();
+    t.reshape([s[0] / k, k * s[1], s[2]])
+}
+
+/// Squared per-example norms of per-row rank-one gradients g aᵀ summed over each example's k
+/// rows: ‖Σ_r g_r a_rᵀ‖² = Σ_{r,r'} (a_r·a_r')(g_r·g_r').
+fn ghost_rows(a: &Tensor, g: &Tensor, k: i64) -> Tensor {
+    let n = a.size()[0] / k;
+    let a = a.reshape([n, k, -1]);
+    let g = g.reshape([n, k, -1]);
+    (a.bmm(&a.transpose(1, 2)) * g.bmm(&g.transpose(1, 2))).sum_dim_intlist(
+        [1i64, 2].as_slice(),
+        false,
+        None::<Kind>,
+    )
+}
+
+/// Per-layer preparation and squared per-example norms (N,) of the layer's gradients, the
+/// batch holding `k` consecutive copies of each example.
+fn prepare(layer: &Layer, input: Tensor, g: Tensor, k: i64) -> Result<(Prepared, Tensor)> {
     let sq = |t: &Tensor| {
         t.square()
             .flatten(1, -1)
@@ -92,15 +144,20 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)
     };
     match layer {
         Layer::Linear(l) => {
-            let mut norm2 = sq(&input) * sq(&g);
+            let mut norm2 = if k == 1 {
+                sq(&input) * sq(&g)
+            } else {
+                ghost_rows(&input, &g, k)
+            };
             if l.bs.is_some() {
-                norm2 += sq(&g);
+                norm2 += sq(&per_example(g.shallow_clone(), k));
             }
             let bias = l.bs.is_some();
             Ok((Prepared::Linear { a: input, g, bias }, norm2))
         }
         Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) => {
             let (w, b) = grouped_grads(&input, &g, c)?;
+            let (w, b) = (per_example(w, k), b.map(|b| per_example(b, k)));
             let mut norm2 = sq(&w);
             if let Some(b) = &b {
                 norm2 += sq(b);
@@ -112,12 +169,18 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)
             let (l, d) = patches.dims();
             let cout = g.size()[1];
             let gt = positions_first(&g, l);
+            let gm = merge_copies(&gt, k);
             let gb =
                 c.bs.as_ref()
-                    .map(|_| gt.sum_dim_intlist(1, false, None::<Kind>));
-            if l * l < cout * d {
-                let aa = patches.gram();
-                let gg = gt.bmm(&gt.transpose(1, 2));
+                    .map(|_| gm.sum_dim_intlist(1, false, None::<Kind>));
+            if k * l * k * l < cout * d {
+                let aa = if k == 1 {
+                    patches.gram()
+                } else {
+                    let m = merge_copies(&patches.ld(), k);
+                    m.bmm(&m.transpose(1, 2))
+                };
+                let gg = gm.bmm(&gm.transpose(1, 2));
                 let mut norm2 =
                     (aa * gg).sum_dim_intlist([1i64, 2].as_slice(), false, None::<Kind>);
                 if let Some(gb) = &gb {
@@ -126,7 +189,7 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)
                 let bias = gb.is_some();
                 Ok((Prepared::ConvGhost { patches, gt, bias }, norm2))
             } else {
-                let w = gt.transpose(1, 2).bmm(&patches.ld());
+                let w = gm.transpose(1, 2).bmm(&merge_copies(&patches.ld(), k));
                 let mut norm2 = sq(&w);
                 if let Some(gb) = &gb {
                     norm2 += sq(gb);
@@ -138,6 +201,7 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)
         Layer::GroupNorm(_) => {
             let w = (&g * &input).sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>);
             let b = g.sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>);
+            let (w, b) = (per_example(w, k), per_example(b, k));
             let norm2 = sq(&w) + sq(&b);
             Ok((
                 Prepared::Materialized {
@@ -152,13 +216,14 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor) -> Result<(Prepared, Tensor)
     }
 }
 
-/// Σ_i c_i ∇_i for one layer's parameters (weight, then bias), shaped like them.
-fn weighted_sum(layer: &Layer, p: &Prepared, c: &Tensor) -> Vec<Tensor> {
+/// Σ_i c_i ∇_i for one layer's parameters (weight, then bias), shaped like them; `c` holds the
+/// per-example factors, `rows` the same repeated for each copy (per-row operands).
+fn weighted_sum(layer: &Layer, p: &Prepared, c: &Tensor, rows: &Tensor) -> Vec<Tensor> {
     let params = layer.params();
     let shape = |i: usize| params[i].size();
     match p {
         Prepared::Linear { a, g, bias } => {
-            let gc = g * c.unsqueeze(1);
+            let gc = g * rows.unsqueeze(1);
             let mut v = vec![gc.transpose(0, 1).mm(a)];
             if *bias {
                 v.push(gc.sum_dim_intlist(0, false, None::<Kind>));
@@ -167,7 +232,7 @@ fn weighted_sum(layer: &Layer, p: &Prepared, c: &Tensor) -> Vec<Tensor> {
         }
         Prepared::ConvGhost { patches, gt, bias } => {
             let (n, l, cout) = (gt.size()[0], gt.size()[1], gt.size()[2]);
-            let gc = gt * c.view([n, 1, 1]);
+            let gc = gt * rows.view([n, 1, 1]);
             let w = gc
                 .reshape([n * l, cout])
                 .transpose(0, 1)
@@ -200,20 +265,46 @@ fn weighted_sum(layer: &Layer, p: &Prepared, c: &Tensor) -> Vec<Tensor> {
 
 /// Per-example clipping to `clip` and the clipped sum, vectorized over the batch.
 pub fn clipped_sum(net: &Net, x: &Tensor, y: &Tensor, clip: f64) -> Result<ClippedSum> {
-    let (tape, grads, losses, logits) = backprop(net, x, y)?;
+    clipped_sum_grouped(net, x, y, clip, 1)
+}
+
+/// [`clipped_sum`] with augmentation multiplicity: `x` holds `k` consecutive copies of each
+/// example (N·k rows, `y` repeated alike); example i's gradient is the mean of its copies'
+/// gradients, clipped as a whole. Norms are per example (N,); losses and logits per copy (N·k).
+pub fn clipped_sum_grouped(
+    net: &Net,
+    x: &Tensor,
+    y: &Tensor,
+    clip: f64,
+    k: usize,
+) -> Result<ClippedSum> {
+    let rows_n = x.size()[0];
+    let k = k as i64;
+    if k < 1 || rows_n % k != 0 {
+        return Err(Error::field(
+            "multiplicity",
+            format!("{rows_n} rows are not whole groups of {k} copies"),
+        ));
+    }
+    let (tape, grads, losses, logits) = backprop(net, x, y, k)?;
     tch::no_grad(|| {
         let mut prepared = Vec::with_capacity(grads.len());
-        let mut norm2 = Tensor::zeros([x.size()[0]], (x.kind(), x.device()));
+        let mut norm2 = Tensor::zeros([rows_n / k], (x.kind(), x.device()));
         for (rec, g) in tape.records.into_iter().zip(grads) {
-            let (p, n2) = prepare(&net.layers[rec.layer], rec.input, g)?;
+            let (p, n2) = prepare(&net.layers[rec.layer], rec.input, g, k)?;
             norm2 += n2;
             prepared.push((rec.layer, p));
         }
         let norms = norm2.sqrt();
         let c = (clip / (&norms + 1e-6)).clamp_max(1.0);
+        let rows = if k == 1 {
+            c.shallow_clone()
+        } else {
+            c.repeat_interleave_self_int(k, Some(0), None::<i64>)
+        };
         let mut by_layer: Vec<Option<Vec<Tensor>>> = (0..net.layers.len()).map(|_| None).collect();
         for (li, p) in &prepared {
-            by_layer[*li] = Some(weighted_sum(&net.layers[*li], p, &c));
+            by_layer[*li] = Some(weighted_sum(&net.layers[*li], p, &c, &rows));
         }
         let mut out = Vec::new();
         for (li, layer) in net.layers.iter().enumerate() {
@@ -234,7 +325,7 @@ pub fn clipped_sum(net: &Net, x: &Tensor, y: &Tensor, clip: f64) -> Result<Clipp
 /// Every per-example gradient, materialized: for each parameter a tensor (N, *shape).
 /// Memory-hungry; meant for tests and small models.
 pub fn per_example_grads(net: &Net, x: &Tensor, y: &Tensor) -> Result<Vec<Tensor>> {
-    let (tape, grads, _, _) = backprop(net, x, y)?;
+    let (tape, grads, _, _) = backprop(net, x, y, 1)?;
     let n = x.size()[0];
     tch::no_grad(|| {
         let mut by_layer: Vec<Option<Vec<Tensor>>> = (0..net.layers.len()).map(|_| None).collect();

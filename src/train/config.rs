@@ -58,6 +58,17 @@ pub struct Recipe {
     /// Augmentation of the training images ([`super::augment`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub augment: Option<super::augment::Augment>,
+    /// Augmentation multiplicity K ≥ 2 (De et al. 2022): every example of a batch enters as K
+    /// augmented copies; with DP their gradients are averaged before clipping. None: one copy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiplicity: Option<usize>,
+}
+
+impl Recipe {
+    /// Copies of each example per step (1 without multiplicity).
+    pub fn copies(&self) -> usize {
+        self.multiplicity.unwrap_or(1)
+    }
 }
 
 /// Differential-privacy settings as the user gave them.
@@ -175,6 +186,20 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
             "augment",
             "crop-flip mirrors images, which turns digits into other shapes; use crop for mnist",
         ));
+    }
+    if let Some(k) = r.multiplicity {
+        if k < 2 {
+            return Err(Error::field(
+                "multiplicity",
+                format!("{k}: expected at least 2 copies (leave it out for one)"),
+            ));
+        }
+        if r.augment.is_none() {
+            return Err(Error::field(
+                "multiplicity",
+                "needs --augment: without augmentation the copies of an example are identical",
+            ));
+        }
     }
     if cfg.limit == Some(0) {
         return Err(Error::field("limit", "must be at least 1"));

@@ -152,6 +152,7 @@ impl Trainer {
             sample_rate: self.cfg.batch as f64 / n as f64,
             dataset_len: n,
             max_physical_batch: dp.max_physical_batch,
+            multiplicity: self.cfg.recipe.copies(),
         })
     }
 
@@ -196,8 +197,14 @@ impl Trainer {
         let (per_epoch, all_steps) = (steps, steps * self.cfg.epochs as u64);
         let mut batch_norms = 0.0;
         let augment = self.cfg.recipe.augment;
+        let k = self.cfg.recipe.copies() as i64;
         let mut load = |pos: &Tensor| {
             let idx = data.members.index_select(0, pos);
+            let idx = if k == 1 {
+                idx
+            } else {
+                idx.repeat_interleave_self_int(k, Some(0), None::<i64>)
+            };
             let x = match augment {
                 None => data.train.normalized(&idx, device),
                 Some(a) => data
@@ -229,12 +236,18 @@ impl Trainer {
                     let logits = self.net.forward(&x, &mut Pass::train());
                     let losses =
                         logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
+                    // Per example: the mean loss of its copies, the prediction of their mean.
+                    let mean_logits = logits.detach().view([len, k, -1]).mean_dim(
+                        [1i64].as_slice(),
+                        false,
+                        None::<Kind>,
+                    );
                     let stats = StepStats {
                         examples: len,
-                        loss_sum: losses.sum(Kind::Double).double_value(&[]),
-                        correct: logits
+                        loss_sum: losses.sum(Kind::Double).double_value(&[]) / k as f64,
+                        correct: mean_logits
                             .argmax(1, false)
-                            .eq_tensor(&y)
+                            .eq_tensor(&y.view([len, k]).select(1, 0))
                             .sum(Kind::Int64)
                             .int64_value(&[]),
                         ..Default::default()

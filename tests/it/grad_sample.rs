@@ -1,6 +1,6 @@
 //! Vectorized per-example gradients against a loop of single-example backward passes.
 use fool::nets::{Arch, Net, Pass};
-use fool::privacy::grad_sample::{clipped_sum, per_example_grads};
+use fool::privacy::grad_sample::{clipped_sum, clipped_sum_grouped, per_example_grads};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
 /// Gradients of example i's loss alone, by autograd, for every parameter.
@@ -92,6 +92,110 @@ fn check(arch: &str, channels: i64, side: i64, n: i64, kind: Kind) {
         .map(|g| g.square().sum(Kind::Double).double_value(&[]))
         .sum();
     assert!(total.sqrt() <= clip * n as f64 + 1e-6);
+}
+
+/// Augmentation multiplicity: `n` examples of `k` rows each; example i's gradient is that of
+/// the mean loss of its rows, by autograd. The vectorized norms and clipped sum must equal the
+/// loop's, and every example's contribution to the sum has norm at most `clip`.
+fn check_grouped(arch: &str, channels: i64, side: i64, n: i64, k: i64) {
+    let _serial = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(11);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs, &arch.parse::<Arch>().unwrap(), channels, side, 10).unwrap();
+    vs.double();
+    let x = Tensor::randn([n * k, channels, side, side], (Kind::Double, Device::Cpu));
+    let y = Tensor::randint(10, [n], (Kind::Int64, Device::Cpu)).repeat_interleave_self_int(
+        k,
+        Some(0),
+        None::<i64>,
+    );
+    let mut grads = Vec::new();
+    let mut norms = Vec::new();
+    for i in 0..n {
+        for p in net.params() {
+            let mut g = p.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let logits = net.forward(&x.narrow(0, i * k, k), &mut Pass::train());
+        let loss = logits.cross_entropy_loss::<Tensor>(
+            &y.narrow(0, i * k, k),
+            None,
+            Reduction::Mean,
+            -100,
+            0.0,
+        );
+        loss.backward();
+        let g: Vec<Tensor> = net.params().iter().map(|p| p.grad().copy()).collect();
+        let norm2: f64 = g
+            .iter()
+            .map(|t| t.square().sum(Kind::Double).double_value(&[]))
+            .sum();
+        norms.push(norm2.sqrt());
+        grads.push(g);
+    }
+    let mut sorted = norms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let clip = sorted[n as usize / 2];
+    let cs = clipped_sum_grouped(&net, &x, &y, clip, k as usize).unwrap();
+    assert_eq!(cs.norms.size(), [n]);
+    assert_eq!(cs.losses.size(), [n * k]);
+    for (i, want) in norms.iter().enumerate() {
+        let got = cs.norms.double_value(&[i as i64]);
+        assert!(
+            (got - want).abs() <= 1e-9 * want,
+            "{arch} k={k}: norm of example {i}: {got} vs {want}"
+        );
+    }
+    for (p, got) in cs.grads.iter().enumerate() {
+        let mut want = got.zeros_like();
+        for (i, g) in grads.iter().enumerate() {
+            want += &g[p] * (clip / (norms[i] + 1e-6)).min(1.0);
+        }
+        let diff = (got - &want).abs().max().double_value(&[]);
+        let scale = want.abs().max().double_value(&[]).max(1e-3);
+        assert!(
+            diff <= 1e-9 * scale,
+            "{arch} k={k}: clipped sum of param {p}: max diff {diff}"
+        );
+    }
+    // The bound the privacy analysis needs: removing example i changes the sum by its clipped
+    // gradient, whose norm is min(‖g_i‖, C) ≤ C whatever k.
+    for (i, want) in norms.iter().enumerate() {
+        let c = (clip / (want + 1e-6)).min(1.0);
+        assert!(
+            c * want <= clip * (1.0 + 1e-12),
+            "example {i} exceeds the bound"
+        );
+    }
+}
+
+#[test]
+fn multiplicity_clips_the_mean_of_the_copies_cnn() {
+    // conv2 takes the ghost norm with 2 copies and the materialized rule with 4.
+    check_grouped("cnn", 1, 28, 3, 2);
+    check_grouped("cnn:act=tanh", 1, 28, 3, 4);
+}
+
+#[test]
+fn multiplicity_clips_the_mean_of_the_copies_small_cnn_and_resnet() {
+    check_grouped("small-cnn:conv=2", 3, 32, 3, 3);
+    // ResNet-18: grouped convolutions and GroupNorm, summed over the copies.
+    check_grouped("resnet18", 3, 32, 2, 2);
+}
+
+#[test]
+fn multiplicity_refuses_rows_that_are_not_whole_groups() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs, &"cnn".parse::<Arch>().unwrap(), 1, 28, 10).unwrap();
+    let x = Tensor::randn([5, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let y = Tensor::zeros([5], (Kind::Int64, Device::Cpu));
+    let err = clipped_sum_grouped(&net, &x, &y, 1.0, 2)
+        .err()
+        .expect("5 rows are not groups of 2")
+        .to_string();
+    assert!(err.contains("multiplicity"), "{err}");
 }
 
 #[test]

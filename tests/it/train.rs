@@ -36,6 +36,7 @@ fn noise_of_an_empty_poisson_batch_has_std_sigma_c_over_expected_batch() {
         sample_rate: 0.01,
         dataset_len: 10_000,
         max_physical_batch: 64,
+        multiplicity: 1,
     };
     let empty = Tensor::zeros([0], (Kind::Int64, Device::Cpu));
     let mut load = |_: &Tensor| -> (Tensor, Tensor) { unreachable!("no examples to load") };
@@ -71,6 +72,7 @@ fn without_noise_the_step_is_the_clipped_sum_over_the_expected_batch_in_chunks()
         sample_rate: 0.02,
         dataset_len: 5_000,
         max_physical_batch: 64,
+        multiplicity: 1,
     };
     let idx = Tensor::arange(150, (Kind::Int64, Device::Cpu));
     let mut load = |i: &Tensor| (x.index_select(0, i), y.index_select(0, i));
@@ -107,6 +109,7 @@ fn poisson_batches_have_binomial_sizes() {
         sample_rate: 0.01,
         dataset_len: 10_000,
         max_physical_batch: 64,
+        multiplicity: 1,
     };
     let sizes: Vec<f64> = (0..2000)
         .map(|_| dp.poisson_batch().size()[0] as f64)

@@ -43,6 +43,7 @@ fn schedule_weight_decay_and_ema_export_the_average_and_resume_identically() {
                 weight_decay: 1e-3,
                 ema: Some(0.9),
                 augment: None,
+                multiplicity: None,
             };
             let run = |out: &str| Run {
                 test_examples: Some(500),
@@ -128,6 +129,11 @@ fn recipe_flags_are_checked() {
         (vec!["--weight-decay", "-1"], "weight_decay"),
         (vec!["--augment", "crop-flip"], "digits"),
         (vec!["--augment", "rotate"], "augment"),
+        (vec!["--multiplicity", "4"], "needs --augment"),
+        (
+            vec!["--augment", "crop", "--multiplicity", "0"],
+            "multiplicity",
+        ),
     ] {
         let o = crate::common::fool()
             .args([
@@ -152,45 +158,64 @@ fn recipe_flags_are_checked() {
 
 /// Augmented DP training on CIFAR-10 (crops and flips drawn from the per-epoch seed): a run
 /// stopped after epoch 1 and resumed ends with the same model as an uninterrupted one, and
-/// differs from the unaugmented run.
+/// differs from the unaugmented run; so does one with augmentation multiplicity 3, which also
+/// differs from multiplicity 1 and keeps ε.
 #[test]
 fn augmented_training_resumes_identically() {
     isolated(
         "train_recipe::augmented_training_resumes_identically",
         || {
             let dir = tempfile::tempdir().unwrap();
-            let cfg = |augment| TrainConfig {
+            let cfg = |augment, multiplicity| TrainConfig {
                 dataset: DatasetName::Cifar10,
                 data_dir: asset("cifar10"),
                 arch: "small-cnn:conv=2".parse().unwrap(),
                 limit: Some(300),
                 recipe: Recipe {
                     augment,
+                    multiplicity,
                     ..Default::default()
                 },
                 ..config(Recipe::default())
             };
-            let run = |out: &str, augment| Run {
+            let run = |out: &str, augment, k| Run {
                 test_examples: Some(200),
-                ..Run::new(cfg(augment), RunDir::new(dir.path().join(out)), Device::Cpu)
+                ..Run::new(
+                    cfg(augment, k),
+                    RunDir::new(dir.path().join(out)),
+                    Device::Cpu,
+                )
             };
             let aug = Some(fool::train::augment::Augment::CropFlip);
-            run("whole", aug).train(&mut Silent).unwrap();
-            run("plain", None).train(&mut Silent).unwrap();
-            let parts = run("parts", aug);
-            parts.train(&mut StopAfter(1)).unwrap();
-            Run {
-                resume: Resume::Continue,
-                ..parts
+            let eps = |o: Outcome| match o {
+                Outcome::Finished(m) => m.epsilon.expect("a DP run has ε"),
+                Outcome::Stopped { .. } => panic!("not finished"),
+            };
+            let whole = eps(run("whole", aug, None).train(&mut Silent).unwrap());
+            run("plain", None, None).train(&mut Silent).unwrap();
+            for (name, k) in [("parts", None), ("mult-parts", Some(3))] {
+                let parts = run(name, aug, k);
+                parts.train(&mut StopAfter(1)).unwrap();
+                Run {
+                    resume: Resume::Continue,
+                    ..parts
+                }
+                .train(&mut Silent)
+                .unwrap();
             }
-            .train(&mut Silent)
-            .unwrap();
+            let mult = eps(run("mult", aug, Some(3)).train(&mut Silent).unwrap());
+            assert_eq!(mult, whole, "multiplicity must not change ε");
             let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
             let y = |name: &str| {
                 let m = CModule::load(dir.path().join(name).join("model.pt")).unwrap();
                 m.forward_ts(&[x.shallow_clone()]).unwrap()
             };
             assert!(y("whole").equal(&y("parts")), "resumed run differs");
+            assert!(y("mult").equal(&y("mult-parts")), "resumed K=3 run differs");
+            assert!(
+                !y("mult").equal(&y("whole")),
+                "multiplicity changed nothing"
+            );
             assert!(
                 !y("whole").equal(&y("plain")),
                 "augmentation changed nothing"
