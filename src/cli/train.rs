@@ -31,6 +31,7 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     test_data: Option<PathBuf>,
     /// cnn (TF-Privacy MNIST CNN), small-cnn:conv=2|3 (membership-inference tutorial),
+    /// cifar-cnn (Papernot et al. 2021's CIFAR-10 CNN, tanh; norm=group adds GroupNorm),
     /// resnet18 (GroupNorm; resnet18:norm=batch without --dp); options: act=relu|tanh
     /// [default: cnn for mnist, small-cnn:conv=3 for cifar10]
     #[arg(long)]

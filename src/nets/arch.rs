@@ -21,9 +21,23 @@ pub enum NormKind {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum Arch {
-    Cnn { act: Act },
-    SmallCnn { conv: usize, act: Act },
-    Resnet18 { norm: NormKind },
+    Cnn {
+        act: Act,
+    },
+    SmallCnn {
+        conv: usize,
+        act: Act,
+    },
+    /// The CIFAR-10 CNN of Papernot et al. 2021 (tempered sigmoids; Tramèr & Boneh 2021's
+    /// end-to-end baseline); `norm` adds GroupNorm after every convolution.
+    CifarCnn {
+        act: Act,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        norm: Option<NormKind>,
+    },
+    Resnet18 {
+        norm: NormKind,
+    },
 }
 
 impl std::str::FromStr for Arch {
@@ -33,7 +47,7 @@ impl std::str::FromStr for Arch {
         let (name, opts) = s.split_once(':').unwrap_or((s, ""));
         let mut act = Act::Relu;
         let mut conv = 2usize;
-        let mut norm = NormKind::Group;
+        let mut norm = Some(NormKind::Group);
         for opt in opts.split(',').filter(|o| !o.is_empty()) {
             let (k, v) = opt
                 .split_once('=')
@@ -41,6 +55,7 @@ impl std::str::FromStr for Arch {
             match (k.trim(), v.trim()) {
                 ("act", "relu") => act = Act::Relu,
                 ("act", "tanh") => act = Act::Tanh,
+                ("norm", "none") => norm = None,
                 ("conv", n) => {
                     conv = n
                         .parse()
@@ -48,28 +63,43 @@ impl std::str::FromStr for Arch {
                         .filter(|n| (1..=3).contains(n))
                         .ok_or_else(|| bad(format!("conv={n}: expected 1, 2 or 3")))?
                 }
-                ("norm", "group") => norm = NormKind::Group,
-                ("norm", "batch") => norm = NormKind::Batch,
+                ("norm", "group") => norm = Some(NormKind::Group),
+                ("norm", "batch") => norm = Some(NormKind::Batch),
                 (k, v) => {
                     return Err(bad(format!(
-                    "unknown option {k}={v} (expected act=relu|tanh, conv=1..3, norm=group|batch)"
-                )))
+                        "unknown option {k}={v} (expected act=relu|tanh, conv=1..3, \
+                         norm=none|group|batch)"
+                    )))
                 }
             }
         }
-        let arch = match name.trim() {
-            "cnn" => Arch::Cnn { act },
-            "small-cnn" | "small_cnn" => Arch::SmallCnn { conv, act },
-            "resnet18" | "resnet-18" => Arch::Resnet18 { norm },
-            other => {
-                return Err(bad(format!(
-                    "unknown architecture '{other}' (expected cnn, small-cnn:conv=N or resnet18)"
-                )))
-            }
-        };
         let used_conv = opts.contains("conv=");
         let used_act = opts.contains("act=");
         let used_norm = opts.contains("norm=");
+        let arch = match name.trim() {
+            "cnn" => Arch::Cnn { act },
+            "small-cnn" | "small_cnn" => Arch::SmallCnn { conv, act },
+            "cifar-cnn" => {
+                if used_conv {
+                    return Err(bad("cifar-cnn takes only act=… and norm=none|group".into()));
+                }
+                Arch::CifarCnn {
+                    // The paper's choice: tanh (its tempered sigmoid with s = 2, T = 2, o = 1).
+                    act: if used_act { act } else { Act::Tanh },
+                    norm: if used_norm { norm } else { None },
+                }
+            }
+            "resnet18" | "resnet-18" => match norm {
+                Some(norm) => Arch::Resnet18 { norm },
+                None => return Err(bad("resnet18 needs norm=group|batch".into())),
+            },
+            other => {
+                return Err(bad(format!(
+                    "unknown architecture '{other}' (expected cnn, small-cnn:conv=N, cifar-cnn \
+                     or resnet18)"
+                )))
+            }
+        };
         match arch {
             Arch::Cnn { .. } if used_conv || used_norm => {
                 Err(bad("cnn takes only act=relu|tanh".into()))
@@ -94,6 +124,14 @@ impl std::fmt::Display for Arch {
         match self {
             Arch::Cnn { act: a } => write!(f, "cnn:act={}", act(a)),
             Arch::SmallCnn { conv, act: a } => write!(f, "small-cnn:conv={conv},act={}", act(a)),
+            Arch::CifarCnn { act: a, norm } => {
+                write!(f, "cifar-cnn:act={}", act(a))?;
+                match norm {
+                    None => Ok(()),
+                    Some(NormKind::Group) => write!(f, ",norm=group"),
+                    Some(NormKind::Batch) => write!(f, ",norm=batch"),
+                }
+            }
             Arch::Resnet18 { norm } => write!(
                 f,
                 "resnet18:norm={}",
@@ -114,6 +152,9 @@ impl Arch {
             self,
             Arch::Resnet18 {
                 norm: NormKind::Batch
+            } | Arch::CifarCnn {
+                norm: Some(NormKind::Batch),
+                ..
             }
         )
     }

@@ -116,14 +116,16 @@ pub(super) fn linear(p: nn::Path, din: i64, dout: i64) -> Layer {
     Layer::Linear(Linear { ws: l.ws, bs: l.bs })
 }
 
-pub(super) fn norm(p: nn::Path, kind: NormKind, c: i64) -> Layer {
+/// A normalization layer over `c` channels; GroupNorm with min(`groups`, c) groups.
+pub(super) fn norm(p: nn::Path, kind: NormKind, c: i64, groups: i64) -> Layer {
     match kind {
         NormKind::Group => {
-            let g = nn::group_norm(p, 32.min(c), c, Default::default());
+            let groups = groups.min(c);
+            let g = nn::group_norm(p, groups, c, Default::default());
             Layer::GroupNorm(GroupNorm {
                 ws: g.ws.expect("affine"),
                 bs: g.bs.expect("affine"),
-                groups: 32.min(c),
+                groups,
             })
         }
         NormKind::Batch => Layer::BatchNorm(nn::batch_norm2d(p, c, Default::default())),

@@ -6,11 +6,17 @@
 //!   max-pool 2 stride 1, conv 32@4×4 stride 2, max-pool 2 stride 1, dense 32, dense classes.
 //! - `small-cnn:conv=N` — the TF-Privacy membership-inference tutorial's `small_cnn`:
 //!   N × (conv 32@3×3 valid + max-pool 2), dense 64, dense classes (N = 1..=3).
+//! - `cifar-cnn` — the CIFAR-10 CNN of Papernot et al. 2021 ("Tempered sigmoid activations",
+//!   also Tramèr & Boneh 2021's end-to-end baseline): 3 × (2 × conv k@3×3 pad 1, max-pool 2
+//!   stride 2) for k = 32, 64, 128, dense 128, dense classes; tanh by default (the paper's
+//!   tempered sigmoid s = 2, T = 2, o = 1); `norm=group` adds GroupNorm (16 groups, as De et
+//!   al. 2022) after every convolution.
 //! - `resnet18` — ResNet-18 for 32×32 inputs (3×3 stem, no max-pool), GroupNorm by default;
 //!   `resnet18:norm=batch` uses BatchNorm, which DP-SGD refuses (it mixes examples).
 //!
 //! Options after a colon, comma-separated: `act=relu|tanh` (all but ResNet), `conv=N`
-//! (small-cnn), `norm=group|batch` (resnet18), e.g. `small-cnn:conv=3,act=tanh`.
+//! (small-cnn), `norm=group|batch` (resnet18; cifar-cnn also none), e.g.
+//! `small-cnn:conv=3,act=tanh`.
 //!
 //! Layout: [`Arch`] and its options are parsed in `arch`; the layers, their constructors and
 //! the forward-pass [`Tape`] live in `layers`; here, [`Net`] wires layers into architectures.
@@ -33,9 +39,21 @@ struct Block {
 }
 
 enum Body {
-    Cnn { act: Act },
-    SmallCnn { conv: usize, act: Act },
-    Resnet { blocks: Vec<Block> },
+    Cnn {
+        act: Act,
+    },
+    SmallCnn {
+        conv: usize,
+        act: Act,
+    },
+    /// Six convolutions, each with its normalization layer when there is one.
+    CifarCnn {
+        act: Act,
+        norms: bool,
+    },
+    Resnet {
+        blocks: Vec<Block>,
+    },
 }
 
 /// A network: its layers (parameters in a `VarStore`) and how they connect.
@@ -124,6 +142,37 @@ impl Net {
                 layers.push(linear(&root / "fc2", 64, classes));
                 Body::SmallCnn { conv: n, act }
             }
+            Arch::CifarCnn { act, norm: nk } => {
+                if side % 8 != 0 {
+                    return Err(Error::field(
+                        "arch",
+                        format!("cifar-cnn needs a side divisible by 8, got {side}×{side}"),
+                    ));
+                }
+                let mut cin = in_channels;
+                for (i, cout) in [32i64, 32, 64, 64, 128, 128].into_iter().enumerate() {
+                    layers.push(conv(
+                        &root / format!("conv{}", i + 1),
+                        cin,
+                        cout,
+                        3,
+                        1,
+                        1,
+                        true,
+                    ));
+                    if let Some(nk) = nk {
+                        layers.push(norm(&root / format!("norm{}", i + 1), nk, cout, 16));
+                    }
+                    cin = cout;
+                }
+                let s = side / 8;
+                layers.push(linear(&root / "fc1", 128 * s * s, 128));
+                layers.push(linear(&root / "fc2", 128, classes));
+                Body::CifarCnn {
+                    act,
+                    norms: nk.is_some(),
+                }
+            }
             Arch::Resnet18 { norm: nk } => {
                 let mut push = |l: Layer| {
                     layers.push(l);
@@ -138,7 +187,7 @@ impl Net {
                     1,
                     false,
                 ));
-                push(norm(&root / "stem" / "norm", nk, 64));
+                push(norm(&root / "stem" / "norm", nk, 64, 32));
                 let mut blocks = Vec::new();
                 let mut cin = 64;
                 for (stage, &cout) in [64i64, 128, 256, 512].iter().enumerate() {
@@ -146,12 +195,12 @@ impl Net {
                         let stride = if stage > 0 && b == 0 { 2 } else { 1 };
                         let p = &root / format!("layer{}", stage + 1) / b;
                         let c1 = push(conv(&p / "conv1", cin, cout, 3, stride, 1, false));
-                        let n1 = push(norm(&p / "norm1", nk, cout));
+                        let n1 = push(norm(&p / "norm1", nk, cout, 32));
                         let c2 = push(conv(&p / "conv2", cout, cout, 3, 1, 1, false));
-                        let n2 = push(norm(&p / "norm2", nk, cout));
+                        let n2 = push(norm(&p / "norm2", nk, cout, 32));
                         let down = if stride != 1 || cin != cout {
                             let d = push(conv(&p / "down", cin, cout, 1, stride, 0, false));
-                            Some((d, push(norm(&p / "down_norm", nk, cout))))
+                            Some((d, push(norm(&p / "down_norm", nk, cout, 32))))
                         } else {
                             None
                         };
@@ -238,6 +287,22 @@ impl Net {
                 }
                 let h = act(*a, self.layer(*conv, &h.flatten(1, -1), pass));
                 self.layer(conv + 1, &h, pass)
+            }
+            Body::CifarCnn { act: a, norms } => {
+                let per = if *norms { 2 } else { 1 };
+                let mut h = x.shallow_clone();
+                for i in 0..6 {
+                    let mut y = self.layer(i * per, &h, pass);
+                    if *norms {
+                        y = self.layer(i * per + 1, &y, pass);
+                    }
+                    h = act(*a, channels_last(y));
+                    if i % 2 == 1 {
+                        h = max_pool_2x2(&h, 2);
+                    }
+                }
+                let h = act(*a, self.layer(6 * per, &h.flatten(1, -1), pass));
+                self.layer(6 * per + 1, &h, pass)
             }
             Body::Resnet { blocks } => {
                 let mut h = self.layer(1, &self.layer(0, x, pass), pass).relu();

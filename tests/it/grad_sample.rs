@@ -181,6 +181,7 @@ fn multiplicity_clips_the_mean_of_the_copies_cnn() {
 #[test]
 fn multiplicity_clips_the_mean_of_the_copies_small_cnn_and_resnet() {
     check_grouped("small-cnn:conv=2", 3, 32, 3, 3);
+    check_grouped("cifar-cnn:norm=group", 3, 32, 2, 2);
     // ResNet-18: grouped convolutions and GroupNorm, summed over the copies.
     check_grouped("resnet18", 3, 32, 2, 2);
 }
@@ -213,6 +214,12 @@ fn mnist_cnn_tanh_per_example_grads_match_loop() {
 fn small_cnn_per_example_grads_match_loop() {
     check("small-cnn:conv=2", 3, 32, 5, Kind::Double);
     check("small-cnn:conv=3", 3, 32, 5, Kind::Double);
+}
+
+#[test]
+fn cifar_cnn_per_example_grads_match_loop() {
+    check("cifar-cnn", 3, 32, 3, Kind::Double);
+    check("cifar-cnn:act=relu,norm=group", 3, 32, 3, Kind::Double);
 }
 
 #[test]
@@ -252,10 +259,21 @@ fn arch_strings_parse_and_reject() {
         "small-cnn:conv=2,act=tanh",
         "resnet18",
         "resnet18:norm=batch",
+        "cifar-cnn",
+        "cifar-cnn:act=relu,norm=group",
     ] {
         let a: Arch = s.parse().unwrap();
         assert_eq!(a.to_string().parse::<Arch>().unwrap(), a, "{s}");
     }
+    // The paper's network is tanh without normalization unless asked.
+    assert_eq!(
+        "cifar-cnn".parse::<Arch>().unwrap().to_string(),
+        "cifar-cnn:act=tanh"
+    );
+    assert!(!"cifar-cnn:norm=batch"
+        .parse::<Arch>()
+        .unwrap()
+        .dp_compatible());
     for s in [
         "vgg",
         "small-cnn:conv=4",
@@ -263,6 +281,8 @@ fn arch_strings_parse_and_reject() {
         "resnet18:act=tanh",
         "cnn:act=gelu",
         "cnn:act",
+        "cifar-cnn:conv=2",
+        "resnet18:norm=none",
     ] {
         let e = s.parse::<Arch>().err().unwrap().to_string();
         assert!(e.starts_with("arch: "), "{s}: {e}");
