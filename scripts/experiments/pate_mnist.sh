@@ -34,7 +34,7 @@ if [[ $PART == c || $PART == all ]]; then
     # non-private model; every model tested on the last 1,000 test images, audited, reported together.
     EPS=${EPS:-2.7}
     [ -f "$R/mnist-dp-pate/model.pt" ] || t dp-sgd $F train --dataset mnist --arch cnn:act=tanh --epochs 30 --dp \
-        --target-epsilon "$EPS" --delta 1e-5 --lr 0.03 --out "$R/mnist-dp-pate" --resume --quiet
+        --target-epsilon "$EPS" --delta 1e-5 --lr 0.03 --momentum 0.9 --out "$R/mnist-dp-pate" --resume --quiet
     [ -f "$R/mnist-plain-pate/model.pt" ] || t plain $F train --dataset mnist --optimizer adam --epochs 10 \
         --out "$R/mnist-plain-pate" --resume --quiet
     for run in pate100-student pate250-student mnist-dp-pate mnist-plain-pate; do

@@ -12,7 +12,7 @@ t() { /usr/bin/time -f "$1: %e s wall, %M KB peak RSS" "${@:2}"; }
 [ -f "$R/mnist-plain/model.pt" ] || t mnist-plain $F train --dataset mnist --optimizer adam --epochs 20 --audit-every 4 \
     --out "$R/mnist-plain" --resume
 [ -f "$R/mnist-dp/model.pt" ] || t mnist-dp $F train --dataset mnist --arch cnn:act=tanh --epochs 40 --dp --target-epsilon 3 \
-    --delta 1e-5 --lr 0.03 --checkpoint-every 10 --out "$R/mnist-dp" --resume
+    --delta 1e-5 --lr 0.03 --momentum 0.9 --checkpoint-every 10 --out "$R/mnist-dp" --resume
 # CIFAR-10: the membership-inference tutorial's 2-conv vs 3-conv small CNN, and a DP model at ε = 8.
 [ -f "$R/cifar-c2/model.pt" ] || t cifar-c2 $F train --dataset cifar10 --arch small-cnn:conv=2 --optimizer adam --epochs 10 \
     --batch 128 --audit-every 2 --out "$R/cifar-c2" --resume

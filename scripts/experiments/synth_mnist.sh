@@ -22,7 +22,7 @@ for EPS in "${@:-1 10}"; do
         [ -f "$R/on-synth-e$E/model.pt" ] || t "train-on-synth-e$E" $F train --data "$S/data" --epochs 10 \
             --seed 0 --out "$R/on-synth-e$E" --resume --quiet
         [ -f "$R/mnist-dp-e$E/model.pt" ] || t "dp-sgd-e$E" $F train --dataset mnist --arch cnn:act=tanh \
-            --epochs 30 --lr 0.03 --dp --target-epsilon "$E" --delta "$DELTA" --seed 0 \
+            --epochs 30 --lr 0.03 --momentum 0.9 --dp --target-epsilon "$E" --delta "$DELTA" --seed 0 \
             --out "$R/mnist-dp-e$E" --resume --quiet
         for run in "on-synth-e$E" "mnist-dp-e$E"; do
             [ -f "$R/$run/audit/audit.json" ] || t "audit-$run" $F audit --model "$R/$run/model.pt" \

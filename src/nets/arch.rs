@@ -23,6 +23,9 @@ pub enum NormKind {
 pub enum Arch {
     Cnn {
         act: Act,
+        /// GroupNorm (16 groups) after both convolutions when set.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        norm: Option<NormKind>,
     },
     SmallCnn {
         conv: usize,
@@ -34,9 +37,14 @@ pub enum Arch {
         act: Act,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         norm: Option<NormKind>,
+        /// Weight-standardized convolutions ([`crate::nets::Conv::standardize`]).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ws: bool,
     },
     Resnet18 {
         norm: NormKind,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ws: bool,
     },
 }
 
@@ -48,6 +56,7 @@ impl std::str::FromStr for Arch {
         let mut act = Act::Relu;
         let mut conv = 2usize;
         let mut norm = Some(NormKind::Group);
+        let mut ws = false;
         for opt in opts.split(',').filter(|o| !o.is_empty()) {
             let (k, v) = opt
                 .split_once('=')
@@ -56,6 +65,8 @@ impl std::str::FromStr for Arch {
                 ("act", "relu") => act = Act::Relu,
                 ("act", "tanh") => act = Act::Tanh,
                 ("norm", "none") => norm = None,
+                ("ws", "true") => ws = true,
+                ("ws", "false") => ws = false,
                 ("conv", n) => {
                     conv = n
                         .parse()
@@ -68,7 +79,7 @@ impl std::str::FromStr for Arch {
                 (k, v) => {
                     return Err(bad(format!(
                         "unknown option {k}={v} (expected act=relu|tanh, conv=1..3, \
-                         norm=none|group|batch)"
+                         norm=none|group|batch, ws=true|false)"
                     )))
                 }
             }
@@ -76,8 +87,12 @@ impl std::str::FromStr for Arch {
         let used_conv = opts.contains("conv=");
         let used_act = opts.contains("act=");
         let used_norm = opts.contains("norm=");
+        let used_ws = opts.contains("ws=");
         let arch = match name.trim() {
-            "cnn" => Arch::Cnn { act },
+            "cnn" => Arch::Cnn {
+                act,
+                norm: if used_norm { norm } else { None },
+            },
             "small-cnn" | "small_cnn" => Arch::SmallCnn { conv, act },
             "cifar-cnn" => {
                 if used_conv {
@@ -87,10 +102,11 @@ impl std::str::FromStr for Arch {
                     // The paper's choice: tanh (its tempered sigmoid with s = 2, T = 2, o = 1).
                     act: if used_act { act } else { Act::Tanh },
                     norm: if used_norm { norm } else { None },
+                    ws,
                 }
             }
             "resnet18" | "resnet-18" => match norm {
-                Some(norm) => Arch::Resnet18 { norm },
+                Some(norm) => Arch::Resnet18 { norm, ws },
                 None => return Err(bad("resnet18 needs norm=group|batch".into())),
             },
             other => {
@@ -101,14 +117,14 @@ impl std::str::FromStr for Arch {
             }
         };
         match arch {
-            Arch::Cnn { .. } if used_conv || used_norm => {
-                Err(bad("cnn takes only act=relu|tanh".into()))
-            }
-            Arch::SmallCnn { .. } if used_norm => {
+            Arch::Cnn { .. } if used_conv || used_ws => Err(bad(
+                "cnn takes only act=relu|tanh and norm=none|group".into(),
+            )),
+            Arch::SmallCnn { .. } if used_norm || used_ws => {
                 Err(bad("small-cnn takes conv=N and act=…".into()))
             }
             Arch::Resnet18 { .. } if used_conv || used_act => {
-                Err(bad("resnet18 takes only norm=group|batch".into()))
+                Err(bad("resnet18 takes only norm=group|batch and ws=…".into()))
             }
             a => Ok(a),
         }
@@ -122,25 +138,42 @@ impl std::fmt::Display for Arch {
             Act::Tanh => "tanh",
         };
         match self {
-            Arch::Cnn { act: a } => write!(f, "cnn:act={}", act(a)),
-            Arch::SmallCnn { conv, act: a } => write!(f, "small-cnn:conv={conv},act={}", act(a)),
-            Arch::CifarCnn { act: a, norm } => {
-                write!(f, "cifar-cnn:act={}", act(a))?;
+            Arch::Cnn { act: a, norm } => {
+                write!(f, "cnn:act={}", act(a))?;
                 match norm {
                     None => Ok(()),
                     Some(NormKind::Group) => write!(f, ",norm=group"),
                     Some(NormKind::Batch) => write!(f, ",norm=batch"),
                 }
             }
-            Arch::Resnet18 { norm } => write!(
-                f,
-                "resnet18:norm={}",
-                if *norm == NormKind::Group {
-                    "group"
-                } else {
-                    "batch"
+            Arch::SmallCnn { conv, act: a } => write!(f, "small-cnn:conv={conv},act={}", act(a)),
+            Arch::CifarCnn { act: a, norm, ws } => {
+                write!(f, "cifar-cnn:act={}", act(a))?;
+                match norm {
+                    None => {}
+                    Some(NormKind::Group) => write!(f, ",norm=group")?,
+                    Some(NormKind::Batch) => write!(f, ",norm=batch")?,
                 }
-            ),
+                if *ws {
+                    write!(f, ",ws=true")?;
+                }
+                Ok(())
+            }
+            Arch::Resnet18 { norm, ws } => {
+                write!(
+                    f,
+                    "resnet18:norm={}",
+                    if *norm == NormKind::Group {
+                        "group"
+                    } else {
+                        "batch"
+                    }
+                )?;
+                if *ws {
+                    write!(f, ",ws=true")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -151,7 +184,11 @@ impl Arch {
         !matches!(
             self,
             Arch::Resnet18 {
-                norm: NormKind::Batch
+                norm: NormKind::Batch,
+                ..
+            } | Arch::Cnn {
+                norm: Some(NormKind::Batch),
+                ..
             } | Arch::CifarCnn {
                 norm: Some(NormKind::Batch),
                 ..

@@ -11,6 +11,54 @@ pub struct Conv {
     pub kernel: i64,
     pub stride: i64,
     pub padding: i64,
+    /// Scaled weight standardization (Qiao et al. 2019; Brock et al. 2021, Haiku's WSConv2D
+    /// as De et al. 2022 use it): the convolution uses Ŵ = (W − μ)/√(D·var + ε) per output
+    /// channel (D = fan-in), not W.
+    pub standardize: bool,
+}
+
+/// ε of the weight standardization.
+const WS_EPS: f64 = 1e-4;
+
+impl Conv {
+    /// (Cout, D) rows of the weight and their standardization: (Ŵ, s) with s = √(D·var + ε).
+    fn standardized_rows(&self) -> (Tensor, Tensor) {
+        let cout = self.ws.size()[0];
+        let w = self.ws.reshape([cout, -1]);
+        let d = w.size()[1] as f64;
+        let centred = &w - w.mean_dim([1i64].as_slice(), true, None::<tch::Kind>);
+        let var = centred
+            .square()
+            .mean_dim([1i64].as_slice(), true, None::<tch::Kind>);
+        let s = (var * d + WS_EPS).sqrt();
+        (centred / &s, s)
+    }
+
+    /// The weight the convolution applies: W, or Ŵ when standardized (differentiable in W).
+    pub fn weight(&self) -> Tensor {
+        if !self.standardize {
+            return self.ws.shallow_clone();
+        }
+        self.standardized_rows()
+            .0
+            .reshape(self.ws.size().as_slice())
+    }
+
+    /// Gradients with respect to Ŵ, (N, *weight shape), mapped to gradients with respect to W
+    /// through the standardization's Jacobian (symmetric, the same for every example):
+    /// J g = (g − mean(g) − Ŵ (Ŵ·g)) / s per output channel.
+    pub fn through_standardization(&self, g: &Tensor) -> Tensor {
+        let (wh, s) = tch::no_grad(|| self.standardized_rows());
+        let n = g.size()[0];
+        let cout = wh.size()[0];
+        let g = g.reshape([n, cout, -1]);
+        let mean = g.mean_dim([2i64].as_slice(), true, None::<tch::Kind>);
+        let dot = (&g * &wh).sum_dim_intlist([2i64].as_slice(), true, None::<tch::Kind>);
+        let out = (g - mean - wh.unsqueeze(0) * dot) / s.unsqueeze(0);
+        let mut shape = vec![n];
+        shape.extend(self.ws.size());
+        out.reshape(shape.as_slice())
+    }
 }
 
 /// A dense layer.
@@ -108,7 +156,19 @@ pub(super) fn conv(
         kernel: k,
         stride,
         padding,
+        standardize: false,
     })
+}
+
+/// The convolution `l` with weight standardization switched on when `ws`.
+pub(super) fn standardized(l: Layer, ws: bool) -> Layer {
+    match l {
+        Layer::Conv(c) => Layer::Conv(Conv {
+            standardize: ws,
+            ..c
+        }),
+        other => other,
+    }
 }
 
 pub(super) fn linear(p: nn::Path, din: i64, dout: i64) -> Layer {

@@ -11,6 +11,9 @@
 //!   stride 2) for k = 32, 64, 128, dense 128, dense classes; tanh by default (the paper's
 //!   tempered sigmoid s = 2, T = 2, o = 1); `norm=group` adds GroupNorm (16 groups, as De et
 //!   al. 2022) after every convolution.
+//! - `ws=true` (cifar-cnn, resnet18): scaled weight standardization of every convolution
+//!   (De et al. 2022's WSConv2D; the per-example rule maps the gradient of the standardized
+//!   weight through the standardization's Jacobian).
 //! - `resnet18` — ResNet-18 for 32×32 inputs (3×3 stem, no max-pool), GroupNorm by default;
 //!   `resnet18:norm=batch` uses BatchNorm, which DP-SGD refuses (it mixes examples).
 //!
@@ -27,7 +30,7 @@ pub use arch::{Act, Arch, NormKind};
 pub use layers::{Conv, GroupNorm, Layer, Linear, Pass, Record, Tape};
 
 use crate::{Error, Result};
-use layers::{conv, linear, norm};
+use layers::{conv, linear, norm, standardized};
 use tch::{nn, Tensor};
 
 struct Block {
@@ -39,17 +42,13 @@ struct Block {
 }
 
 enum Body {
-    Cnn {
-        act: Act,
-    },
-    SmallCnn {
-        conv: usize,
-        act: Act,
-    },
-    /// Six convolutions, each with its normalization layer when there is one.
-    CifarCnn {
+    /// Convolutions (each followed by its normalization layer when `norms`), the activation,
+    /// and a 2×2 max-pool with stride `pools[i]` after convolution i where it is Some; then
+    /// dense, activation, dense.
+    Plain {
         act: Act,
         norms: bool,
+        pools: Vec<Option<i64>>,
     },
     Resnet {
         blocks: Vec<Block>,
@@ -101,7 +100,7 @@ impl Net {
         let root = vs.root();
         let mut layers = Vec::new();
         let body = match *arch {
-            Arch::Cnn { act } => {
+            Arch::Cnn { act, norm: nk } => {
                 let s1 = conv_out(side, 8, 2, 3) - 1;
                 let s2 = conv_out(s1, 4, 2, 0) - 1;
                 if s2 < 1 {
@@ -111,10 +110,20 @@ impl Net {
                     ));
                 }
                 layers.push(conv(&root / "conv1", in_channels, 16, 8, 2, 3, true));
+                if let Some(nk) = nk {
+                    layers.push(norm(&root / "norm1", nk, 16, 16));
+                }
                 layers.push(conv(&root / "conv2", 16, 32, 4, 2, 0, true));
+                if let Some(nk) = nk {
+                    layers.push(norm(&root / "norm2", nk, 32, 16));
+                }
                 layers.push(linear(&root / "fc1", 32 * s2 * s2, 32));
                 layers.push(linear(&root / "fc2", 32, classes));
-                Body::Cnn { act }
+                Body::Plain {
+                    act,
+                    norms: nk.is_some(),
+                    pools: vec![Some(1), Some(1)],
+                }
             }
             Arch::SmallCnn { conv: n, act } => {
                 let mut s = side;
@@ -140,9 +149,13 @@ impl Net {
                 }
                 layers.push(linear(&root / "fc1", 32 * s * s, 64));
                 layers.push(linear(&root / "fc2", 64, classes));
-                Body::SmallCnn { conv: n, act }
+                Body::Plain {
+                    act,
+                    norms: false,
+                    pools: vec![Some(2); n],
+                }
             }
-            Arch::CifarCnn { act, norm: nk } => {
+            Arch::CifarCnn { act, norm: nk, ws } => {
                 if side % 8 != 0 {
                     return Err(Error::field(
                         "arch",
@@ -151,15 +164,8 @@ impl Net {
                 }
                 let mut cin = in_channels;
                 for (i, cout) in [32i64, 32, 64, 64, 128, 128].into_iter().enumerate() {
-                    layers.push(conv(
-                        &root / format!("conv{}", i + 1),
-                        cin,
-                        cout,
-                        3,
-                        1,
-                        1,
-                        true,
-                    ));
+                    let c = conv(&root / format!("conv{}", i + 1), cin, cout, 3, 1, 1, true);
+                    layers.push(standardized(c, ws));
                     if let Some(nk) = nk {
                         layers.push(norm(&root / format!("norm{}", i + 1), nk, cout, 16));
                     }
@@ -168,14 +174,15 @@ impl Net {
                 let s = side / 8;
                 layers.push(linear(&root / "fc1", 128 * s * s, 128));
                 layers.push(linear(&root / "fc2", 128, classes));
-                Body::CifarCnn {
+                Body::Plain {
                     act,
                     norms: nk.is_some(),
+                    pools: [None, Some(2)].repeat(3),
                 }
             }
-            Arch::Resnet18 { norm: nk } => {
+            Arch::Resnet18 { norm: nk, ws } => {
                 let mut push = |l: Layer| {
-                    layers.push(l);
+                    layers.push(standardized(l, ws));
                     layers.len() - 1
                 };
                 push(conv(
@@ -238,7 +245,7 @@ impl Net {
         let (input, out) = match &self.layers[i] {
             Layer::Conv(c) => {
                 let y = x.conv2d(
-                    &c.ws,
+                    &c.weight(),
                     c.bs.as_ref(),
                     [c.stride, c.stride],
                     [c.padding, c.padding],
@@ -273,36 +280,26 @@ impl Net {
             Act::Tanh => t.tanh(),
         };
         match &self.body {
-            Body::Cnn { act: a } => {
-                let h = max_pool_2x2(&act(*a, channels_last(self.layer(0, x, pass))), 1);
-                let h = max_pool_2x2(&act(*a, channels_last(self.layer(1, &h, pass))), 1);
-                let h = h.flatten(1, -1);
-                let h = act(*a, self.layer(2, &h, pass));
-                self.layer(3, &h, pass)
-            }
-            Body::SmallCnn { conv, act: a } => {
-                let mut h = x.shallow_clone();
-                for i in 0..*conv {
-                    h = max_pool_2x2(&act(*a, channels_last(self.layer(i, &h, pass))), 2);
-                }
-                let h = act(*a, self.layer(*conv, &h.flatten(1, -1), pass));
-                self.layer(conv + 1, &h, pass)
-            }
-            Body::CifarCnn { act: a, norms } => {
+            Body::Plain {
+                act: a,
+                norms,
+                pools,
+            } => {
                 let per = if *norms { 2 } else { 1 };
                 let mut h = x.shallow_clone();
-                for i in 0..6 {
+                for (i, pool) in pools.iter().enumerate() {
                     let mut y = self.layer(i * per, &h, pass);
                     if *norms {
                         y = self.layer(i * per + 1, &y, pass);
                     }
                     h = act(*a, channels_last(y));
-                    if i % 2 == 1 {
-                        h = max_pool_2x2(&h, 2);
+                    if let Some(stride) = pool {
+                        h = max_pool_2x2(&h, *stride);
                     }
                 }
-                let h = act(*a, self.layer(6 * per, &h.flatten(1, -1), pass));
-                self.layer(6 * per + 1, &h, pass)
+                let dense = pools.len() * per;
+                let h = act(*a, self.layer(dense, &h.flatten(1, -1), pass));
+                self.layer(dense + 1, &h, pass)
             }
             Body::Resnet { blocks } => {
                 let mut h = self.layer(1, &self.layer(0, x, pass), pass).relu();

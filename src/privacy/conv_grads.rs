@@ -224,6 +224,7 @@ mod tests {
                 kernel: k,
                 stride: s,
                 padding: p,
+                standardize: false,
             };
             let mut x = Tensor::randn([4, cin, side, side], (Kind::Float, Device::Cpu));
             if cl {

@@ -29,7 +29,7 @@
 //! materialized per-copy gradients (grouped convolutions, GroupNorm) are summed over the copies.
 use super::conv_grads::{grouped_grads, grouped_pays, positions_first, unfold};
 use super::conv_grads::{to_weight_layout, PatchOrder, Patches};
-use crate::nets::{Layer, Net, Pass, Tape};
+use crate::nets::{Conv, Layer, Net, Pass, Tape};
 use crate::{Error, Result};
 use tch::{Kind, Reduction, Tensor};
 
@@ -134,6 +134,28 @@ fn ghost_rows(a: &Tensor, g: &Tensor, k: i64) -> Tensor {
     )
 }
 
+/// Every example's gradient of a convolution's applied weight, (N, *weight shape), and bias,
+/// (N, Cout), materialized by the grouped kernel or from the patches; `k` copies per example.
+fn conv_materialized(
+    c: &Conv,
+    input: &Tensor,
+    g: &Tensor,
+    k: i64,
+) -> Result<(Tensor, Option<Tensor>)> {
+    if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) {
+        let (w, b) = grouped_grads(input, g, c)?;
+        return Ok((per_example(w, k), b.map(|b| per_example(b, k))));
+    }
+    let patches = unfold(input, c);
+    let (l, _) = patches.dims();
+    let gm = merge_copies(&positions_first(g, l), k);
+    let w = gm.transpose(1, 2).bmm(&merge_copies(&patches.ld(), k));
+    let b =
+        c.bs.as_ref()
+            .map(|_| gm.sum_dim_intlist(1, false, None::<Kind>));
+    Ok((to_weight_layout(&w, patches.order, &c.ws.size()), b))
+}
+
 /// Per-layer preparation and squared per-example norms (N,) of the layer's gradients, the
 /// batch holding `k` consecutive copies of each example.
 fn prepare(layer: &Layer, input: Tensor, g: Tensor, k: i64) -> Result<(Prepared, Tensor)> {
@@ -154,6 +176,16 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor, k: i64) -> Result<(Prepared,
             }
             let bias = l.bs.is_some();
             Ok((Prepared::Linear { a: input, g, bias }, norm2))
+        }
+        Layer::Conv(c) if c.standardize => {
+            // The gradient of W is J·(gradient of Ŵ), per example: materialized.
+            let (w, b) = conv_materialized(c, &input, &g, k)?;
+            let w = c.through_standardization(&w);
+            let mut norm2 = sq(&w);
+            if let Some(b) = &b {
+                norm2 += sq(b);
+            }
+            Ok((Prepared::Materialized { w, b, order: None }, norm2))
         }
         Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) => {
             let (w, b) = grouped_grads(&input, &g, c)?;
@@ -331,7 +363,6 @@ pub fn per_example_grads(net: &Net, x: &Tensor, y: &Tensor) -> Result<Vec<Tensor
         let mut by_layer: Vec<Option<Vec<Tensor>>> = (0..net.layers.len()).map(|_| None).collect();
         for (rec, g) in tape.records.into_iter().zip(grads) {
             let layer = &net.layers[rec.layer];
-            let params = layer.params();
             let a = rec.input;
             let v = match layer {
                 Layer::Linear(l) => {
@@ -341,20 +372,14 @@ pub fn per_example_grads(net: &Net, x: &Tensor, y: &Tensor) -> Result<Vec<Tensor
                     }
                     v
                 }
-                Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], a.size()[1]) => {
-                    let (w, b) = grouped_grads(&a, &g, c)?;
-                    std::iter::once(w).chain(b).collect()
-                }
                 Layer::Conv(c) => {
-                    let patches = unfold(&a, c);
-                    let cout = g.size()[1];
-                    let g = g.reshape([n, cout, -1]);
-                    let w = g.bmm(&patches.ld());
-                    let mut v = vec![to_weight_layout(&w, patches.order, &params[0].size())];
-                    if c.bs.is_some() {
-                        v.push(g.sum_dim_intlist(2, false, None::<Kind>));
-                    }
-                    v
+                    let (w, b) = conv_materialized(c, &a, &g, 1)?;
+                    let w = if c.standardize {
+                        c.through_standardization(&w)
+                    } else {
+                        w
+                    };
+                    std::iter::once(w).chain(b).collect()
                 }
                 Layer::GroupNorm(_) => vec![
                     (&g * &a).sum_dim_intlist([2i64, 3].as_slice(), false, None::<Kind>),

@@ -181,7 +181,7 @@ fn multiplicity_clips_the_mean_of_the_copies_cnn() {
 #[test]
 fn multiplicity_clips_the_mean_of_the_copies_small_cnn_and_resnet() {
     check_grouped("small-cnn:conv=2", 3, 32, 3, 3);
-    check_grouped("cifar-cnn:norm=group", 3, 32, 2, 2);
+    check_grouped("cifar-cnn:norm=group,ws=true", 3, 32, 2, 2);
     // ResNet-18: grouped convolutions and GroupNorm, summed over the copies.
     check_grouped("resnet18", 3, 32, 2, 2);
 }
@@ -220,11 +220,14 @@ fn small_cnn_per_example_grads_match_loop() {
 fn cifar_cnn_per_example_grads_match_loop() {
     check("cifar-cnn", 3, 32, 3, Kind::Double);
     check("cifar-cnn:act=relu,norm=group", 3, 32, 3, Kind::Double);
+    // Weight standardization: the gradient of W through the standardization's Jacobian.
+    check("cifar-cnn:norm=group,ws=true", 3, 32, 3, Kind::Double);
 }
 
 #[test]
 fn resnet18_groupnorm_per_example_grads_match_loop() {
     check("resnet18", 3, 32, 3, Kind::Double);
+    check("resnet18:ws=true", 3, 32, 2, Kind::Double);
 }
 
 #[test]
@@ -261,6 +264,8 @@ fn arch_strings_parse_and_reject() {
         "resnet18:norm=batch",
         "cifar-cnn",
         "cifar-cnn:act=relu,norm=group",
+        "cifar-cnn:norm=group,ws=true",
+        "resnet18:ws=true",
     ] {
         let a: Arch = s.parse().unwrap();
         assert_eq!(a.to_string().parse::<Arch>().unwrap(), a, "{s}");
@@ -283,6 +288,8 @@ fn arch_strings_parse_and_reject() {
         "cnn:act",
         "cifar-cnn:conv=2",
         "resnet18:norm=none",
+        "cnn:ws=true",
+        "cifar-cnn:ws=maybe",
     ] {
         let e = s.parse::<Arch>().err().unwrap().to_string();
         assert!(e.starts_with("arch: "), "{s}: {e}");

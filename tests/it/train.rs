@@ -158,6 +158,8 @@ fn dp_training_reports_the_accountants_epsilon_and_exports_a_loadable_model() {
     let out = dir.path().join("run");
     let mut args = train_args(&out);
     args.extend(["--dp", "--noise", "1.0", "--clip", "1.0", "--delta", "1e-5"].map(String::from));
+    // The non-DP model and optimizer (not --dp's MNIST defaults, tuned for full data).
+    args.extend(["--arch", "cnn", "--momentum", "0.9"].map(String::from));
     let meta = ok_json(fool().args(&args));
     // q = 50/1000, ⌊1/q⌋ = 20 steps per epoch, 2 epochs.
     assert_eq!(meta["steps"], 40);
@@ -437,6 +439,49 @@ fn target_epsilon_calibrates_the_noise() {
     assert!((again - eps).abs() < 1e-9);
 }
 
+/// `--dp` alone: σ = 1.1 and, for MNIST, the tanh CNN with plain SGD at rate 1.0 (stated in
+/// `--help`); every flag still overrides its default.
+#[test]
+fn dp_alone_takes_the_stated_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // train_args without its --lr (indices 9 and 10), one epoch.
+    let args = |out: &Path| {
+        let mut a = train_args(out);
+        a.drain(9..11);
+        a[6] = "1".into();
+        a
+    };
+    let mut a = args(&out);
+    assert!(!a.contains(&"--lr".to_string()));
+    a.push("--dp".into());
+    let meta = ok_json(fool().args(&a));
+    assert_eq!(meta["noise"].as_f64(), Some(1.1));
+    assert_eq!(meta["arch"].as_str(), Some("cnn:act=tanh"));
+    let state = std::fs::read_to_string(out.join("metadata.json")).unwrap();
+    let md: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let cfg = &md["config"];
+    assert_eq!(cfg["lr"].as_f64(), Some(1.0), "{cfg}");
+    assert_eq!(cfg["optimizer"]["name"].as_str(), Some("sgd"), "{cfg}");
+    assert_eq!(cfg["optimizer"]["momentum"].as_f64(), Some(0.0), "{cfg}");
+    let help = fool().args(["train", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for says in [
+        "[default: 1.1]",
+        "1.0 for mnist with --dp",
+        "0 for mnist with --dp",
+    ] {
+        assert!(help.contains(says), "--help lacks {says}");
+    }
+    // Explicit flags win.
+    let out2 = dir.path().join("run2");
+    let mut b = args(&out2);
+    b.extend(["--dp", "--arch", "cnn", "--lr", "0.1", "--noise", "2"].map(String::from));
+    let meta = ok_json(fool().args(&b));
+    assert_eq!(meta["noise"].as_f64(), Some(2.0));
+    assert_eq!(meta["arch"].as_str(), Some("cnn:act=relu"));
+}
+
 #[test]
 fn bad_training_input_is_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -446,7 +491,10 @@ fn bad_training_input_is_one_clear_error() {
             vec!["--arch", "resnet18:norm=batch", "--dp", "--noise", "1"],
             "BatchNorm",
         ),
-        (vec!["--dp"], "--noise"),
+        (
+            vec!["--dp", "--noise", "1", "--target-epsilon", "2"],
+            "not both",
+        ),
         (vec!["--noise", "1"], "--dp"),
         (vec!["--dp", "--noise", "1", "--delta", "2"], "--delta"),
         (vec!["--arch", "small-cnn:conv=9"], "--arch"),
