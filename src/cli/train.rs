@@ -79,6 +79,28 @@ pub struct TrainArgs {
     /// --augment [default: 1]
     #[arg(long, value_name = "K")]
     multiplicity: Option<usize>,
+    /// Adversarial training: pgd (Madry et al. 2018: PGD from a random start on every batch) or
+    /// fgsm-rs (Wong et al. 2020: one 1.25·eps step from a random start); the attacks of
+    /// `fool bench`, L∞; works with --dp [default: none]
+    #[arg(long, value_name = "KIND")]
+    adversarial: Option<String>,
+    /// L∞ radius of the training attack in pixel scale, e.g. 0.3 (mnist) or 8/255 (cifar10)
+    #[arg(long, value_name = "EPS", requires = "adversarial")]
+    adv_eps: Option<String>,
+    /// Steps of the training attack [default: 7 for pgd, 1 for fgsm-rs]
+    #[arg(long, value_name = "N", requires = "adversarial")]
+    adv_steps: Option<usize>,
+    /// Step size of the training attack [default: 2.5·eps/steps for pgd, 1.25·eps for fgsm-rs]
+    #[arg(long, value_name = "EPS", requires = "adversarial")]
+    adv_step_size: Option<String>,
+    /// Test images the per-epoch PGD-20 robust accuracy is measured on
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 500,
+        requires = "adversarial"
+    )]
+    adv_eval: usize,
     /// Train on the first N training examples only
     #[arg(long)]
     limit: Option<usize>,
@@ -164,6 +186,35 @@ pub(crate) fn model_choices(
     Ok((arch, optimizer, lr))
 }
 
+/// `--adversarial` and its `--adv-*` settings.
+fn adversarial(a: &TrainArgs) -> Result<Option<fool::train::adversarial::Adversarial>> {
+    use fool::train::adversarial::{AdvKind, Adversarial};
+    let Some(kind) = a.adversarial.as_deref() else {
+        return Ok(None);
+    };
+    let kind: AdvKind = kind.parse()?;
+    let eps = |flag: &str, v: &str| {
+        fool::attacks::parse_eps(v).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))
+    };
+    let Some(e) = a.adv_eps.as_deref() else {
+        bail!("--adv-eps: required with --adversarial (e.g. 0.3 for mnist, 8/255 for cifar10)");
+    };
+    Ok(Some(Adversarial {
+        kind,
+        eps: eps("adv-eps", e)?,
+        steps: a.adv_steps.unwrap_or(match kind {
+            AdvKind::Pgd => 7,
+            AdvKind::FgsmRs => 1,
+        }),
+        step_size: a
+            .adv_step_size
+            .as_deref()
+            .map(|v| eps("adv-step-size", v))
+            .transpose()?,
+        eval_examples: a.adv_eval,
+    }))
+}
+
 fn config(a: &TrainArgs) -> Result<TrainConfig> {
     let folder = a
         .data
@@ -226,6 +277,7 @@ fn config(a: &TrainArgs) -> Result<TrainConfig> {
             ema: a.ema,
             augment: a.augment.as_deref().map(str::parse).transpose()?,
             multiplicity: a.multiplicity.filter(|&k| k != 1),
+            adversarial: adversarial(a)?,
         },
         arch,
         epochs: a.epochs,

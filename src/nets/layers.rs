@@ -134,6 +134,23 @@ impl Pass<'_> {
     }
 }
 
+/// PyTorch's default weight initialisation of `nn.Conv2d` and `nn.Linear`:
+/// `kaiming_uniform_(a=√5)`, i.e. U(−b, b) with b = gain·√(3/fan_in) and gain = √(2/(1+5)) =
+/// 1/√3, so b = 1/√fan_in. (tch's default is Kaiming uniform with the ReLU gain √2, a bound
+/// √6 ≈ 2.45 times larger per layer, which starts the CNNs with logits ~30× PyTorch's.)
+const TORCH_WEIGHT_INIT: nn::Init = nn::Init::Kaiming {
+    dist: nn::init::NormalOrUniform::Uniform,
+    fan: nn::init::FanInOut::FanIn,
+    non_linearity: nn::init::NonLinearity::ExplicitGain(0.577_350_269_189_625_8),
+};
+
+/// PyTorch's default bias initialisation: U(−1/√fan_in, 1/√fan_in) (tch's convolutions start
+/// at zero).
+fn torch_bias_init(fan_in: i64) -> nn::Init {
+    let b = 1.0 / (fan_in as f64).sqrt();
+    nn::Init::Uniform { lo: -b, up: b }
+}
+
 pub(super) fn conv(
     p: nn::Path,
     cin: i64,
@@ -147,6 +164,8 @@ pub(super) fn conv(
         stride,
         padding,
         bias,
+        ws_init: TORCH_WEIGHT_INIT,
+        bs_init: torch_bias_init(cin * k * k),
         ..Default::default()
     };
     let c = nn::conv2d(p, cin, cout, k, cfg);
@@ -172,7 +191,12 @@ pub(super) fn standardized(l: Layer, ws: bool) -> Layer {
 }
 
 pub(super) fn linear(p: nn::Path, din: i64, dout: i64) -> Layer {
-    let l = nn::linear(p, din, dout, Default::default());
+    let cfg = nn::LinearConfig {
+        ws_init: TORCH_WEIGHT_INIT,
+        bs_init: Some(torch_bias_init(din)),
+        bias: true,
+    };
+    let l = nn::linear(p, din, dout, cfg);
     Layer::Linear(Linear { ws: l.ws, bs: l.bs })
 }
 

@@ -62,6 +62,9 @@ pub struct Recipe {
     /// augmented copies; with DP their gradients are averaged before clipping. None: one copy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub multiplicity: Option<usize>,
+    /// Adversarial training ([`super::adversarial`]): the batches are attacked first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adversarial: Option<super::adversarial::Adversarial>,
 }
 
 impl Recipe {
@@ -186,6 +189,9 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
             "augment",
             "crop-flip mirrors images, which turns digits into other shapes; use crop for mnist",
         ));
+    }
+    if let Some(a) = &r.adversarial {
+        a.validate()?;
     }
     if let Some(k) = r.multiplicity {
         if k < 2 {

@@ -11,7 +11,10 @@
 //!   LiRA's shadow models, PATE's teachers and students), followed by an [`Observer`] that
 //!   may stop it after any epoch;
 //! - [`export`], [`chart`], [`optim`] — the TorchScript export, the training chart, the
-//!   optimizers.
+//!   optimizers;
+//! - the recipe: [`schedule`], [`averaging`], [`augment`], [`adversarial`] (adversarial
+//!   training through the attack code of `fool bench`).
+pub mod adversarial;
 pub mod augment;
 pub mod averaging;
 pub mod chart;

@@ -42,6 +42,10 @@ pub struct EpochRecord {
     /// Training examples processed per second (train_seconds).
     #[serde(default)]
     pub examples_per_second: f64,
+    /// With adversarial training: accuracy under PGD-20 at the training eps on the first test
+    /// images ([`super::adversarial::robust_accuracy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robust_accuracy: Option<f64>,
     /// Membership-inference results at this epoch (with `audit_every`): threshold and
     /// logistic-regression attacks, members = training examples, non-members = test split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,7 +201,11 @@ impl Trainer {
         let (per_epoch, all_steps) = (steps, steps * self.cfg.epochs as u64);
         let mut batch_norms = 0.0;
         let augment = self.cfg.recipe.augment;
+        let adversarial = self.cfg.recipe.adversarial;
         let k = self.cfg.recipe.copies() as i64;
+        let net = &self.net;
+        // An attack failure inside the loader, returned after the step.
+        let attack_error = std::cell::RefCell::new(None);
         let mut load = |pos: &Tensor| {
             let idx = data.members.index_select(0, pos);
             let idx = if k == 1 {
@@ -205,13 +213,24 @@ impl Trainer {
             } else {
                 idx.repeat_interleave_self_int(k, Some(0), None::<i64>)
             };
-            let x = match augment {
-                None => data.train.normalized(&idx, device),
-                Some(a) => data
-                    .train
-                    .normalize(&a.apply(&data.train.pixels(&idx, device))),
+            let y = data.train.labels_at(&idx, device);
+            let x = match (augment, adversarial) {
+                (None, None) => data.train.normalized(&idx, device),
+                _ => {
+                    let mut px = data.train.pixels(&idx, device);
+                    if let Some(a) = augment {
+                        px = a.apply(&px);
+                    }
+                    if let Some(adv) = adversarial {
+                        match adv.perturb(net, &data.train, &px, &y) {
+                            Ok(a) => px = a,
+                            Err(e) => *attack_error.borrow_mut() = Some(e),
+                        }
+                    }
+                    data.train.normalize(&px)
+                }
             };
-            (x, data.train.labels_at(&idx, device))
+            (x, y)
         };
         match self.dp(n) {
             Some(dp) => {
@@ -219,10 +238,15 @@ impl Trainer {
                 for s in 0..steps {
                     let idx = dp.poisson_batch();
                     let (grads, stats) = dp.noisy_grad(&self.net, &idx, &mut load)?;
+                    if let Some(e) = attack_error.borrow_mut().take() {
+                        return Err(e);
+                    }
                     self.check_loss(epoch, s, steps, stats.loss_sum)?;
                     self.opt.lr = lr_for(&self.cfg, before + s, per_epoch, all_steps);
                     self.opt.step(&self.net.params(), &grads);
-                    self.average();
+                    if let Some(e) = &mut self.ema {
+                        e.update(&self.net.params());
+                    }
                     total.add(&stats);
                     obs.step(&stats);
                 }
@@ -233,6 +257,9 @@ impl Trainer {
                     let lo = s * self.cfg.batch as i64;
                     let len = (self.cfg.batch as i64).min(n as i64 - lo);
                     let (x, y) = load(&perm.narrow(0, lo, len));
+                    if let Some(e) = attack_error.borrow_mut().take() {
+                        return Err(e);
+                    }
                     let logits = self.net.forward(&x, &mut Pass::train());
                     let losses =
                         logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
@@ -260,7 +287,9 @@ impl Trainer {
                     batch_norms += norm(&grads);
                     self.opt.lr = lr_for(&self.cfg, before + s as u64, per_epoch, all_steps);
                     self.opt.step(&params, &grads);
-                    self.average();
+                    if let Some(e) = &mut self.ema {
+                        e.update(&self.net.params());
+                    }
                     total.add(&stats);
                     obs.step(&stats);
                 }
@@ -279,7 +308,19 @@ impl Trainer {
         }
         self.swap_average();
         let (test_loss, test_accuracy) = evaluate(&self.net, &data.test, data.test.len(), device);
+        let robust_accuracy = adversarial
+            .map(|a| {
+                super::adversarial::robust_accuracy(
+                    &self.net,
+                    &data.test,
+                    a.eval_examples,
+                    a.eps,
+                    device,
+                )
+            })
+            .transpose();
         self.swap_average();
+        let robust_accuracy = robust_accuracy?;
         if !test_loss.is_finite() {
             return Err(self.diverged(
                 epoch,
@@ -314,17 +355,11 @@ impl Trainer {
             seconds: start.elapsed().as_secs_f64(),
             train_seconds,
             examples_per_second: total.examples as f64 / train_seconds.max(1e-9),
+            robust_accuracy,
             audit,
         };
         self.history.push(rec.clone());
         Ok(rec)
-    }
-
-    /// Fold the weights into their average (with `--ema`).
-    fn average(&mut self) {
-        if let Some(e) = &mut self.ema {
-            e.update(&self.net.params());
-        }
     }
 
     /// Exchange the live and the averaged weights (with `--ema`; a second call restores):

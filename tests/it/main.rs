@@ -28,4 +28,5 @@ mod report;
 mod serve;
 mod synth;
 mod train;
+mod train_adversarial;
 mod train_recipe;

@@ -44,6 +44,7 @@ fn schedule_weight_decay_and_ema_export_the_average_and_resume_identically() {
                 ema: Some(0.9),
                 augment: None,
                 multiplicity: None,
+                adversarial: None,
             };
             let run = |out: &str| Run {
                 test_examples: Some(500),
@@ -135,25 +136,35 @@ fn recipe_flags_are_checked() {
             "multiplicity",
         ),
     ] {
-        let o = crate::common::fool()
-            .args([
-                "train",
-                "--dataset",
-                "mnist",
-                "--epochs",
-                "1",
-                "--limit",
-                "100",
-                "--out",
-            ])
-            .arg(tmp.path().join("r"))
-            .args(&args)
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(1), "{args:?}");
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains(says), "{args:?}: {err}");
+        refused(tmp.path(), &args, says);
     }
+}
+
+/// `fool train --dataset mnist --epochs 1 --limit 100 --out DIR/r ARGS` fails (exit 1) with
+/// a message containing `says`, and writes no model.
+pub(crate) fn refused(tmp: &std::path::Path, args: &[&str], says: &str) {
+    let o = crate::common::fool()
+        .args([
+            "train",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "1",
+            "--limit",
+            "100",
+            "--out",
+        ])
+        .arg(tmp.join("r"))
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        matches!(o.status.code(), Some(1) | Some(2)),
+        "{args:?}: {err}"
+    );
+    assert!(err.contains(says), "{args:?}: {err}");
+    assert!(!tmp.join("r").join("model.pt").exists(), "{args:?}");
 }
 
 /// Augmented DP training on CIFAR-10 (crops and flips drawn from the per-epoch seed): a run
