@@ -246,7 +246,7 @@ fn lira_on_an_overfit_mnist_half_and_resume() {
 fn lira_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("target");
-    train_target(&run, Some("7"), "6");
+    train_target(&run, Some("7"), "10");
     let model = run.join("model.pt");
     let members: Vec<i64> = read_i64(&run.join("members.npy"));
     assert_eq!(members.len(), 200);
@@ -304,7 +304,7 @@ fn lira_run() {
     }
     let online = lira.iter().find(|r| r["attack"] == "lira-online").unwrap();
     let offline = lira.iter().find(|r| r["attack"] == "lira-offline").unwrap();
-    // Measured: online AUC 0.72, TPR 7.6% at FPR 0 (≤ 0.1%); offline AUC 0.71.
+    // 10 epochs: with PyTorch's initialisation 6 epochs overfit too little (online AUC 0.648).
     assert!(online["auc"].as_f64().unwrap() > 0.65, "{online}");
     assert!(
         online["tpr_at_fpr_0.01"].as_f64().unwrap() > 0.02,
