@@ -28,7 +28,13 @@ where
     let panels = root.split_evenly((1, 2));
     let lo = h
         .iter()
-        .flat_map(|r| [r.train_accuracy, r.test_accuracy])
+        .flat_map(|r| {
+            [
+                r.train_accuracy,
+                r.test_accuracy,
+                r.robust_accuracy.unwrap_or(1.0),
+            ]
+        })
         .fold(1.0f64, f64::min);
     let lo = ((lo * 10.0).floor() / 10.0).clamp(0.0, 0.9);
     let mut chart = line_chart(
@@ -38,18 +44,26 @@ where
         (0.5f64..max_epoch + 0.5, lo..1.0f64),
         ("epoch", "accuracy"),
     )?;
-    for (i, (name, get)) in [
+    let robust = h.iter().any(|r| r.robust_accuracy.is_some());
+    let mut lines = vec![
         (
             "train (running, before each update)",
-            (|r: &EpochRecord| r.train_accuracy) as fn(&EpochRecord) -> f64,
+            (|r: &EpochRecord| Some(r.train_accuracy)) as fn(&EpochRecord) -> Option<f64>,
         ),
-        ("test", |r: &EpochRecord| r.test_accuracy),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+        ("test", |r: &EpochRecord| Some(r.test_accuracy)),
+    ];
+    if robust {
+        lines.push((
+            "test under PGD-20 (adversarial training)",
+            |r: &EpochRecord| r.robust_accuracy,
+        ));
+    }
+    for (i, (name, get)) in lines.into_iter().enumerate() {
         let color = COLORS[i];
-        let xy: Vec<(f64, f64)> = h.iter().map(|r| (r.epoch as f64, get(r))).collect();
+        let xy: Vec<(f64, f64)> = h
+            .iter()
+            .filter_map(|r| get(r).map(|v| (r.epoch as f64, v)))
+            .collect();
         chart
             .draw_series(LineSeries::new(xy.clone(), color.stroke_width(2)))
             .map_err(err)?
