@@ -131,6 +131,31 @@ impl std::str::FromStr for Arch {
     }
 }
 
+impl NormKind {
+    /// The option value: group or batch.
+    fn name(self) -> &'static str {
+        match self {
+            NormKind::Group => "group",
+            NormKind::Batch => "batch",
+        }
+    }
+}
+
+/// `,norm=…` when a normalization is set (the default none prints nothing).
+fn opt_norm(norm: &Option<NormKind>) -> String {
+    norm.map(|n| format!(",norm={}", n.name()))
+        .unwrap_or_default()
+}
+
+/// `,ws=true` when weight standardization is on.
+fn opt_ws(ws: bool) -> &'static str {
+    if ws {
+        ",ws=true"
+    } else {
+        ""
+    }
+}
+
 impl std::fmt::Display for Arch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let act = |a: &Act| match a {
@@ -138,41 +163,17 @@ impl std::fmt::Display for Arch {
             Act::Tanh => "tanh",
         };
         match self {
-            Arch::Cnn { act: a, norm } => {
-                write!(f, "cnn:act={}", act(a))?;
-                match norm {
-                    None => Ok(()),
-                    Some(NormKind::Group) => write!(f, ",norm=group"),
-                    Some(NormKind::Batch) => write!(f, ",norm=batch"),
-                }
-            }
+            Arch::Cnn { act: a, norm } => write!(f, "cnn:act={}{}", act(a), opt_norm(norm)),
             Arch::SmallCnn { conv, act: a } => write!(f, "small-cnn:conv={conv},act={}", act(a)),
-            Arch::CifarCnn { act: a, norm, ws } => {
-                write!(f, "cifar-cnn:act={}", act(a))?;
-                match norm {
-                    None => {}
-                    Some(NormKind::Group) => write!(f, ",norm=group")?,
-                    Some(NormKind::Batch) => write!(f, ",norm=batch")?,
-                }
-                if *ws {
-                    write!(f, ",ws=true")?;
-                }
-                Ok(())
-            }
+            Arch::CifarCnn { act: a, norm, ws } => write!(
+                f,
+                "cifar-cnn:act={}{}{}",
+                act(a),
+                opt_norm(norm),
+                opt_ws(*ws)
+            ),
             Arch::Resnet18 { norm, ws } => {
-                write!(
-                    f,
-                    "resnet18:norm={}",
-                    if *norm == NormKind::Group {
-                        "group"
-                    } else {
-                        "batch"
-                    }
-                )?;
-                if *ws {
-                    write!(f, ",ws=true")?;
-                }
-                Ok(())
+                write!(f, "resnet18:norm={}{}", norm.name(), opt_ws(*ws))
             }
         }
     }

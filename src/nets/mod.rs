@@ -18,8 +18,10 @@
 //!   `resnet18:norm=batch` uses BatchNorm, which DP-SGD refuses (it mixes examples).
 //!
 //! Options after a colon, comma-separated: `act=relu|tanh` (all but ResNet), `conv=N`
-//! (small-cnn), `norm=group|batch` (resnet18; cifar-cnn also none), e.g.
-//! `small-cnn:conv=3,act=tanh`.
+//! (small-cnn), `norm=none|group|batch` (cnn and cifar-cnn, default none; resnet18,
+//! group|batch, default group), `ws=true|false` (cifar-cnn, resnet18), e.g.
+//! `small-cnn:conv=3,act=tanh`. The `cnn` with `norm=group` adds GroupNorm (16 groups) after
+//! both convolutions.
 //!
 //! Layout: [`Arch`] and its options are parsed in `arch`; the layers, their constructors and
 //! the forward-pass [`Tape`] live in `layers`; here, [`Net`] wires layers into architectures.

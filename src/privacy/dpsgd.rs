@@ -46,6 +46,33 @@ pub struct StepStats {
 }
 
 impl StepStats {
+    /// Loss and accuracy of `examples` examples seen as `k` consecutive copies each (per-copy
+    /// `losses` (N·k,), `logits` (N·k, classes), `labels` (N·k,)): per example, the mean loss
+    /// of its copies and the prediction of their mean logits.
+    pub fn of_copies(
+        examples: i64,
+        k: i64,
+        losses: &Tensor,
+        logits: &Tensor,
+        labels: &Tensor,
+    ) -> StepStats {
+        let mean_logits = logits.detach().view([examples, k, -1]).mean_dim(
+            [1i64].as_slice(),
+            false,
+            None::<Kind>,
+        );
+        StepStats {
+            examples,
+            loss_sum: losses.sum(Kind::Double).double_value(&[]) / k as f64,
+            correct: mean_logits
+                .argmax(1, false)
+                .eq_tensor(&labels.view([examples, k]).select(1, 0))
+                .sum(Kind::Int64)
+                .int64_value(&[]),
+            ..Default::default()
+        }
+    }
+
     pub fn add(&mut self, o: &StepStats) {
         self.examples += o.examples;
         self.loss_sum += o.loss_sum;
@@ -111,7 +138,7 @@ impl DpSgd {
         &self,
         net: &Net,
         idx: &Tensor,
-        load: &mut dyn FnMut(&Tensor) -> (Tensor, Tensor),
+        load: &mut dyn FnMut(&Tensor) -> Result<(Tensor, Tensor)>,
     ) -> Result<(Vec<Tensor>, StepStats)> {
         let mut sum: Option<Vec<Tensor>> = None;
         let mut stats = StepStats::default();
@@ -121,7 +148,7 @@ impl DpSgd {
         let mut lo = 0;
         while lo < total {
             let len = chunk.min(total - lo);
-            let (x, y) = load(&idx.narrow(0, lo, len));
+            let (x, y) = load(&idx.narrow(0, lo, len))?;
             if x.size()[0] != len * k || y.size()[0] != len * k {
                 return Err(Error::field(
                     "multiplicity",
@@ -132,21 +159,10 @@ impl DpSgd {
                 ));
             }
             let cs = clipped_sum_grouped(net, &x, &y, self.clip, k as usize)?;
-            let mean_logits =
-                cs.logits
-                    .view([len, k, -1])
-                    .mean_dim([1i64].as_slice(), false, None::<Kind>);
-            let labels = y.view([len, k]).select(1, 0);
             stats.add(&StepStats {
-                examples: len,
-                loss_sum: cs.losses.sum(Kind::Double).double_value(&[]) / k as f64,
-                correct: mean_logits
-                    .argmax(1, false)
-                    .eq_tensor(&labels)
-                    .sum(Kind::Int64)
-                    .int64_value(&[]),
                 clipped: cs.norms.gt(self.clip).sum(Kind::Int64).int64_value(&[]),
                 norm_sum: cs.norms.sum(Kind::Double).double_value(&[]),
+                ..StepStats::of_copies(len, k, &cs.losses, &cs.logits, &y)
             });
             sum = Some(match sum {
                 None => cs.grads,

@@ -134,26 +134,32 @@ fn ghost_rows(a: &Tensor, g: &Tensor, k: i64) -> Tensor {
     )
 }
 
-/// Every example's gradient of a convolution's applied weight, (N, *weight shape), and bias,
+/// Every example's gradient of a convolution's weight W, (N, *weight shape), and bias,
 /// (N, Cout), materialized by the grouped kernel or from the patches; `k` copies per example.
+/// Under weight standardization the gradient of the applied Ŵ goes through its Jacobian.
 fn conv_materialized(
     c: &Conv,
     input: &Tensor,
     g: &Tensor,
     k: i64,
 ) -> Result<(Tensor, Option<Tensor>)> {
-    if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) {
+    let (w, b) = if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) {
         let (w, b) = grouped_grads(input, g, c)?;
-        return Ok((per_example(w, k), b.map(|b| per_example(b, k))));
+        (per_example(w, k), b.map(|b| per_example(b, k)))
+    } else {
+        let patches = unfold(input, c);
+        let (l, _) = patches.dims();
+        let gm = merge_copies(&positions_first(g, l), k);
+        let w = gm.transpose(1, 2).bmm(&merge_copies(&patches.ld(), k));
+        let b =
+            c.bs.as_ref()
+                .map(|_| gm.sum_dim_intlist(1, false, None::<Kind>));
+        (to_weight_layout(&w, patches.order, &c.ws.size()), b)
+    };
+    if c.standardize {
+        return Ok((c.through_standardization(&w), b));
     }
-    let patches = unfold(input, c);
-    let (l, _) = patches.dims();
-    let gm = merge_copies(&positions_first(g, l), k);
-    let w = gm.transpose(1, 2).bmm(&merge_copies(&patches.ld(), k));
-    let b =
-        c.bs.as_ref()
-            .map(|_| gm.sum_dim_intlist(1, false, None::<Kind>));
-    Ok((to_weight_layout(&w, patches.order, &c.ws.size()), b))
+    Ok((w, b))
 }
 
 /// Per-layer preparation and squared per-example norms (N,) of the layer's gradients, the
@@ -177,19 +183,12 @@ fn prepare(layer: &Layer, input: Tensor, g: Tensor, k: i64) -> Result<(Prepared,
             let bias = l.bs.is_some();
             Ok((Prepared::Linear { a: input, g, bias }, norm2))
         }
-        Layer::Conv(c) if c.standardize => {
-            // The gradient of W is J·(gradient of Ŵ), per example: materialized.
+        // Materialized per example: by the grouped kernel where it pays, and always under
+        // weight standardization, whose gradient of W is J·(the gradient of Ŵ).
+        Layer::Conv(c)
+            if c.standardize || grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) =>
+        {
             let (w, b) = conv_materialized(c, &input, &g, k)?;
-            let w = c.through_standardization(&w);
-            let mut norm2 = sq(&w);
-            if let Some(b) = &b {
-                norm2 += sq(b);
-            }
-            Ok((Prepared::Materialized { w, b, order: None }, norm2))
-        }
-        Layer::Conv(c) if grouped_pays(g.size()[2] * g.size()[3], input.size()[1]) => {
-            let (w, b) = grouped_grads(&input, &g, c)?;
-            let (w, b) = (per_example(w, k), b.map(|b| per_example(b, k)));
             let mut norm2 = sq(&w);
             if let Some(b) = &b {
                 norm2 += sq(b);
@@ -374,11 +373,6 @@ pub fn per_example_grads(net: &Net, x: &Tensor, y: &Tensor) -> Result<Vec<Tensor
                 }
                 Layer::Conv(c) => {
                     let (w, b) = conv_materialized(c, &a, &g, 1)?;
-                    let w = if c.standardize {
-                        c.through_standardization(&w)
-                    } else {
-                        w
-                    };
                     std::iter::once(w).chain(b).collect()
                 }
                 Layer::GroupNorm(_) => vec![

@@ -204,9 +204,7 @@ impl Trainer {
         let adversarial = self.cfg.recipe.adversarial;
         let k = self.cfg.recipe.copies() as i64;
         let net = &self.net;
-        // An attack failure inside the loader, returned after the step.
-        let attack_error = std::cell::RefCell::new(None);
-        let mut load = |pos: &Tensor| {
+        let mut load = |pos: &Tensor| -> Result<(Tensor, Tensor)> {
             let idx = data.members.index_select(0, pos);
             let idx = if k == 1 {
                 idx
@@ -222,15 +220,12 @@ impl Trainer {
                         px = a.apply(&px);
                     }
                     if let Some(adv) = adversarial {
-                        match adv.perturb(net, &data.train, &px, &y) {
-                            Ok(a) => px = a,
-                            Err(e) => *attack_error.borrow_mut() = Some(e),
-                        }
+                        px = adv.perturb(net, &data.train, &px, &y)?;
                     }
                     data.train.normalize(&px)
                 }
             };
-            (x, y)
+            Ok((x, y))
         };
         match self.dp(n) {
             Some(dp) => {
@@ -238,9 +233,6 @@ impl Trainer {
                 for s in 0..steps {
                     let idx = dp.poisson_batch();
                     let (grads, stats) = dp.noisy_grad(&self.net, &idx, &mut load)?;
-                    if let Some(e) = attack_error.borrow_mut().take() {
-                        return Err(e);
-                    }
                     self.check_loss(epoch, s, steps, stats.loss_sum)?;
                     self.opt.lr = lr_for(&self.cfg, before + s, per_epoch, all_steps);
                     self.opt.step(&self.net.params(), &grads);
@@ -256,29 +248,11 @@ impl Trainer {
                 for s in 0..steps as i64 {
                     let lo = s * self.cfg.batch as i64;
                     let len = (self.cfg.batch as i64).min(n as i64 - lo);
-                    let (x, y) = load(&perm.narrow(0, lo, len));
-                    if let Some(e) = attack_error.borrow_mut().take() {
-                        return Err(e);
-                    }
+                    let (x, y) = load(&perm.narrow(0, lo, len))?;
                     let logits = self.net.forward(&x, &mut Pass::train());
                     let losses =
                         logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
-                    // Per example: the mean loss of its copies, the prediction of their mean.
-                    let mean_logits = logits.detach().view([len, k, -1]).mean_dim(
-                        [1i64].as_slice(),
-                        false,
-                        None::<Kind>,
-                    );
-                    let stats = StepStats {
-                        examples: len,
-                        loss_sum: losses.sum(Kind::Double).double_value(&[]) / k as f64,
-                        correct: mean_logits
-                            .argmax(1, false)
-                            .eq_tensor(&y.view([len, k]).select(1, 0))
-                            .sum(Kind::Int64)
-                            .int64_value(&[]),
-                        ..Default::default()
-                    };
+                    let stats = StepStats::of_copies(len, k, &losses, &logits, &y);
                     self.check_loss(epoch, s as u64, steps, stats.loss_sum)?;
                     let params = self.net.params();
                     let grads =

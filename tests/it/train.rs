@@ -39,7 +39,8 @@ fn noise_of_an_empty_poisson_batch_has_std_sigma_c_over_expected_batch() {
         multiplicity: 1,
     };
     let empty = Tensor::zeros([0], (Kind::Int64, Device::Cpu));
-    let mut load = |_: &Tensor| -> (Tensor, Tensor) { unreachable!("no examples to load") };
+    let mut load =
+        |_: &Tensor| -> fool::Result<(Tensor, Tensor)> { unreachable!("no examples to load") };
     let (grads, stats) = dp.noisy_grad(&net, &empty, &mut load).unwrap();
     assert_eq!(stats.examples, 0);
     let all = Tensor::cat(
@@ -75,7 +76,7 @@ fn without_noise_the_step_is_the_clipped_sum_over_the_expected_batch_in_chunks()
         multiplicity: 1,
     };
     let idx = Tensor::arange(150, (Kind::Int64, Device::Cpu));
-    let mut load = |i: &Tensor| (x.index_select(0, i), y.index_select(0, i));
+    let mut load = |i: &Tensor| Ok((x.index_select(0, i), y.index_select(0, i)));
     let (grads, stats) = dp.noisy_grad(&net, &idx, &mut load).unwrap();
     let whole = clipped_sum(&net, &x, &y, clip).unwrap();
     for (g, w) in grads.iter().zip(&whole.grads) {
