@@ -12,9 +12,14 @@
 //!   best loss has not improved since;
 //! - `n_restarts` runs from fresh random starts, keeping the best image per image.
 //!
-//! Untargeted, L is the cross-entropy of the true class (maximized); targeted, L is minus the
-//! cross-entropy of the target (the reference's APGD-T uses the targeted DLR loss instead;
-//! CE toward the target is what `Goal::loss` provides). In both cases L = −`goal.loss`.
+//! The loss L ([`ApgdLoss`]): `Ce` — the cross-entropy of the true class (untargeted,
+//! maximized) or minus that of the target (targeted): L = −`goal.loss`; `Dlr` — the
+//! difference-of-logits ratio, invariant to shifts and scalings of the logits (AutoAttack's
+//! APGD-DLR): −(z_y − max_{i≠y} z_i)/(z_π1 − z_π3), with z_π the sorted logits (targeted:
+//! −(max_{i≠t} z_i − z_t)/(z_π1 − ½(z_π3 + z_π4))); `DlrTargeted` — APGD-T: an untargeted
+//! attack that runs once per target class t among the `target_classes` classes ranked 2, 3, …
+//! on the clean image, each time on the images still standing, maximizing the targeted DLR
+//! −(z_y − z_t)/(z_π1 − ½(z_π3 + z_π4)).
 //!
 //! Differences from the reference: the forward pass sees the 8-bit image (straight-through
 //! estimator), success is judged on it, and the best successful image is kept per image; the
@@ -26,11 +31,23 @@
 //! draw their random starts for the open images only). Queries are then counted per image.
 use super::{quantized_grad_step, Attack, AttackOutput, BestSoFar, Budget, Goal};
 use super::{Norm, StepInfo, Victim};
-use crate::Result;
+use crate::{Error, Result};
 use tch::{Kind, Tensor};
+
+/// The loss APGD ascends (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApgdLoss {
+    Ce,
+    Dlr,
+    DlrTargeted,
+}
 
 #[derive(Debug, Clone)]
 pub struct Apgd {
+    pub loss: ApgdLoss,
+    /// With [`ApgdLoss::DlrTargeted`], the target classes tried, by rank on the clean image
+    /// from the second (9 in AutoAttack: every other class of a 10-class model).
+    pub target_classes: usize,
     /// Iterations per restart (100 in AutoAttack).
     pub steps: usize,
     /// Runs from independent random starts (1 in AutoAttack's standard APGD-CE).
@@ -47,6 +64,8 @@ pub struct Apgd {
 impl Default for Apgd {
     fn default() -> Self {
         Apgd {
+            loss: ApgdLoss::Ce,
+            target_classes: 9,
             steps: 100,
             n_restarts: 1,
             rho: 0.75,
@@ -58,7 +77,16 @@ impl Default for Apgd {
 
 impl Attack for Apgd {
     fn name(&self) -> String {
-        "apgd".into()
+        match self.loss {
+            ApgdLoss::Ce => "apgd",
+            ApgdLoss::Dlr => "apgd-dlr",
+            ApgdLoss::DlrTargeted => "apgd-t",
+        }
+        .into()
+    }
+
+    fn untargeted_only(&self) -> bool {
+        self.loss == ApgdLoss::DlrTargeted
     }
 
     fn run(
@@ -79,7 +107,18 @@ impl Attack for Apgd {
         let k_min = ((0.06 * iters as f64) as usize).max(1);
         let k_decr = ((0.03 * iters as f64) as usize).max(1);
         let restarts = self.n_restarts.max(1);
-        let total = restarts * (iters + 1) - 1;
+        let classes = self.check_classes(model, &x0_all, goal)?;
+        // APGD-T: the clean logits' classes by rank, for the targets of each run.
+        let (runs, ranked) = match self.loss {
+            ApgdLoss::DlrTargeted => {
+                let logits = tch::no_grad(|| model.logits(&x0_all))?;
+                let ranked = logits.argsort(1, true);
+                let runs = self.target_classes.clamp(1, classes - 1) * restarts;
+                (runs, Some(ranked))
+            }
+            _ => (restarts, None),
+        };
+        let total = runs * (iters + 1) - 1;
         let mut best = BestSoFar::new(&x0_all);
         // The batch indices of the images still attacked, and each image's queries.
         let mut rows = Tensor::arange(n, (Kind::Int64, dev));
@@ -96,7 +135,7 @@ impl Attack for Apgd {
                 .squeeze_dim(1)
         };
 
-        for _ in 0..restarts {
+        for run in 0..runs {
             if self.early_stop {
                 rows = rows.index_select(0, &open(&best, &rows));
             }
@@ -106,6 +145,12 @@ impl Attack for Apgd {
             }
             let mut x0 = x0_all.index_select(0, &rows);
             let mut goal_a = goal.select(&rows);
+            // This run's target per image (APGD-T): the class ranked 2 + run / restarts.
+            let mut target = ranked.as_ref().map(|r| {
+                r.index_select(0, &rows)
+                    .narrow(1, 1 + (run / restarts) as i64, 1)
+                    .squeeze_dim(1)
+            });
             // Random start on the sphere of radius eps: a uniform draw scaled so its largest
             // coordinate is eps (L∞), a Gaussian draw scaled to L2 norm eps (L2).
             let t = match budget.norm {
@@ -117,11 +162,13 @@ impl Attack for Apgd {
                 Norm::L2 => budget.direction(&x0.randn_like()),
             };
             let mut x = budget.clip(&x0, &(&x0 + t * eps));
+            let lf = |z: &Tensor| self.goal_loss(&goal_a, target.as_ref(), z);
             let (eval, _) = quantized_grad_step(
                 model,
                 &x0,
                 &x,
                 &goal_a,
+                Some(&lf),
                 budget,
                 &mut best,
                 (m < n).then_some(&rows),
@@ -156,6 +203,7 @@ impl Attack for Apgd {
                         rows = sel(&rows);
                         x0 = sel(&x0);
                         goal_a = goal_a.select(&keep);
+                        target = target.as_ref().map(sel);
                         x = sel(&x);
                         x_old = sel(&x_old);
                         grad = sel(&grad);
@@ -176,11 +224,13 @@ impl Attack for Apgd {
                 steps_taken += 1;
 
                 let active = rows.size()[0];
+                let lf = |z: &Tensor| self.goal_loss(&goal_a, target.as_ref(), z);
                 let (eval, _) = quantized_grad_step(
                     model,
                     &x0,
                     &x,
                     &goal_a,
+                    Some(&lf),
                     budget,
                     &mut best,
                     (active < n).then_some(&rows),
@@ -235,5 +285,65 @@ impl Attack for Apgd {
             out.image_queries = Some(q.into_iter().map(|v| v as usize).collect());
         }
         Ok(out)
+    }
+}
+
+impl Apgd {
+    /// The number of classes, checked against what the loss needs: the DLR losses divide by
+    /// the gap between the first and third (targeted: third and fourth) largest logits.
+    fn check_classes(&self, model: &dyn Victim, x0: &Tensor, goal: &Goal) -> Result<usize> {
+        if self.loss == ApgdLoss::DlrTargeted && goal.is_targeted() {
+            return Err(Error::field(
+                "targets",
+                "apgd-t is untargeted (it targets the top-ranked classes itself); use it without targets",
+            ));
+        }
+        let classes = tch::no_grad(|| model.logits(&x0.narrow(0, 0, x0.size()[0].min(1))))?
+            .size()
+            .last()
+            .copied()
+            .unwrap_or(0) as usize;
+        let need = match (self.loss, goal.is_targeted()) {
+            (ApgdLoss::Ce, _) => 2,
+            (ApgdLoss::Dlr, false) => 3,
+            _ => 4,
+        };
+        if classes < need {
+            return Err(Error::field(
+                "attack",
+                format!(
+                    "{}: the DLR loss needs a model with at least {need} classes, this one has {classes}",
+                    self.name()
+                ),
+            ));
+        }
+        Ok(classes)
+    }
+
+    /// The per-image loss to minimise, −L (see [`ApgdLoss`]); `target` holds APGD-T's targets.
+    fn goal_loss(&self, goal: &Goal, target: Option<&Tensor>, z: &Tensor) -> Tensor {
+        match (self.loss, target) {
+            (ApgdLoss::Ce, _) => goal.loss(z),
+            (ApgdLoss::Dlr, _) => dlr_ratio(goal, None, z),
+            (ApgdLoss::DlrTargeted, t) => dlr_ratio(goal, t, z),
+        }
+    }
+}
+
+/// The DLR loss of Croce & Hein 2020, negated (to minimise), per image (N,). Untargeted
+/// without `target`: (z_y − max_{i≠y} z_i)/(z_π1 − z_π3 + 1e−12); with a targeted `goal`:
+/// (max_{i≠t} z_i − z_t)/(z_π1 − ½(z_π3 + z_π4) + 1e−12); untargeted with `target` t
+/// (APGD-T): (z_y − z_t)/(z_π1 − ½(z_π3 + z_π4) + 1e−12).
+pub fn dlr_ratio(goal: &Goal, target: Option<&Tensor>, z: &Tensor) -> Tensor {
+    let sorted = z.sort(1, true).0;
+    let col = |i: i64| sorted.select(1, i);
+    let targeted_denominator = || col(0) - (col(2) + col(3)) * 0.5 + 1e-12;
+    match (goal, target) {
+        (Goal::Untargeted(y), Some(t)) => {
+            let pick = |c: &Tensor| z.gather(1, &c.unsqueeze(1), false).squeeze_dim(1);
+            (pick(y) - pick(t)) / targeted_denominator()
+        }
+        (Goal::Untargeted(_), None) => super::margin(goal, z) / (col(0) - col(2) + 1e-12),
+        (Goal::Targeted(_), _) => super::margin(goal, z) / targeted_denominator(),
     }
 }

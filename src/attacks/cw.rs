@@ -173,6 +173,7 @@ impl Attack for CarliniWagner {
             steps: step,
             queries,
             image_queries: None,
+            broken_by: None,
         })
     }
 }

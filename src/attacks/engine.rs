@@ -193,6 +193,7 @@ impl BestSoFar {
             steps,
             queries,
             image_queries: None,
+            broken_by: None,
         }
     }
 }
@@ -223,13 +224,16 @@ pub(crate) fn prob_and_score(goal: &Goal, logits: &Tensor) -> (Tensor, Tensor) {
 /// reported to `on_step`. Returns the evaluation and the number of images whose best image
 /// meets the goal so far.
 /// On a subset of the batch, `x0`, `x` and `goal` hold the images at `rows` of the batch `best`
-/// tracks (`rows` is `None` for the whole batch).
+/// tracks (`rows` is `None` for the whole batch). `loss` maps logits to the per-image loss to
+/// minimise (the goal's cross-entropy, [`Goal::loss`], when `None`); success is the goal's
+/// either way.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn quantized_grad_step(
     victim: &dyn Victim,
     x0: &Tensor,
     x: &Tensor,
     goal: &Goal,
+    loss: Option<&dyn Fn(&Tensor) -> Tensor>,
     budget: Budget,
     best: &mut BestSoFar,
     rows: Option<&Tensor>,
@@ -238,7 +242,8 @@ pub(crate) fn quantized_grad_step(
 ) -> Result<(GradEval, usize)> {
     let xq = project_quantized(x0, x, budget);
     let to_input = |x: &Tensor| straight_through(x, &xq);
-    let eval = grad_eval(victim, x, &to_input, &|logits| goal.loss(logits))?;
+    let goal_loss = |logits: &Tensor| goal.loss(logits);
+    let eval = grad_eval(victim, x, &to_input, loss.unwrap_or(&goal_loss))?;
     let (prob, mut score) = prob_and_score(goal, &eval.logits);
     let mut reached = goal.reached(&eval.logits);
     if let Some((penalty, ok)) = &eval.penalty {
@@ -311,6 +316,7 @@ pub(crate) fn iterate(
             &x0a,
             &xa,
             &goal_a,
+            None,
             budget,
             &mut best,
             (!all).then_some(&rows),

@@ -50,6 +50,7 @@ impl Attack for Fgsm {
             &x0,
             &x,
             goal,
+            None,
             budget,
             &mut best,
             None,

@@ -23,20 +23,24 @@ pub mod registry;
 pub mod verify;
 
 pub mod apgd;
+pub mod autoattack;
 pub mod cw;
+pub mod fab;
 pub mod fgsm;
 pub mod mifgsm;
 pub mod pgd;
 pub mod sgd;
 pub mod square;
 
-pub use apgd::Apgd;
+pub use apgd::{Apgd, ApgdLoss};
+pub use autoattack::AutoAttack;
 pub use budget::{
     distances, parse_eps, parse_eps_list, parse_l2_eps, project_quantized, Budget, Norm,
 };
 pub use cw::CarliniWagner;
 pub use engine::{grad_eval, straight_through, GradEval, Victim};
 pub(crate) use engine::{iterate, prob_and_score, quantized_grad_step, BestSoFar};
+pub use fab::Fab;
 pub use fgsm::Fgsm;
 pub use goal::{margin, Goal, TargetMode};
 pub use mifgsm::MiFgsm;
@@ -72,6 +76,9 @@ pub struct AttackOutput {
     pub queries: usize,
     /// Per-image query counts, for attacks whose images stop at different times (Square).
     pub image_queries: Option<Vec<usize>>,
+    /// For a cascade (AutoAttack): per image, the stage (index into [`Attack::stages`]) whose
+    /// image is returned because it broke it; `None` where no stage did.
+    pub broken_by: Option<Vec<Option<usize>>>,
 }
 
 /// One trait for all attacks.
@@ -82,6 +89,15 @@ pub trait Attack {
     fn supports(&self, norm: Norm) -> bool {
         let _ = norm;
         true
+    }
+    /// Whether the attack only works untargeted (it picks its own target classes: APGD-T,
+    /// FAB-T, AutoAttack).
+    fn untargeted_only(&self) -> bool {
+        false
+    }
+    /// The stages of a cascade, in order (AutoAttack); empty for a single attack.
+    fn stages(&self) -> Vec<String> {
+        Vec::new()
     }
     /// Attack the pixel-space batch `x0` (on the 8-bit grid) within `budget`.
     fn run(

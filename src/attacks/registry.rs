@@ -1,5 +1,7 @@
 //! Attacks by name: the one place names map to attacks (`fool bench --attack`).
-use crate::attacks::{Apgd, Attack, CarliniWagner, Fgsm, MiFgsm, Pgd, SgdAttack, Square};
+use crate::attacks::autoattack::Version;
+use crate::attacks::{Apgd, ApgdLoss, Attack, AutoAttack, CarliniWagner, Fab, Fgsm, MiFgsm};
+use crate::attacks::{Pgd, SgdAttack, Square};
 use crate::{Error, Result};
 
 /// The attack names, with what the `steps` setting means for each.
@@ -11,7 +13,12 @@ pub const ATTACKS: &[(&str, &str)] = &[
     ("mifgsm", "MI-FGSM (Dong et al.): decay 1.0, step eps/steps, 10 steps"),
     ("cw", "Carlini-Wagner L2: 5 binary-search steps x 100 Adam steps (steps per search), clipped to the L∞ budget"),
     ("apgd", "APGD-CE (Croce & Hein): 100 iterations, 1 restart"),
+    ("apgd-dlr", "APGD with the DLR loss: 100 iterations, 1 restart"),
+    ("apgd-t", "APGD-T: targeted DLR toward each of the 9 next-ranked classes, 100 iterations each (untargeted)"),
+    ("fab-t", "FAB-T (Croce & Hein): minimal-norm boundary attack toward each of the 9 next-ranked classes, 100 iterations each (untargeted)"),
     ("square", "Square Attack L∞ (black box): 1000 queries (steps sets the query budget)"),
+    ("autoattack", "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square 5000 queries, each on the images still standing (steps sets the APGD/FAB iterations; untargeted)"),
+    ("autoattack-rand", "AutoAttack rand (randomized defenses): APGD-CE and APGD-DLR with EOT (--eot 20), 100 iterations (untargeted)"),
 ];
 
 /// What the `steps` setting means for an attack, and its default: (label, default count).
@@ -22,10 +29,20 @@ pub fn steps_label(name: &str) -> Option<(&'static str, usize)> {
         "sgd" => ("steps", SgdAttack::default().steps),
         "mifgsm" => ("steps", MiFgsm::default().steps),
         "cw" => ("Adam steps per search", CarliniWagner::default().steps),
-        "apgd" => ("iterations", Apgd::default().steps),
+        "apgd" | "apgd-dlr" | "apgd-t" => ("iterations", Apgd::default().steps),
+        "fab-t" => ("iterations", Fab::default().steps),
+        "autoattack" | "autoattack-rand" => ("APGD/FAB iterations", AutoAttack::default().steps),
         "square" => ("queries", Square::default().max_queries),
         _ => return None,
     })
+}
+
+/// The stages of a cascade attack by name (see [`Attack::stages`]); empty for single attacks
+/// and unknown names.
+pub fn stages(name: &str) -> Vec<String> {
+    build(name, None, true)
+        .map(|a| a.stages())
+        .unwrap_or_default()
 }
 
 /// Build an attack by name; `steps` overrides its default iteration count; `early_stop`
@@ -74,9 +91,35 @@ pub fn build(name: &str, steps: Option<usize>, early_stop: bool) -> Result<Box<d
                 ..d
             })
         }
-        "apgd" => {
+        "apgd" | "apgd-dlr" | "apgd-t" => {
             let d = Apgd::default();
             Box::new(Apgd {
+                loss: match name {
+                    "apgd" => ApgdLoss::Ce,
+                    "apgd-dlr" => ApgdLoss::Dlr,
+                    _ => ApgdLoss::DlrTargeted,
+                },
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
+        }
+        "fab-t" => {
+            let d = Fab::default();
+            Box::new(Fab {
+                steps: steps.unwrap_or(d.steps),
+                early_stop,
+                ..d
+            })
+        }
+        "autoattack" | "autoattack-rand" => {
+            let d = AutoAttack::default();
+            Box::new(AutoAttack {
+                version: if name == "autoattack" {
+                    Version::Standard
+                } else {
+                    Version::Rand
+                },
                 steps: steps.unwrap_or(d.steps),
                 early_stop,
                 ..d

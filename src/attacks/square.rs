@@ -202,6 +202,7 @@ impl Square {
             image_queries: Vec::<i64>::try_from(queries.to_device(tch::Device::Cpu))
                 .ok()
                 .map(|v| v.into_iter().map(|q| q as usize).collect()),
+            broken_by: None,
         })
     }
 }

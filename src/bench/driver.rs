@@ -79,6 +79,9 @@ pub enum Outcome {
 /// (or a merge of shards) ends with the rows of one uninterrupted run.
 pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outcome> {
     let (s, model) = (&plan.settings, m.model);
+    if let Some(ds) = &plan.data {
+        crate::datasets::spec::check_model(ds, model, m.path)?;
+    }
     if let Some(bad) = plan.items.iter().find(|i| i.label >= model.num_classes) {
         return Err(Error::failed(
             &bad.file,
@@ -162,7 +165,10 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
             let items: Vec<Item> = batch_files(&cfg, unit.batch, &skipped)
                 .map(|f| (*by_file[f.as_str()]).clone())
                 .collect();
-            let lb = load_batch(model, &items);
+            let lb = match &plan.data {
+                Some(ds) => crate::datasets::spec::load_rows(ds, model, &items),
+                None => load_batch(model, &items),
+            };
             for (it, e) in &lb.failed {
                 observer.skipped(&it.file, e);
                 store::record_skipped(&s.out, &it.file, e)?;

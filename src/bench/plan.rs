@@ -4,7 +4,7 @@
 use super::store::{Row, RowKey};
 use crate::attacks::record::PreprocessInfo;
 use crate::attacks::{registry, Norm, TargetMode};
-use crate::datasets::Item;
+use crate::datasets::{DatasetSpec, Item};
 use crate::defenses::{self, Chain};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,11 @@ use std::path::PathBuf;
 /// The settings of a run, as asked for (see `fool bench --help`).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Folder of images with labels.csv, or WordNet-id file names (with `wnids`).
+    /// Folder of images with labels.csv, or WordNet-id file names (with `wnids`); or a data
+    /// set split and range, `mnist:test[0:1000]` (see [`DatasetSpec`]).
     pub dataset: PathBuf,
+    /// The data set files of a `mnist:…`/`cifar10:…` input [default: assets/NAME].
+    pub data: Option<PathBuf>,
     /// Synset list for WordNet-id file names.
     pub wnids: Option<PathBuf>,
     /// Use at most this many images.
@@ -62,6 +65,8 @@ pub struct Plan {
     pub items: Vec<Item>,
     /// The defenses by name (as given).
     pub defenses: Vec<(String, Chain)>,
+    /// The data set split the images are rows of (a `mnist:test[a:b]` input), else `None`.
+    pub data: Option<crate::datasets::TensorDataset>,
     /// The output directory's lock, held as long as the plan lives.
     _lock: super::lock::OutLock,
 }
@@ -81,6 +86,12 @@ impl Plan {
         }
         for name in &settings.attacks {
             let attack = registry::build(name, settings.steps, settings.early_stop)?;
+            if attack.untargeted_only() && settings.targets.trim() != "untargeted" {
+                return Err(Error::field(
+                    "targets",
+                    format!("{name} is untargeted (it chooses its own target classes); leave --targets out"),
+                ));
+            }
             if !attack.supports(settings.norm) {
                 return Err(Error::field(
                     "attack",
@@ -101,8 +112,35 @@ impl Plan {
             .iter()
             .map(|s| Ok((s.clone(), defenses::parse(s)?)))
             .collect::<Result<_>>()?;
-        let mut items =
-            crate::datasets::image_folder(&settings.dataset, settings.wnids.as_deref())?;
+        let spec = settings
+            .dataset
+            .to_str()
+            .filter(|_| !settings.dataset.exists())
+            .and_then(DatasetSpec::parse)
+            .transpose()?;
+        let (data, mut items) = match spec {
+            Some(spec) => {
+                if settings.wnids.is_some() {
+                    return Err(Error::field(
+                        "wnids",
+                        "a data set input (mnist:…, cifar10:…) is labelled already; leave --wnids out",
+                    ));
+                }
+                let (ds, items) = spec.load(settings.data.as_deref())?;
+                (Some(ds), items)
+            }
+            None => {
+                if settings.data.is_some() {
+                    return Err(Error::field(
+                        "data",
+                        "--data is the data set folder of a mnist:… or cifar10:… input; an image folder needs none",
+                    ));
+                }
+                let items =
+                    crate::datasets::image_folder(&settings.dataset, settings.wnids.as_deref())?;
+                (None, items)
+            }
+        };
         if settings.shuffle {
             crate::rng::SplitMix64::legacy(settings.seed).shuffle_mod(&mut items);
         }
@@ -115,6 +153,7 @@ impl Plan {
             settings,
             items,
             defenses,
+            data,
             _lock: lock,
         })
     }

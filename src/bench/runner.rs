@@ -150,6 +150,7 @@ impl Runner<'_> {
         let budget = Budget::new(unit.eps, self.cfg.norm);
         let batch_key = unit.batch.to_string();
         tch::manual_seed(seed_for(self.cfg, &[&unit.key()]));
+        let mut broken_by: Option<Vec<Option<String>>> = None;
         let (adv, queries) = if budget.is_empty() {
             // No 8-bit change fits in the budget: the attacked image is the clean one.
             (b.x.shallow_clone(), vec![0; b.items.len()])
@@ -178,6 +179,12 @@ impl Runner<'_> {
                     }
                 }
             };
+            let stages = attack.stages();
+            broken_by = out.broken_by.as_ref().map(|v| {
+                v.iter()
+                    .map(|s| s.and_then(|k| stages.get(k).cloned()))
+                    .collect()
+            });
             let q = out
                 .image_queries
                 .unwrap_or_else(|| vec![out.queries; b.items.len()]);
@@ -197,7 +204,10 @@ impl Runner<'_> {
         let (linf, l2) = distances(&adv, &b.x);
         let n = b.items.len();
         let lens = [queries.len(), linf.len(), l2.len()];
-        if lens.iter().any(|&l| l != n) || targets.as_ref().is_some_and(|t| t.len() != n) {
+        if lens.iter().any(|&l| l != n)
+            || targets.as_ref().is_some_and(|t| t.len() != n)
+            || broken_by.as_ref().is_some_and(|b| b.len() != n)
+        {
             return Err(Error::internal(
                 &unit.attack,
                 format!("per-image results of lengths {lens:?} for {n} images"),
@@ -250,6 +260,7 @@ impl Runner<'_> {
                     flagged: adv_scores.as_ref().and_then(|s| flag(s[i])),
                     clean_score: clean_scores.map(|s| s[i]),
                     clean_flagged: clean_scores.and_then(|s| flag(s[i])),
+                    broken_by: broken_by.as_ref().and_then(|b| b[i].clone()),
                 });
             }
         }

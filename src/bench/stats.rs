@@ -54,6 +54,67 @@ pub struct SummaryRow {
     /// With a detector (absent without one): see [`Detection`].
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub detection: Option<Detection>,
+    /// For a cascade attack (AutoAttack; absent otherwise): see [`Cascade`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cascade: Option<Cascade>,
+}
+
+/// A cascade's log as AutoAttack prints it: after each stage, the images it broke and the
+/// robust accuracy so far (over all images of the setting), with the final robust accuracy's
+/// 95% Wilson interval and the sanity checks on the attacked images.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cascade {
+    pub stages: Vec<CascadeStage>,
+    pub robust_ci_low: f64,
+    pub robust_ci_high: f64,
+    /// The largest perturbation of any attacked image in the budget's norm (≤ eps).
+    pub max_perturbation: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CascadeStage {
+    pub stage: String,
+    pub broken: usize,
+    pub robust_accuracy: f64,
+}
+
+/// The cascade log of a setting's rows, when any carries a stage (the attack is a cascade).
+fn cascade(g: &[&Row], stages: &[String]) -> Option<Cascade> {
+    if stages.is_empty() {
+        return None;
+    }
+    let n = g.len();
+    let mut left = n;
+    let stages = stages
+        .iter()
+        .map(|name| {
+            let broken = g
+                .iter()
+                .filter(|r| r.broken_by.as_deref() == Some(name.as_str()))
+                .count();
+            left -= broken.min(left);
+            CascadeStage {
+                stage: name.clone(),
+                broken,
+                robust_accuracy: if n == 0 { 0.0 } else { left as f64 / n as f64 },
+            }
+        })
+        .collect();
+    let robust = g.iter().filter(|r| r.adv_pred == r.label).count();
+    let (lo, hi) = wilson(robust, n);
+    let max_perturbation = g
+        .iter()
+        .map(|r| match r.norm {
+            crate::attacks::Norm::Linf => r.linf,
+            crate::attacks::Norm::L2 => r.l2,
+        })
+        .fold(0.0, f64::max);
+    Some(Cascade {
+        stages,
+        robust_ci_low: lo,
+        robust_ci_high: hi,
+        max_perturbation,
+    })
 }
 
 /// A setting's detection statistics, over the rows that carry detector scores.
@@ -196,6 +257,7 @@ pub fn summarize(
                 mean_queries: g.iter().map(|r| r.queries as f64).sum::<f64>() / g.len() as f64,
                 missing: 0,
                 detection: detection(&g),
+                cascade: cascade(&g, &crate::attacks::registry::stages(&first.attack)),
             }
         })
         .collect()

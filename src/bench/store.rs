@@ -46,6 +46,10 @@ pub struct Row {
     pub clean_score: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clean_flagged: Option<bool>,
+    /// For a cascade (AutoAttack): the stage that broke the image (`clean` when the model
+    /// already misclassifies it), absent when none did and for single attacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broken_by: Option<String>,
 }
 
 /// What identifies a row: file, attack, eps, defense, mode.

@@ -13,18 +13,29 @@ use std::process::ExitCode;
 pub struct BenchArgs {
     #[command(subcommand)]
     sub: Option<BenchSub>,
-    /// Folder of images with labels.csv (file,index) or WordNet-id file names (with --wnids)
+    /// Folder of images with labels.csv (file,index) or WordNet-id file names (with --wnids);
+    /// or a data set split and row range: mnist:test[0:1000], cifar10:test[0:500], mnist:train
+    /// (read from --data, default assets/mnist or assets/cifar10)
     #[arg(required = true)]
     dir: Option<PathBuf>,
-    /// Attacks, comma-separated: fgsm, pgd, bim, sgd, mifgsm, cw, apgd, square
+    /// The data set folder of a mnist:… or cifar10:… input [default: assets/NAME]
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Attacks, comma-separated: fgsm, pgd, bim, sgd, mifgsm, cw, apgd, apgd-dlr, apgd-t, fab-t,
+    /// square, autoattack, autoattack-rand
     ///
     /// Every attack but square also runs under --norm l2 (fgsm is then FGM, pgd is PGD-L2).
     /// fgsm: one signed-gradient step of size eps. pgd: Madry et al., random start, step
     /// 2.5·eps/steps, 20 steps. bim: pgd without random start. sgd: the tutorial's SGD with
     /// momentum (lr 0.01), 100 steps. mifgsm: momentum iterative FGSM, 10 steps. cw:
     /// Carlini–Wagner L2, 5 × 100 Adam steps (--steps per search), projected into the budget.
-    /// apgd: APGD-CE, 100 iterations. square: Square Attack L∞, black box, 1000 queries
-    /// (--steps sets the query budget).
+    /// apgd: APGD-CE, 100 iterations. apgd-dlr: APGD on the DLR loss. apgd-t: targeted DLR
+    /// toward each of the 9 next-ranked classes. fab-t: FAB-T, minimal-norm boundary attack
+    /// toward the same 9 classes. square: Square Attack L∞, black box, 1000 queries (--steps
+    /// sets the query budget). autoattack: AutoAttack standard (Croce & Hein 2020), the cascade
+    /// APGD-CE, APGD-T, FAB-T, Square 5000 queries, each on the images still standing, logged
+    /// per stage; autoattack-rand: APGD-CE and APGD-DLR with EOT (use --eot 20), for
+    /// randomized defenses. apgd-t, fab-t and the autoattacks are untargeted.
     #[arg(long, value_delimiter = ',', default_value = "pgd")]
     attack: Vec<String>,
     /// Budgets in pixel space (0..1 scale), comma-separated: L∞ 0,1/255,2/255,4/255,8/255;
@@ -131,6 +142,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
     };
     let plan = bench::Plan::new(bench::Settings {
         dataset: dir,
+        data: a.data.clone(),
         wnids: a.wnids.clone(),
         limit: a.limit,
         shuffle: a.shuffle,
@@ -263,12 +275,12 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<8} {:>8} {:<16} {:<12} {:>5} {:>7} {:>22} {:>7}",
+        "{:<15} {:>8} {:<16} {:<12} {:>5} {:>7} {:>22} {:>7}",
         "attack", "eps", "defense", "mode", "n", "clean", "success [95% CI]", "robust"
     );
     for s in summary {
         println!(
-            "{:<8} {:>8} {:<16} {:<12} {:>5} {:>6.1}% {:>6.1}% [{:>5.1}, {:>5.1}] {:>6.1}%",
+            "{:<15} {:>8} {:<16} {:<12} {:>5} {:>6.1}% {:>6.1}% [{:>5.1}, {:>5.1}] {:>6.1}%",
             s.attack,
             eps_label(s.norm, s.eps),
             s.defense,
@@ -285,6 +297,9 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
     if summary.iter().any(|s| s.detection.is_some()) {
         detection_table(summary);
     }
+    for s in summary {
+        cascade_log(s);
+    }
     if skipped > 0 {
         println!(
             "skipped {skipped} unreadable image(s); see {}",
@@ -296,6 +311,41 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
         dir.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A cascade's log, as AutoAttack prints it: per stage the images it broke and the robust
+/// accuracy after it, then the robust accuracy's interval and the sanity checks.
+fn cascade_log(s: &bench::SummaryRow) {
+    let Some(c) = &s.cascade else { return };
+    println!();
+    println!(
+        "{} at eps {} ({}, {}), {} images:",
+        s.attack,
+        eps_label(s.norm, s.eps),
+        s.defense,
+        s.mode,
+        s.n_images
+    );
+    for st in &c.stages {
+        let what = if st.stage == "clean" {
+            "initially misclassified".to_string()
+        } else {
+            format!("broken by {}", st.stage)
+        };
+        println!(
+            "  {what:<30} {:>5}   robust accuracy {:>6.2}%",
+            st.broken,
+            st.robust_accuracy * 100.0
+        );
+    }
+    println!(
+        "  robust accuracy {:.2}% [95% CI {:.2}, {:.2}]; checks: max {} perturbation {} ≤ eps, values finite and in [0,1]",
+        s.robust_accuracy * 100.0,
+        c.robust_ci_low * 100.0,
+        c.robust_ci_high * 100.0,
+        s.norm.symbol(),
+        eps_label(s.norm, c.max_perturbation)
+    );
 }
 
 /// eps as the tables print it: k/255 for L∞, the L2 radius otherwise.

@@ -34,7 +34,8 @@ pub struct TrainArgs {
     /// run evaluates on [default: assets/mnist or assets/cifar10]
     #[arg(long, value_name = "DIR")]
     test_data: Option<PathBuf>,
-    /// cnn (TF-Privacy MNIST CNN), small-cnn:conv=2|3 (membership-inference tutorial),
+    /// cnn (TF-Privacy MNIST CNN), small-cnn:conv=2|3 (membership-inference tutorial), wong-cnn
+    /// (Wong et al. 2020's MNIST CNN for adversarial training),
     /// cifar-cnn (Papernot et al. 2021's CIFAR-10 CNN, tanh), resnet18 (GroupNorm;
     /// resnet18:norm=batch without --dp); options: act=relu|tanh, norm=group (cnn, cifar-cnn),
     /// ws=true (weight standardization: cifar-cnn, resnet18) [default: cnn for mnist
@@ -56,7 +57,8 @@ pub struct TrainArgs {
     /// SGD momentum [default: 0.9 (0 for mnist with --dp)]
     #[arg(long, allow_negative_numbers = true)]
     momentum: Option<f64>,
-    /// Learning-rate schedule: constant, cosine (to 0 at the last step) or step:E1,E2:GAMMA
+    /// Learning-rate schedule: constant, cosine (to 0 at the last step), cyclic (Wong et al.'s
+    /// one cycle: up to the rate at 2/5 of the run, down to 0) or step:E1,E2:GAMMA
     /// (×GAMMA after each milestone epoch), as PyTorch's schedulers
     #[arg(long, default_value = "constant")]
     schedule: String,

@@ -15,6 +15,8 @@ pub struct Item {
     pub file: String,
     pub path: PathBuf,
     pub label: usize,
+    /// The row of a data set split the image is (`mnist:test[a:b]` inputs; `None` for files).
+    pub row: Option<usize>,
 }
 
 /// Parse a CSV line with optional double-quoted fields (quotes doubled inside).
@@ -148,6 +150,7 @@ fn from_labels_csv(dir: &Path, csv: &Path) -> Result<Vec<Item>> {
             file: file.clone(),
             path: dir.join(file),
             label,
+            row: None,
         });
     }
     Ok(items)
@@ -197,6 +200,7 @@ fn from_wnid_names(dir: &Path, wnids: &Path) -> Result<Vec<Item>> {
                 file: name.clone(),
                 path: entry.path(),
                 label,
+                row: None,
             });
         }
     }

@@ -4,7 +4,8 @@
 //!   file by file by the benchmark;
 //! * [`load`]: MNIST and CIFAR-10 from their canonical distribution files, read whole into
 //!   one uint8 tensor for training and privacy audits (`fool train --dataset mnist|cifar10
-//!   --data DIR`).
+//!   --data DIR`);
+//! * [`DatasetSpec`]: a split and range of those (`mnist:test[0:1000]`) as benchmark inputs.
 //!
 //! The pixel tensors stay uint8 on the CPU (47 MB for MNIST train, 154 MB for CIFAR-10
 //! train); [`TensorDataset::pixels`] and [`TensorDataset::normalized`] convert only the
@@ -21,9 +22,11 @@ pub mod cifar10;
 mod folder;
 pub mod mnist;
 pub mod pool;
+pub mod spec;
 
 pub use batches::{Batch, Batches, Feed};
 pub use folder::{image_folder, load_batch, Item, LoadedBatch};
+pub use spec::DatasetSpec;
 
 /// The data sets [`load`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

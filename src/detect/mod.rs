@@ -184,6 +184,7 @@ pub fn score_files(
             file: p.display().to_string(),
             path: p.clone(),
             label: 0,
+            row: None,
         })
         .collect();
     let mut out = Vec::with_capacity(items.len());

@@ -31,6 +31,11 @@ pub enum Arch {
         conv: usize,
         act: Act,
     },
+    /// The MNIST CNN of Wong & Kolter 2018 and Wong et al. 2020 ("Fast is better than free"):
+    /// conv 16@4×4 stride 2 pad 1, conv 32@4×4 stride 2 pad 1, dense 100, dense classes.
+    WongCnn {
+        act: Act,
+    },
     /// The CIFAR-10 CNN of Papernot et al. 2021 (tempered sigmoids; Tramèr & Boneh 2021's
     /// end-to-end baseline); `norm` adds GroupNorm after every convolution.
     CifarCnn {
@@ -94,6 +99,7 @@ impl std::str::FromStr for Arch {
                 norm: if used_norm { norm } else { None },
             },
             "small-cnn" | "small_cnn" => Arch::SmallCnn { conv, act },
+            "wong-cnn" => Arch::WongCnn { act },
             "cifar-cnn" => {
                 if used_conv {
                     return Err(bad("cifar-cnn takes only act=… and norm=none|group".into()));
@@ -111,8 +117,8 @@ impl std::str::FromStr for Arch {
             },
             other => {
                 return Err(bad(format!(
-                    "unknown architecture '{other}' (expected cnn, small-cnn:conv=N, cifar-cnn \
-                     or resnet18)"
+                    "unknown architecture '{other}' (expected cnn, small-cnn:conv=N, wong-cnn, \
+                     cifar-cnn or resnet18)"
                 )))
             }
         };
@@ -122,6 +128,9 @@ impl std::str::FromStr for Arch {
             )),
             Arch::SmallCnn { .. } if used_norm || used_ws => {
                 Err(bad("small-cnn takes conv=N and act=…".into()))
+            }
+            Arch::WongCnn { .. } if used_norm || used_ws || used_conv => {
+                Err(bad("wong-cnn takes only act=relu|tanh".into()))
             }
             Arch::Resnet18 { .. } if used_conv || used_act => {
                 Err(bad("resnet18 takes only norm=group|batch and ws=…".into()))
@@ -165,6 +174,7 @@ impl std::fmt::Display for Arch {
         match self {
             Arch::Cnn { act: a, norm } => write!(f, "cnn:act={}{}", act(a), opt_norm(norm)),
             Arch::SmallCnn { conv, act: a } => write!(f, "small-cnn:conv={conv},act={}", act(a)),
+            Arch::WongCnn { act: a } => write!(f, "wong-cnn:act={}", act(a)),
             Arch::CifarCnn { act: a, norm, ws } => write!(
                 f,
                 "cifar-cnn:act={}{}{}",

@@ -6,6 +6,9 @@
 //!   max-pool 2 stride 1, conv 32@4×4 stride 2, max-pool 2 stride 1, dense 32, dense classes.
 //! - `small-cnn:conv=N` — the TF-Privacy membership-inference tutorial's `small_cnn`:
 //!   N × (conv 32@3×3 valid + max-pool 2), dense 64, dense classes (N = 1..=3).
+//! - `wong-cnn` — the MNIST CNN of Wong & Kolter 2018 and Wong et al. 2020 (their adversarial
+//!   training experiments): conv 16@4×4 stride 2 pad 1, conv 32@4×4 stride 2 pad 1, dense 100,
+//!   dense classes, ReLU.
 //! - `cifar-cnn` — the CIFAR-10 CNN of Papernot et al. 2021 ("Tempered sigmoid activations",
 //!   also Tramèr & Boneh 2021's end-to-end baseline): 3 × (2 × conv k@3×3 pad 1, max-pool 2
 //!   stride 2) for k = 32, 64, 128, dense 128, dense classes; tanh by default (the paper's
@@ -155,6 +158,24 @@ impl Net {
                     act,
                     norms: false,
                     pools: vec![Some(2); n],
+                }
+            }
+            Arch::WongCnn { act } => {
+                let s = conv_out(conv_out(side, 4, 2, 1), 4, 2, 1);
+                if s < 1 {
+                    return Err(Error::field(
+                        "arch",
+                        format!("wong-cnn needs inputs of at least 4×4, got {side}×{side}"),
+                    ));
+                }
+                layers.push(conv(&root / "conv1", in_channels, 16, 4, 2, 1, true));
+                layers.push(conv(&root / "conv2", 16, 32, 4, 2, 1, true));
+                layers.push(linear(&root / "fc1", 32 * s * s, 100));
+                layers.push(linear(&root / "fc2", 100, classes));
+                Body::Plain {
+                    act,
+                    norms: false,
+                    pools: vec![None, None],
                 }
             }
             Arch::CifarCnn { act, norm: nk, ws } => {

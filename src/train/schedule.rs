@@ -5,7 +5,10 @@
 //! * `step:E1,E2,…:γ`: `MultiStepLR` stepped once per epoch — the base rate times γ for every
 //!   milestone epoch already finished (from epoch E1 + 1 on, ×γ; from E2 + 1, ×γ²; …);
 //! * `cosine`: `CosineAnnealingLR` over the steps after the warm-up, down to 0 at the last step
-//!   (η_t = η·½(1 + cos(π t / T))).
+//!   (η_t = η·½(1 + cos(π t / T)));
+//! * `cyclic`: Wong et al. 2020's one cycle ("Fast is better than free"): linear from 0 up to
+//!   the base rate at 2/5 of the steps after the warm-up, then linearly down to 0 at the end,
+//!   evaluated after each step (their `np.interp(epoch + (i+1)/len, [0, 2E/5, E], [0, η, 0])`).
 //!
 //! A linear warm-up of W steps comes first (η·(t+1)/W for t < W), then the schedule.
 use crate::{Error, Result};
@@ -20,6 +23,7 @@ pub enum LrSchedule {
         gamma: f64,
     },
     Cosine,
+    Cyclic,
 }
 
 impl std::str::FromStr for LrSchedule {
@@ -28,12 +32,13 @@ impl std::str::FromStr for LrSchedule {
         let bad = |m: &str| {
             Error::field(
                 "schedule",
-                format!("'{s}': {m} (constant, cosine or step:E1,E2:GAMMA, e.g. step:30,60:0.1)"),
+                format!("'{s}': {m} (constant, cosine, cyclic or step:E1,E2:GAMMA, e.g. step:30,60:0.1)"),
             )
         };
         match s.trim() {
             "constant" => Ok(LrSchedule::Constant),
             "cosine" => Ok(LrSchedule::Cosine),
+            "cyclic" => Ok(LrSchedule::Cyclic),
             t => {
                 let rest = t
                     .strip_prefix("step:")
@@ -62,6 +67,7 @@ impl std::fmt::Display for LrSchedule {
         match self {
             LrSchedule::Constant => f.write_str("constant"),
             LrSchedule::Cosine => f.write_str("cosine"),
+            LrSchedule::Cyclic => f.write_str("cyclic"),
             LrSchedule::Step { milestones, gamma } => {
                 let m: Vec<String> = milestones.iter().map(|m| m.to_string()).collect();
                 write!(f, "step:{}:{gamma}", m.join(","))
@@ -89,6 +95,15 @@ impl LrSchedule {
                 let x = (t - warmup) as f64 / span;
                 lr * 0.5 * (1.0 + (std::f64::consts::PI * x).cos())
             }
+            LrSchedule::Cyclic => {
+                let span = total.saturating_sub(warmup).max(1) as f64;
+                let x = ((t - warmup + 1) as f64 / span).min(1.0);
+                if x <= 0.4 {
+                    lr * x / 0.4
+                } else {
+                    lr * (1.0 - x) / 0.6
+                }
+            }
         }
     }
 }
@@ -114,6 +129,13 @@ mod tests {
         assert!((c.lr_at(0.5, 10, 10, 100, 10) - 0.5).abs() < 1e-12);
         assert!((c.lr_at(0.5, 55, 10, 100, 10) - 0.25).abs() < 1e-12);
         assert_eq!(LrSchedule::Constant.lr_at(0.3, 7, 10, 100, 0), 0.3);
+        // Cyclic: up to the base rate at 2/5 of the run (after step 40 of 100), down to 0.
+        let y: LrSchedule = "cyclic".parse().unwrap();
+        assert!((y.lr_at(0.5, 0, 10, 100, 0) - 0.5 / 40.0).abs() < 1e-12);
+        assert!((y.lr_at(0.5, 39, 10, 100, 0) - 0.5).abs() < 1e-12);
+        assert!((y.lr_at(0.5, 69, 10, 100, 0) - 0.25).abs() < 1e-12);
+        assert_eq!(y.lr_at(0.5, 99, 10, 100, 0), 0.0);
+        assert_eq!(y.to_string(), "cyclic");
         for bad in ["step:3,2:0.1", "step:2:0", "linear", "step:2", "step:a:0.1"] {
             assert!(bad.parse::<LrSchedule>().is_err(), "{bad}");
         }

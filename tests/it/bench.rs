@@ -113,6 +113,7 @@ fn bench_lib(f: &Fixture, out: &Path, observer: &mut dyn bench::Observer) -> ben
     tch::set_num_threads(1);
     let plan = bench::Plan::new(bench::Settings {
         dataset: f.images.clone(),
+        data: None,
         wnids: None,
         limit: None,
         shuffle: false,

@@ -154,6 +154,7 @@ fn mkfifo(path: &Path) {
 fn plan(f: &Fixture, out: &Path) -> fool::Result<fool::bench::Plan> {
     fool::bench::Plan::new(fool::bench::Settings {
         dataset: f.images.clone(),
+        data: None,
         wnids: None,
         limit: None,
         shuffle: false,
