@@ -5,7 +5,8 @@
 //!
 //! - `standard`: APGD-CE (100 iterations, 1 restart), APGD-T (targeted DLR, 9 target classes,
 //!   100 iterations each), FAB-T (9 target classes, 100 iterations each), Square (5,000
-//!   queries; L∞ only in fool, so the L2 cascade stops after FAB-T);
+//!   queries, p_init 0.8, the schedule of the first 5,000 of 10,000 queries; L∞ only in fool,
+//!   so the L2 cascade stops after FAB-T);
 //! - `rand`, for randomized defenses: APGD-CE and APGD-DLR, with the gradients averaged over
 //!   the victim's EOT draws (`fool bench --eot 20` as the reference).
 //!
@@ -67,9 +68,11 @@ impl AutoAttack {
                     ..Fab::default()
                 }));
                 if norm == Norm::Linf {
+                    // AutoAttack's Square: p_init 0.8, the schedule not rescaled.
                     out.push(Box::new(Square {
                         max_queries: self.square_queries,
-                        ..Square::default()
+                        p_init: 0.8,
+                        rescale_schedule: false,
                     }));
                 }
             }

@@ -278,13 +278,15 @@ pub(crate) fn quantized_grad_step(
 ///
 /// `update(rows, x0, x, grad)` gets the batch indices of the active images, their originals,
 /// iterates and loss gradients, and returns their next iterates (per-image state such as
-/// momentum is indexed with `rows`).
+/// momentum is indexed with `rows`). `loss` replaces the goal's cross-entropy as the loss to
+/// minimise (see [`quantized_grad_step`]; without early stopping, as it sees whole batches).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn iterate(
     victim: &dyn Victim,
     x0: &Tensor,
     start: Tensor,
     goal: &Goal,
+    loss: Option<&dyn Fn(&Tensor) -> Tensor>,
     budget: Budget,
     steps: usize,
     early_stop: bool,
@@ -316,7 +318,7 @@ pub(crate) fn iterate(
             &x0a,
             &xa,
             &goal_a,
-            None,
+            loss,
             budget,
             &mut best,
             (!all).then_some(&rows),

@@ -82,14 +82,21 @@ pub fn project_hyperplane(w: &Tensor, c: &Tensor, lb: &Tensor, ub: &Tensor, norm
     let wb_s = (&aw * &bound).gather(1, &order, false);
     let a_s = a.gather(1, &order, false);
     let cum_wb = wb_s.cumsum(1, Kind::Float);
-    let suffix_a = a_s.flip([1]).cumsum(1, Kind::Float).flip([1]);
+    let cum_a = a_s.cumsum(1, Kind::Float);
+    let sum_a = cum_a.narrow(1, d - 1, 1);
     // The reach at each breakpoint: coordinates up to it at their bound, the others linear.
-    let reach = &cum_wb + &key_s * (&suffix_a - &a_s);
-    let ok = reach.ge_tensor(&c_abs);
-    let feasible = ok.any_dim(1, true);
-    let k = ok.to_kind(Kind::Int64).argmax(1, true);
-    let prev_wb = (&cum_wb - &wb_s).gather(1, &k, false);
-    let r = (&c_abs - prev_wb) / suffix_a.gather(1, &k, false).clamp_min(1e-20);
+    // It never decreases along the sorted breakpoints, so the segment where it meets |c| is
+    // after the k breakpoints whose reach falls short.
+    let reach = &cum_wb + &key_s * (&sum_a - &cum_a);
+    let k = reach
+        .lt_tensor(&c_abs)
+        .sum_dim_intlist(1, true, Kind::Int64);
+    let feasible = k.lt(d);
+    let k = k.clamp_max(d - 1);
+    let at = |t: &Tensor| t.gather(1, &k, false);
+    let prev_wb = at(&cum_wb) - at(&wb_s);
+    let suffix = &sum_a - at(&cum_a) + at(&a_s);
+    let r = (&c_abs - prev_wb) / suffix.clamp_min(1e-20);
     let r = r.where_self(&feasible, &key_s.narrow(1, d - 1, 1));
     let m = match norm {
         Norm::Linf => r.minimum(&bound),
@@ -154,7 +161,7 @@ impl Attack for Fab {
                 break;
             }
             let x0r = x0_all.index_select(0, &rows);
-            let flat0 = x0r.view([m, -1]);
+            let flat0 = x0r.reshape([m, -1]);
             let y = y_all.index_select(0, &rows);
             let t = ranked
                 .index_select(0, &rows)
@@ -185,12 +192,20 @@ impl Attack for Fab {
                 })?;
                 evals += 1;
                 let df = eval.loss.shallow_clone();
-                let w = eval.grad().view([m, -1]);
-                let flat1 = x1.view([m, -1]);
+                let w = eval.grad().reshape([m, -1]);
+                let flat1 = x1.reshape([m, -1]);
                 let c1 = -&df;
                 let c2 = &c1 + (&w * (&flat1 - &flat0)).sum_dim_intlist(1, false, Kind::Float);
-                let d1 = project_hyperplane(&w, &c1, &(-&flat1), &(1.0 - &flat1), budget.norm);
-                let d2 = project_hyperplane(&w, &c2, &(-&flat0), &(1.0 - &flat0), budget.norm);
+                // Both projections in one call (one pass of each kernel over 2m rows).
+                let both = Tensor::cat(&[&flat1, &flat0], 0);
+                let d12 = project_hyperplane(
+                    &Tensor::cat(&[&w, &w], 0),
+                    &Tensor::cat(&[&c1, &c2], 0),
+                    &(-&both),
+                    &(1.0 - &both),
+                    budget.norm,
+                );
+                let (d1, d2) = (d12.narrow(0, 0, m), d12.narrow(0, m, m));
                 let a1 = row_norm(&d1, budget.norm).clamp_min(1e-8);
                 let a2 = row_norm(&d2, budget.norm).clamp_min(1e-8);
                 let alpha = (&a1 / (&a1 + &a2)).clamp(0.0, self.alpha_max).unsqueeze(1);
@@ -198,12 +213,12 @@ impl Attack for Fab {
                 let toward: Tensor = (&flat1 + &d1 * self.eta) * keep;
                 let back: Tensor = (&flat0 + &d2 * self.eta) * &alpha;
                 let next = (toward + back).clamp(0.0, 1.0);
-                x1 = next.view([m, shape[1], shape[2], shape[3]]);
+                x1 = next.reshape([m, shape[1], shape[2], shape[3]]);
                 // Which iterates crossed, how far they are, and the 8-bit images to judge.
                 let z1 = tch::no_grad(|| model.logits(&x1))?;
                 evals += 1;
                 let crossed = z1.argmax(-1, false).ne_tensor(&y);
-                let dist = row_norm(&(x1.view([m, -1]) - &flat0), budget.norm);
+                let dist = row_norm(&(x1.reshape([m, -1]) - &flat0), budget.norm);
                 let closer = crossed.logical_and(&dist.lt_tensor(&res.index_select(0, &rows)));
                 res = res.index_copy(
                     0,

@@ -65,6 +65,7 @@ impl Attack for MiFgsm {
             &x0,
             x0.shallow_clone(),
             goal,
+            None,
             budget,
             self.steps,
             self.early_stop,

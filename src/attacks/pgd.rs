@@ -78,6 +78,7 @@ impl Attack for Pgd {
             &x0,
             start,
             goal,
+            None,
             budget,
             self.steps,
             self.early_stop,

@@ -87,6 +87,7 @@ impl Attack for SgdAttack {
             &x0,
             start,
             goal,
+            None,
             budget,
             self.steps,
             self.early_stop,

@@ -27,8 +27,13 @@ pub struct Square {
     /// Forward passes allowed per image (the paper's ImageNet runs use 10,000; 5,000 is a
     /// common benchmark setting).
     pub max_queries: usize,
-    /// Initial fraction of the pixels in the square (0.05 for L∞ in the paper).
+    /// Initial fraction of the pixels in the square (0.05 for L∞ in the paper; 0.8 in
+    /// AutoAttack).
     pub p_init: f64,
+    /// Stretch the schedule of p over the query budget as if it were 10,000 queries (the
+    /// reference's default); AutoAttack turns this off, running the first `max_queries`
+    /// iterations of the 10,000-query schedule.
+    pub rescale_schedule: bool,
 }
 
 impl Default for Square {
@@ -36,14 +41,18 @@ impl Default for Square {
         Square {
             max_queries: 1000,
             p_init: 0.05,
+            rescale_schedule: true,
         }
     }
 }
 
-/// The reference's schedule for the fraction p of pixels in the square at iteration `it` out
-/// of `n_iters` (rescaled to 10,000 iterations).
-pub fn p_selection(p_init: f64, it: usize, n_iters: usize) -> f64 {
-    let it = (it as f64 / n_iters.max(1) as f64 * 10000.0) as usize;
+/// The reference's schedule for the fraction p of pixels in the square at iteration `it`,
+/// rescaled from `Some(n_iters)` iterations to 10,000 (as is without rescaling).
+pub fn p_selection(p_init: f64, it: usize, rescale: Option<usize>) -> f64 {
+    let it = match rescale {
+        Some(n_iters) => (it as f64 / n_iters.max(1) as f64 * 10000.0) as usize,
+        None => it,
+    };
     let div = match it {
         0..=10 => 1.0,
         11..=50 => 2.0,
@@ -54,8 +63,7 @@ pub fn p_selection(p_init: f64, it: usize, n_iters: usize) -> f64 {
         2001..=4000 => 64.0,
         4001..=6000 => 128.0,
         6001..=8000 => 256.0,
-        8001..=10000 => 512.0,
-        _ => 1.0,
+        _ => 512.0,
     };
     p_init / div
 }
@@ -134,7 +142,11 @@ impl Square {
             }
             let x0a = x0.index_select(0, &idx);
             let xba = x_best.index_select(0, &idx);
-            let p = p_selection(self.p_init, it, self.max_queries);
+            let p = p_selection(
+                self.p_init,
+                it,
+                self.rescale_schedule.then_some(self.max_queries),
+            );
             let s = ((p * (h * w) as f64).sqrt().round() as i64).clamp(1, (h.min(w) - 1).max(1));
             let top =
                 Tensor::randint_low(0, (h - s).max(1), [m], (Kind::Int64, dev)).view([m, 1, 1, 1]);

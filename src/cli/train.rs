@@ -81,20 +81,25 @@ pub struct TrainArgs {
     /// --augment [default: 1]
     #[arg(long, value_name = "K")]
     multiplicity: Option<usize>,
-    /// Adversarial training: pgd (Madry et al. 2018: PGD from a random start on every batch) or
-    /// fgsm-rs (Wong et al. 2020: one 1.25·eps step from a random start); the attacks of
-    /// `fool bench`, L∞; works with --dp [default: none]
+    /// Adversarial training: pgd (Madry et al. 2018: PGD from a random start on every batch),
+    /// fgsm-rs (Wong et al. 2020: one 1.25·eps step from a random start) or trades (Zhang et
+    /// al. 2019: CE + β·KL to a twin that maximizes the KL, see --beta); the attacks of
+    /// `fool bench`, L∞; pgd and fgsm-rs work with --dp [default: none]
     #[arg(long, value_name = "KIND")]
     adversarial: Option<String>,
     /// L∞ radius of the training attack in pixel scale, e.g. 0.3 (mnist) or 8/255 (cifar10)
     #[arg(long, value_name = "EPS", requires = "adversarial")]
     adv_eps: Option<String>,
-    /// Steps of the training attack [default: 7 for pgd, 1 for fgsm-rs]
+    /// Steps of the training attack [default: 7 for pgd, 1 for fgsm-rs, 10 for trades]
     #[arg(long, value_name = "N", requires = "adversarial")]
     adv_steps: Option<usize>,
-    /// Step size of the training attack [default: 2.5·eps/steps for pgd, 1.25·eps for fgsm-rs]
+    /// Step size of the training attack [default: 2.5·eps/steps for pgd and trades, 1.25·eps
+    /// for fgsm-rs]
     #[arg(long, value_name = "EPS", requires = "adversarial")]
     adv_step_size: Option<String>,
+    /// TRADES' weight β of the KL term (--adversarial trades) [default: 6]
+    #[arg(long, requires = "adversarial", allow_negative_numbers = true)]
+    beta: Option<f64>,
     /// Test images the per-epoch PGD-20 robust accuracy is measured on
     #[arg(
         long,
@@ -207,6 +212,7 @@ fn adversarial(a: &TrainArgs) -> Result<Option<fool::train::adversarial::Adversa
         steps: a.adv_steps.unwrap_or(match kind {
             AdvKind::Pgd => 7,
             AdvKind::FgsmRs => 1,
+            AdvKind::Trades => 10,
         }),
         step_size: a
             .adv_step_size
@@ -214,6 +220,7 @@ fn adversarial(a: &TrainArgs) -> Result<Option<fool::train::adversarial::Adversa
             .map(|v| eps("adv-step-size", v))
             .transpose()?,
         eval_examples: a.adv_eval,
+        beta: a.beta,
     }))
 }
 

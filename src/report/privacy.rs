@@ -4,7 +4,8 @@
 //! For each run folder (from `fool train`) it reads `metadata.json` (ε, accuracy, and the
 //! per-epoch membership audits of `--audit-every`), and when present `audit/audit.json` (from
 //! `fool audit --out RUN/audit`, e.g. with LiRA) and `bench/summary.json` (from
-//! `fool bench … --out RUN/bench`). It writes `privacy_by_epoch.png/svg`,
+//! `fool bench … --out RUN/bench`; else the evaluations of `fool report robustness` in
+//! `robustness/*/summary.json`). It writes `privacy_by_epoch.png/svg`,
 //! `privacy_vs_utility.png/svg`, `privacy_report.csv` and `privacy_report.json`.
 use crate::audit::AuditResult;
 use crate::bench::SummaryRow;
@@ -82,11 +83,20 @@ pub fn load_run(dir: &Path) -> Result<Run> {
     } else {
         vec![]
     };
-    let bp = dir.join("bench").join("summary.json");
-    let bench = if bp.is_file() {
-        read_json(&bp)?
-    } else {
-        vec![]
+    // The robustness bench: RUN/bench (a user's `fool bench … --out RUN/bench`), else the
+    // evaluations `fool report robustness` keeps in RUN/robustness/*/.
+    let mut benches = vec![dir.join("bench").join("summary.json")];
+    if let Ok(entries) = std::fs::read_dir(dir.join("robustness")) {
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path().join("summary.json"))
+            .collect();
+        found.sort();
+        benches.extend(found);
+    }
+    let bench = match benches.iter().find(|p| p.is_file()) {
+        Some(bp) => read_json(bp)?,
+        None => vec![],
     };
     let name = dir
         .file_name()

@@ -5,9 +5,14 @@
 //! - `pgd` — Madry et al. 2018: PGD-k from a uniform random start in the ball, step
 //!   `--adv-step-size` (default 2.5·eps/k, Madry's rule), untargeted on the true label;
 //! - `fgsm-rs` — Wong et al. 2020 ("Fast is better than free"): one signed-gradient step of
-//!   1.25·eps from a uniform random start, projected back to the ball.
+//!   1.25·eps from a uniform random start, projected back to the ball;
+//! - `trades` — Zhang et al. 2019: the adversarial twin maximizes KL(f(x) ‖ f(x′)) by PGD-k
+//!   (sign steps, default 2.5·eps/k, 10 steps) from x + 0.001·N(0, 1), the model in eval mode
+//!   as in the reference; the training loss is CE(f(x), y) + β·KL(f(x) ‖ f(x′)) (`--beta`,
+//!   default 6), both passes in train mode. The PGD loop is the attacks' own (`iterate`, on the
+//!   8-bit grid); the twin is its last iterate.
 //!
-//! With `--dp` the per-example gradients of the adversarial examples are clipped and noised (DP
+//! With `--dp` (pgd and fgsm-rs) the per-example gradients of the adversarial examples are clipped and noised (DP
 //! adversarial training): an example's adversarial twin depends only on that example and the
 //! current weights, so one example still moves the clipped sum by at most C.
 //!
@@ -25,6 +30,7 @@ use tch::{Device, Kind, Tensor};
 pub enum AdvKind {
     Pgd,
     FgsmRs,
+    Trades,
 }
 
 impl std::str::FromStr for AdvKind {
@@ -33,9 +39,10 @@ impl std::str::FromStr for AdvKind {
         match s.trim() {
             "pgd" => Ok(AdvKind::Pgd),
             "fgsm-rs" => Ok(AdvKind::FgsmRs),
+            "trades" => Ok(AdvKind::Trades),
             o => Err(Error::field(
                 "adversarial",
-                format!("'{o}': expected pgd or fgsm-rs"),
+                format!("'{o}': expected pgd, fgsm-rs or trades"),
             )),
         }
     }
@@ -53,7 +60,13 @@ pub struct Adversarial {
     pub step_size: Option<f64>,
     /// Test images the per-epoch PGD-20 robust accuracy is measured on.
     pub eval_examples: usize,
+    /// TRADES' weight β of the KL term (6 when absent; trades only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
 }
+
+/// TRADES' default β (Zhang et al.'s CIFAR-10 and MNIST setting).
+pub const TRADES_BETA: f64 = 6.0;
 
 /// Steps of the per-epoch robust-accuracy attack.
 pub const EVAL_STEPS: usize = 20;
@@ -95,13 +108,70 @@ impl Adversarial {
         if self.eval_examples == 0 {
             return Err(Error::field("adv_eval", "must be at least 1"));
         }
+        match (self.kind, self.beta) {
+            (AdvKind::Trades, Some(b)) if !(b > 0.0 && b.is_finite()) => {
+                return Err(Error::field(
+                    "beta",
+                    format!("{b}: expected TRADES' weight β > 0"),
+                ))
+            }
+            (AdvKind::Pgd | AdvKind::FgsmRs, Some(_)) => {
+                return Err(Error::field(
+                    "beta",
+                    "is TRADES' weight: use it with --adversarial trades",
+                ))
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// Whether the loss is TRADES' (the batch then holds each example and its twin).
+    pub fn is_trades(&self) -> bool {
+        self.kind == AdvKind::Trades
+    }
+
+    /// TRADES' per-example loss from the logits of the examples and of their twins (train
+    /// mode): CE(z, y) + β·KL(softmax z ‖ softmax z′).
+    pub fn trades_loss(&self, z: &Tensor, z_adv: &Tensor, y: &Tensor) -> Tensor {
+        let ce = z.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::None, -100, 0.0);
+        ce + kl_rows(&z.log_softmax(-1, Kind::Float), z_adv) * self.beta.unwrap_or(TRADES_BETA)
+    }
+
+    /// TRADES' adversarial twins of the pixel batch `x`: PGD on −KL(f(x) ‖ f(x′)) from
+    /// x + 0.001·N(0, 1), the last iterate on the 8-bit grid.
+    fn trades_twins(&self, victim: &NetVictim, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let budget = Budget::linf(self.eps);
+        let clean = tch::no_grad(|| victim.logits(x))?.log_softmax(-1, Kind::Float);
+        let start = budget.clip(x, &(x + x.randn_like() * 0.001));
+        let alpha = self.step_size.unwrap_or(2.5 * self.eps / self.steps as f64);
+        let last = std::cell::RefCell::new(start.shallow_clone());
+        let mut step = |_: &Tensor, x0: &Tensor, xi: &Tensor, grad: &Tensor| {
+            let next = budget.clip(x0, &(xi - grad.sign() * alpha));
+            *last.borrow_mut() = next.shallow_clone();
+            next
+        };
+        let loss = |z: &Tensor| -kl_rows(&clean, z);
+        crate::attacks::iterate(
+            victim,
+            x,
+            start,
+            &Goal::Untargeted(y.shallow_clone()),
+            Some(&loss),
+            budget,
+            self.steps,
+            false,
+            &mut |_| {},
+            &mut step,
+        )?;
+        let twin = last.into_inner();
+        Ok(crate::attacks::project_quantized(x, &twin, budget).detach())
     }
 
     /// The attack that makes the training examples.
     pub fn attack(&self) -> Pgd {
         let alpha = match self.kind {
-            AdvKind::Pgd => self.step_size,
+            AdvKind::Pgd | AdvKind::Trades => self.step_size,
             AdvKind::FgsmRs => Some(self.step_size.unwrap_or(1.25 * self.eps)),
         };
         Pgd {
@@ -118,12 +188,21 @@ impl Adversarial {
             return Ok(x.shallow_clone());
         }
         let victim = NetVictim { net, ds };
+        if self.is_trades() {
+            return self.trades_twins(&victim, x, y);
+        }
         let goal = Goal::Untargeted(y.shallow_clone());
         let out = self
             .attack()
             .run(&victim, x, &goal, Budget::linf(self.eps), &mut |_| {})?;
         Ok(out.adv.detach())
     }
+}
+
+/// KL(p ‖ softmax z′) per row, from p's log-probabilities (N,C) and the logits z′.
+fn kl_rows(log_p: &Tensor, z_adv: &Tensor) -> Tensor {
+    let log_q = z_adv.log_softmax(-1, Kind::Float);
+    (log_p.exp() * (log_p - log_q)).sum_dim_intlist(1, false, Kind::Float)
 }
 
 /// Accuracy of `net` under PGD-20 at `eps` on the first `n` images of `ds` (chunks of 250):

@@ -192,6 +192,12 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
     }
     if let Some(a) = &r.adversarial {
         a.validate()?;
+        if a.is_trades() && cfg.dp.is_some() {
+            return Err(Error::field(
+                "adversarial",
+                "trades with --dp is not supported (its loss couples each example with its twin); use pgd or fgsm-rs for DP adversarial training",
+            ));
+        }
     }
     if let Some(k) = r.multiplicity {
         if k < 2 {

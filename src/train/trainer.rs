@@ -219,8 +219,14 @@ impl Trainer {
                     if let Some(a) = augment {
                         px = a.apply(&px);
                     }
-                    if let Some(adv) = adversarial {
-                        px = adv.perturb(net, &data.train, &px, &y)?;
+                    match adversarial {
+                        // TRADES trains on each example and its twin: both, in that order.
+                        Some(adv) if adv.is_trades() => {
+                            let twins = adv.perturb(net, &data.train, &px, &y)?;
+                            px = Tensor::cat(&[&px, &twins], 0);
+                        }
+                        Some(adv) => px = adv.perturb(net, &data.train, &px, &y)?,
+                        None => {}
                     }
                     data.train.normalize(&px)
                 }
@@ -250,8 +256,26 @@ impl Trainer {
                     let len = (self.cfg.batch as i64).min(n as i64 - lo);
                     let (x, y) = load(&perm.narrow(0, lo, len))?;
                     let logits = self.net.forward(&x, &mut Pass::train());
-                    let losses =
-                        logits.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
+                    let (logits, losses) = match adversarial {
+                        Some(adv) if adv.is_trades() => {
+                            // The twins' logits give the training accuracy (on adversarial
+                            // inputs, as for pgd and fgsm-rs).
+                            let b = y.size()[0];
+                            let twins = logits.narrow(0, b, b);
+                            let losses = adv.trades_loss(&logits.narrow(0, 0, b), &twins, &y);
+                            (twins, losses)
+                        }
+                        _ => {
+                            let l = logits.cross_entropy_loss::<Tensor>(
+                                &y,
+                                None,
+                                Reduction::None,
+                                -100,
+                                0.0,
+                            );
+                            (logits, l)
+                        }
+                    };
                     let stats = StepStats::of_copies(len, k, &losses, &logits, &y);
                     self.check_loss(epoch, s as u64, steps, stats.loss_sum)?;
                     let params = self.net.params();

@@ -499,7 +499,7 @@ fn gradient_attacks_count_eot_draws_as_queries() {
 #[test]
 fn square_schedule_halves_p_at_the_papers_milestones() {
     use fool::attacks::square::p_selection;
-    let p = |it| p_selection(0.05, it, 1000);
+    let p = |it| p_selection(0.05, it, Some(1000));
     // Iteration it of 1000 is it·10 of the reference's 10,000.
     assert_eq!(p(0), 0.05);
     assert_eq!(p(1), 0.05);
@@ -511,6 +511,14 @@ fn square_schedule_halves_p_at_the_papers_milestones() {
     assert_eq!(p(100), 0.05 / 16.0);
     assert_eq!(p(400), 0.05 / 64.0);
     assert_eq!(p(999), 0.05 / 512.0);
+    // AutoAttack's schedule is not rescaled: iteration it is the reference's it.
+    let aa = |it| p_selection(0.8, it, None);
+    assert_eq!((aa(10), aa(11), aa(50), aa(51)), (0.8, 0.4, 0.4, 0.2));
+    assert_eq!(
+        (aa(4000), aa(4001), aa(4999)),
+        (0.8 / 64.0, 0.8 / 128.0, 0.8 / 128.0)
+    );
+    assert_eq!(aa(20000), 0.8 / 512.0);
 }
 
 #[test]
@@ -687,4 +695,114 @@ fn early_stop_drops_fooled_images_from_the_batch_and_finds_the_same_successes() 
             fast.name()
         );
     }
+}
+
+/// AutoAttack's other attacks on the tiny model: APGD on the DLR loss (untargeted and
+/// targeted), APGD-T and FAB-T (untargeted only: they pick their target classes themselves),
+/// every output on the grid and within budget, success as the model judges it.
+#[test]
+fn dlr_apgd_t_and_fab_t_follow_the_conventions_and_fool_the_tiny_model() {
+    use fool::attacks::{ApgdLoss, Fab};
+    let dlr = Apgd {
+        loss: ApgdLoss::Dlr,
+        ..Apgd::default()
+    };
+    assert_eq!(dlr.name(), "apgd-dlr");
+    assert_successes("apgd-dlr", &run_both(&dlr, 8.0 / 255.0), 3);
+    let _guard = serial();
+    let (_dir, model) = tiny(MODEL);
+    let x0 = images();
+    let (untargeted, targeted) = goals(&model, &x0);
+    let apgd_t = Apgd {
+        loss: ApgdLoss::DlrTargeted,
+        target_classes: 3,
+        steps: 30,
+        ..Apgd::default()
+    };
+    let fab_t = Fab {
+        target_classes: 3,
+        steps: 30,
+        ..Fab::default()
+    };
+    for attack in [&apgd_t as &dyn Attack, &fab_t] {
+        assert!(attack.untargeted_only());
+        for eps in [4.0 / 255.0, 8.0 / 255.0] {
+            tch::manual_seed(2);
+            let out = attack
+                .run(&model, &x0, &untargeted, Budget::linf(eps), &mut |_| {})
+                .unwrap();
+            check_output(&model, &x0, &out, &untargeted, eps);
+            if eps > 5.0 / 255.0 {
+                assert!(successes(&out) >= 3, "{}: {:?}", attack.name(), out.success);
+            }
+        }
+        let e = attack
+            .run(&model, &x0, &targeted, Budget::linf(0.03), &mut |_| {})
+            .err()
+            .expect("a targeted goal is refused");
+        assert!(e.to_string().contains("untargeted"), "{e}");
+    }
+    // FAB-T under L2 too: the hyperplane projection in the other norm.
+    tch::manual_seed(2);
+    let out = fab_t
+        .run(&model, &x0, &untargeted, Budget::l2(1.0), &mut |_| {})
+        .unwrap();
+    check_output_in(&model, &x0, &out, &untargeted, Budget::l2(1.0));
+    assert!(successes(&out) >= 2, "fab-t L2: {:?}", out.success);
+}
+
+/// AutoAttack is never weaker than PGD-20 at any eps, names for every broken image the stage
+/// that broke it (and for no other), and each stage only attacks what the ones before left.
+#[test]
+fn autoattack_is_never_weaker_than_pgd_and_names_the_stage_of_every_break() {
+    use fool::attacks::AutoAttack;
+    let _guard = serial();
+    let (_dir, model) = tiny(MODEL);
+    let x0 = images();
+    let (untargeted, targeted) = goals(&model, &x0);
+    let aa = AutoAttack {
+        steps: 20,
+        square_queries: 200,
+        ..AutoAttack::default()
+    };
+    assert_eq!(
+        aa.stages(),
+        ["clean", "apgd-ce", "apgd-t", "fab-t", "square"].map(String::from)
+    );
+    for levels in [1.0, 2.0, 3.0, 4.0] {
+        let b = Budget::linf(levels / 255.0);
+        tch::manual_seed(11);
+        let pgd = Pgd::default()
+            .run(&model, &x0, &untargeted, b, &mut |_| {})
+            .unwrap();
+        tch::manual_seed(11);
+        let out = aa.run(&model, &x0, &untargeted, b, &mut |_| {}).unwrap();
+        check_output(&model, &x0, &out, &untargeted, b.eps);
+        assert!(
+            successes(&out) >= successes(&pgd),
+            "eps {levels}/255: autoattack {:?} vs pgd {:?}",
+            out.success,
+            pgd.success
+        );
+        let stages = out.broken_by.as_ref().expect("a cascade names its stages");
+        for (s, k) in out.success.iter().zip(stages) {
+            assert_eq!(*s, k.is_some(), "{:?} {:?}", out.success, stages);
+            // The goal is the model's own prediction: nothing is misclassified when clean.
+            assert_ne!(*k, Some(0));
+        }
+        let queries = out.image_queries.as_ref().unwrap();
+        assert!(queries.iter().all(|&q| q >= 1));
+    }
+    let e = aa
+        .run(&model, &x0, &targeted, Budget::linf(0.03), &mut |_| {})
+        .err()
+        .expect("targeted refused");
+    assert!(e.to_string().contains("untargeted"), "{e}");
+    // An image the model gets wrong is broken at stage 0 ("clean") without being attacked.
+    let wrong = Goal::Untargeted((untargeted.classes() + 1).remainder(10));
+    let out = aa
+        .run(&model, &x0, &wrong, Budget::linf(1.0 / 255.0), &mut |_| {})
+        .unwrap();
+    assert_eq!(out.broken_by.unwrap(), vec![Some(0); N as usize]);
+    assert_eq!(out.image_queries.unwrap(), vec![1; N as usize]);
 }

@@ -618,3 +618,120 @@ fn early_stop_only_where_the_attacked_model_is_the_judge() {
     let q = queries(&rnd, "adaptive");
     assert!(!q.is_empty() && q.iter().all(|&v| v == 9 * 2), "{q:?}");
 }
+
+/// `fool bench mnist:test[a:b]`: the rows of the test split, named SPLIT/ROW and labelled from
+/// the data set, attacked with AutoAttack (its cascade in the summary, never weaker than PGD);
+/// a model of another input size, a bad split, targets for an untargeted cascade and a synset
+/// list beside a data set are refused with one line.
+#[test]
+fn bench_reads_a_data_set_slice_and_logs_the_autoattack_cascade() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m28.pt");
+    crate::common::tiny_model(&model, 10, 28, 3);
+    let mnist = crate::common::asset("mnist");
+    let out = dir.path().join("aa");
+    let bench = |spec: &str, out: &Path, extra: &[&str]| {
+        let mut c = fool();
+        c.args(["bench", spec, "--model"])
+            .arg(&model)
+            .args(["--size", "28", "--resize", "28", "--data"])
+            .arg(&mnist)
+            .args(["--out"])
+            .arg(out)
+            .args(extra);
+        c
+    };
+    let args = [
+        "--attack",
+        "autoattack,pgd",
+        "--eps",
+        "0.02",
+        "--steps",
+        "5",
+        "--batch",
+        "3",
+        "--json",
+    ];
+    let summary = ok_json(&mut bench("mnist:test[4:10]", &out, &args));
+    let rows = summary.as_array().unwrap();
+    let aa = rows.iter().find(|r| r["attack"] == "autoattack").unwrap();
+    let pgd = rows.iter().find(|r| r["attack"] == "pgd").unwrap();
+    assert_eq!(aa["n_images"], 6);
+    let robust = |r: &serde_json::Value| r["robust_accuracy"].as_f64().unwrap();
+    assert!(robust(aa) <= robust(pgd), "{aa} vs {pgd}");
+    let stages: Vec<&str> = aa["cascade"]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]);
+    let last = aa["cascade"]["stages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["robust_accuracy"], aa["robust_accuracy"]);
+    assert!(pgd["cascade"].is_null());
+    let test = fool::datasets::load(
+        fool::datasets::DatasetName::Mnist,
+        &mnist,
+        fool::datasets::Split::Test,
+    )
+    .unwrap();
+    let labels = Vec::<i64>::try_from(&test.labels).unwrap();
+    let text = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    let mut seen = 0;
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let file = r["file"].as_str().unwrap();
+        let row: usize = file.strip_prefix("test/").unwrap().parse().unwrap();
+        assert!((4..10).contains(&row), "{file}");
+        assert_eq!(r["label"].as_i64().unwrap(), labels[row]);
+        if r["attack"] == "autoattack" {
+            assert_eq!(
+                r["success"].as_bool().unwrap(),
+                r["broken_by"].is_string(),
+                "{r}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 6);
+    for (spec, extra, says) in [
+        ("mnist:valid[0:4]", vec![], "unknown split 'valid'"),
+        (
+            "mnist:test[0:20000]",
+            vec![],
+            "outside the split's 10000 rows",
+        ),
+        (
+            "mnist:test[0:4]",
+            vec!["--attack", "autoattack", "--targets", "random"],
+            "untargeted",
+        ),
+        (
+            "mnist:test[0:4]",
+            vec!["--wnids", "x.txt"],
+            "labelled already",
+        ),
+    ] {
+        let o = bench(spec, &dir.path().join("bad"), &extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(says),
+            "{spec} {extra:?}: {err}"
+        );
+    }
+    let mut c = fool();
+    c.args(["bench", "cifar10:test[0:4]", "--model"])
+        .arg(&model)
+        .args(["--size", "28", "--resize", "28", "--out"])
+        .arg(dir.path().join("bad2"));
+    let o = c.output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("32×32"), "{err}");
+}

@@ -185,3 +185,126 @@ fn audits_during_training_and_the_privacy_report() {
     );
     assert!(!out2.exists());
 }
+
+/// `fool report robustness`: a plain and an adversarially trained run evaluated with the same
+/// attack at the same eps (the adversarial run's) on their test split: robust accuracy within
+/// its interval and below the clean accuracy, the adversarial run the more robust, membership
+/// numbers from the audits; the evaluation is kept in RUN/robustness and reused; CSV, JSON and
+/// the chart are written; bad settings are refused.
+#[test]
+fn the_robustness_report_evaluates_each_run_once_and_tables_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    let at = dir.path().join("at");
+    train(&plain, &["--arch", "wong-cnn"]);
+    train(
+        &at,
+        &[
+            "--arch",
+            "wong-cnn",
+            "--adversarial",
+            "fgsm-rs",
+            "--adv-eps",
+            "0.1",
+            "--adv-eval",
+            "50",
+        ],
+    );
+    let out = dir.path().join("report");
+    let report = || {
+        let mut c = fool();
+        c.args(["report", "robustness"])
+            .arg(&plain)
+            .arg(&at)
+            .args([
+                "--attack",
+                "pgd",
+                "--examples",
+                "60",
+                "--batch",
+                "30",
+                "--json",
+                "--out",
+            ])
+            .arg(&out);
+        c
+    };
+    let rows = ok_json(&mut report());
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        let f = |k: &str| r[k].as_f64().unwrap();
+        assert_eq!(
+            r["eps"].as_f64().unwrap(),
+            0.1,
+            "the adversarial run's eps: {r}"
+        );
+        assert_eq!(r["n"], 60);
+        assert!(
+            f("robust_ci_low") <= f("robust_accuracy")
+                && f("robust_accuracy") <= f("robust_ci_high")
+        );
+        assert!(f("robust_accuracy") <= f("clean_accuracy"), "{r}");
+        assert!(
+            r["epsilon"].is_null() && r["membership_auc"].as_f64().is_some(),
+            "{r}"
+        );
+        assert!(f("train_seconds") > 0.0);
+    }
+    assert!(rows[0]["adversarial"].is_null());
+    assert_eq!(rows[1]["adversarial"], "fgsm-rs eps 0.1000");
+    assert!(
+        rows[1]["robust_accuracy"].as_f64() > rows[0]["robust_accuracy"].as_f64(),
+        "{rows:?}"
+    );
+    for f in [
+        "robustness_report.csv",
+        "robustness_report.json",
+        "robust_vs_privacy.png",
+        "robust_vs_privacy.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let cached = plain
+        .join("robustness")
+        .join(format!("pgd-eps{}-n60", fool::bench::eps_key(0.1)));
+    let results = std::fs::read_to_string(cached.join("results.jsonl")).unwrap();
+    assert_eq!(results.lines().count(), 60);
+    // A second report reuses the evaluations: the same rows, nothing attacked again.
+    let again = ok_json(&mut report());
+    assert_eq!(
+        again.as_array().unwrap()[0]["robust_accuracy"],
+        rows[0]["robust_accuracy"]
+    );
+    assert_eq!(
+        std::fs::read_to_string(cached.join("results.jsonl")).unwrap(),
+        results
+    );
+    // The privacy report now also shows the robust accuracy it measured.
+    let p = ok_json(
+        fool()
+            .args(["report", "privacy"])
+            .arg(&at)
+            .args(["--json", "--out"])
+            .arg(dir.path().join("p")),
+    );
+    assert_eq!(p[0]["robust_accuracy"], rows[1]["robust_accuracy"]);
+    for (extra, says) in [
+        (vec!["--examples", "0"], "--examples"),
+        (vec!["--eps", "2"], "--eps"),
+    ] {
+        let o = fool()
+            .args(["report", "robustness"])
+            .arg(&plain)
+            .args(&extra)
+            .args(["--out"])
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(says),
+            "{extra:?}: {err}"
+        );
+    }
+}

@@ -14,6 +14,7 @@ fn adv(kind: AdvKind, eps: f64, steps: usize) -> Adversarial {
         steps,
         step_size: None,
         eval_examples: 100,
+        beta: None,
     }
 }
 
@@ -53,6 +54,37 @@ fn training_examples_stay_in_the_ball_on_the_grid_and_raise_the_loss() {
         let (l0, l1) = (loss(&x), loss(&a));
         assert!(l1 > l0, "{kind:?}: loss {l0} → {l1}");
     }
+    // TRADES' twins: in the ball, on the grid, and far from the clean outputs in KL (its
+    // objective) — farther than a random point of the ball; the TRADES loss is CE plus β·KL.
+    let t = adv(AdvKind::Trades, 0.1, 10);
+    let twin = t.perturb(&net, &train, &x, &y).unwrap();
+    let dist = (&twin - &x).abs().max().double_value(&[]);
+    let off = ((&twin * 255.0) - (&twin * 255.0).round()).abs().max();
+    assert!(dist <= 0.1 + 1e-6 && off.double_value(&[]) < 1e-3, "{dist}");
+    let logits =
+        |px: &Tensor| tch::no_grad(|| net.forward(&train.normalize(px), &mut Pass::eval()));
+    let z = logits(&x);
+    let kl = |px: &Tensor| {
+        let (p, q) = (
+            z.log_softmax(-1, Kind::Float),
+            logits(px).log_softmax(-1, Kind::Float),
+        );
+        (p.exp() * (p - q)).sum(Kind::Float).double_value(&[])
+    };
+    let random = fool::attacks::Budget::linf(0.1).start(&x, true);
+    assert!(
+        kl(&twin) > 2.0 * kl(&random),
+        "KL {} vs random {}",
+        kl(&twin),
+        kl(&random)
+    );
+    let trades = t.trades_loss(&z, &logits(&twin), &y);
+    let ce = z.cross_entropy_loss::<Tensor>(&y, None, Reduction::None, -100, 0.0);
+    let gap = (&trades - &ce).sum(Kind::Float).double_value(&[]);
+    assert!(
+        (gap - 6.0 * kl(&twin)).abs() < 1e-3 * gap.abs().max(1.0),
+        "{gap}"
+    );
 }
 
 /// An adversarially trained DP run (FGSM-RS, σ 1.2): every epoch records its robust accuracy;
@@ -156,8 +188,20 @@ fn adversarial_flags_are_checked() {
     for (args, says) in [
         (vec!["--adversarial", "pgd"], "--adv-eps"),
         (
-            vec!["--adversarial", "trades", "--adv-eps", "0.3"],
+            vec!["--adversarial", "tradez", "--adv-eps", "0.3"],
             "adversarial",
+        ),
+        (
+            vec!["--adversarial", "trades", "--adv-eps", "0.3", "--beta", "0"],
+            "beta",
+        ),
+        (
+            vec!["--adversarial", "pgd", "--adv-eps", "0.3", "--beta", "6"],
+            "trades",
+        ),
+        (
+            vec!["--adversarial", "trades", "--adv-eps", "0.3", "--dp"],
+            "trades with --dp",
         ),
         (vec!["--adversarial", "pgd", "--adv-eps", "0"], "adv-eps"),
         (vec!["--adversarial", "pgd", "--adv-eps", "2"], "adv-eps"),
