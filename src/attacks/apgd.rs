@@ -107,16 +107,21 @@ impl Attack for Apgd {
         let k_min = ((0.06 * iters as f64) as usize).max(1);
         let k_decr = ((0.03 * iters as f64) as usize).max(1);
         let restarts = self.n_restarts.max(1);
-        let classes = self.check_classes(model, &x0_all, goal)?;
         // APGD-T: the clean logits' classes by rank, for the targets of each run.
         let (runs, ranked) = match self.loss {
             ApgdLoss::DlrTargeted => {
                 let logits = tch::no_grad(|| model.logits(&x0_all))?;
+                let classes = self.check_classes(&logits, goal)?;
                 let ranked = logits.argsort(1, true);
                 let runs = self.target_classes.clamp(1, classes - 1) * restarts;
                 (runs, Some(ranked))
             }
-            _ => (restarts, None),
+            ApgdLoss::Dlr => {
+                let one = x0_all.narrow(0, 0, n.min(1));
+                self.check_classes(&tch::no_grad(|| model.logits(&one))?, goal)?;
+                (restarts, None)
+            }
+            ApgdLoss::Ce => (restarts, None),
         };
         let total = runs * (iters + 1) - 1;
         let mut best = BestSoFar::new(&x0_all);
@@ -291,18 +296,15 @@ impl Attack for Apgd {
 impl Apgd {
     /// The number of classes, checked against what the loss needs: the DLR losses divide by
     /// the gap between the first and third (targeted: third and fourth) largest logits.
-    fn check_classes(&self, model: &dyn Victim, x0: &Tensor, goal: &Goal) -> Result<usize> {
+    /// (The cross-entropy needs no check and costs no forward pass; DLR probes one image.)
+    fn check_classes(&self, logits: &Tensor, goal: &Goal) -> Result<usize> {
         if self.loss == ApgdLoss::DlrTargeted && goal.is_targeted() {
             return Err(Error::field(
                 "targets",
                 "apgd-t is untargeted (it targets the top-ranked classes itself); use it without targets",
             ));
         }
-        let classes = tch::no_grad(|| model.logits(&x0.narrow(0, 0, x0.size()[0].min(1))))?
-            .size()
-            .last()
-            .copied()
-            .unwrap_or(0) as usize;
+        let classes = logits.size().last().copied().unwrap_or(0) as usize;
         let need = match (self.loss, goal.is_targeted()) {
             (ApgdLoss::Ce, _) => 2,
             (ApgdLoss::Dlr, false) => 3,

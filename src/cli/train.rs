@@ -97,6 +97,10 @@ pub struct TrainArgs {
     /// for fgsm-rs]
     #[arg(long, value_name = "EPS", requires = "adversarial")]
     adv_step_size: Option<String>,
+    /// Ramp the training eps up linearly over the first N epochs (eps·e/N in epoch e); large
+    /// budgets such as MNIST's 0.3 otherwise stall PGD training at one class [default: 0]
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "adversarial")]
+    adv_warmup: usize,
     /// TRADES' weight β of the KL term (--adversarial trades) [default: 6]
     #[arg(long, requires = "adversarial", allow_negative_numbers = true)]
     beta: Option<f64>,
@@ -221,6 +225,7 @@ fn adversarial(a: &TrainArgs) -> Result<Option<fool::train::adversarial::Adversa
             .transpose()?,
         eval_examples: a.adv_eval,
         beta: a.beta,
+        warmup_epochs: a.adv_warmup,
     }))
 }
 

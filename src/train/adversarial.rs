@@ -63,6 +63,14 @@ pub struct Adversarial {
     /// TRADES' weight β of the KL term (6 when absent; trades only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beta: Option<f64>,
+    /// Epochs over which the training eps ramps up linearly (eps·e/W in epoch e ≤ W): large
+    /// budgets (MNIST at 0.3) otherwise stall PGD training at a constant prediction. 0: none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_epochs: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 /// TRADES' default β (Zhang et al.'s CIFAR-10 and MNIST setting).
@@ -124,6 +132,20 @@ impl Adversarial {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The training attack of (1-based) `epoch`: during the warm-up, eps (and an explicit step
+    /// size) scaled by epoch/W. Evaluation always uses the full eps.
+    pub fn at_epoch(&self, epoch: usize) -> Adversarial {
+        if epoch >= self.warmup_epochs {
+            return *self;
+        }
+        let f = epoch.max(1) as f64 / self.warmup_epochs as f64;
+        Adversarial {
+            eps: self.eps * f,
+            step_size: self.step_size.map(|a| a * f),
+            ..*self
+        }
     }
 
     /// Whether the loss is TRADES' (the batch then holds each example and its twin).

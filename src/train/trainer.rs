@@ -202,6 +202,8 @@ impl Trainer {
         let mut batch_norms = 0.0;
         let augment = self.cfg.recipe.augment;
         let adversarial = self.cfg.recipe.adversarial;
+        // The attack of this epoch (eps ramped during --adv-warmup).
+        let attack_now = adversarial.map(|a| a.at_epoch(epoch));
         let k = self.cfg.recipe.copies() as i64;
         let net = &self.net;
         let mut load = |pos: &Tensor| -> Result<(Tensor, Tensor)> {
@@ -212,14 +214,14 @@ impl Trainer {
                 idx.repeat_interleave_self_int(k, Some(0), None::<i64>)
             };
             let y = data.train.labels_at(&idx, device);
-            let x = match (augment, adversarial) {
+            let x = match (augment, attack_now) {
                 (None, None) => data.train.normalized(&idx, device),
                 _ => {
                     let mut px = data.train.pixels(&idx, device);
                     if let Some(a) = augment {
                         px = a.apply(&px);
                     }
-                    match adversarial {
+                    match attack_now {
                         // TRADES trains on each example and its twin: both, in that order.
                         Some(adv) if adv.is_trades() => {
                             let twins = adv.perturb(net, &data.train, &px, &y)?;

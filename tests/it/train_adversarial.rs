@@ -15,6 +15,7 @@ fn adv(kind: AdvKind, eps: f64, steps: usize) -> Adversarial {
         step_size: None,
         eval_examples: 100,
         beta: None,
+        warmup_epochs: 0,
     }
 }
 
@@ -54,6 +55,16 @@ fn training_examples_stay_in_the_ball_on_the_grid_and_raise_the_loss() {
         let (l0, l1) = (loss(&x), loss(&a));
         assert!(l1 > l0, "{kind:?}: loss {l0} → {l1}");
     }
+    // The warm-up ramps eps (and an explicit step) linearly, then holds it.
+    let w = Adversarial {
+        warmup_epochs: 4,
+        step_size: Some(0.02),
+        ..adv(AdvKind::Pgd, 0.3, 7)
+    };
+    let at = |e| (w.at_epoch(e).eps, w.at_epoch(e).step_size.unwrap());
+    assert!((at(1).0 - 0.075).abs() < 1e-12 && (at(1).1 - 0.005).abs() < 1e-12);
+    assert!((at(3).0 - 0.225).abs() < 1e-12);
+    assert_eq!((at(4), at(9)), ((0.3, 0.02), (0.3, 0.02)));
     // TRADES' twins: in the ball, on the grid, and far from the clean outputs in KL (its
     // objective) — farther than a random point of the ball; the TRADES loss is CE plus β·KL.
     let t = adv(AdvKind::Trades, 0.1, 10);
