@@ -298,11 +298,8 @@ impl Apgd {
     /// the gap between the first and third (targeted: third and fourth) largest logits.
     /// (The cross-entropy needs no check and costs no forward pass; DLR probes one image.)
     fn check_classes(&self, logits: &Tensor, goal: &Goal) -> Result<usize> {
-        if self.loss == ApgdLoss::DlrTargeted && goal.is_targeted() {
-            return Err(Error::field(
-                "targets",
-                "apgd-t is untargeted (it targets the top-ranked classes itself); use it without targets",
-            ));
+        if self.loss == ApgdLoss::DlrTargeted {
+            goal.untargeted_only(&self.name())?;
         }
         let classes = logits.size().last().copied().unwrap_or(0) as usize;
         let need = match (self.loss, goal.is_targeted()) {

@@ -117,15 +117,7 @@ impl Attack for AutoAttack {
         budget: Budget,
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
-        let Goal::Untargeted(y) = goal else {
-            return Err(Error::field(
-                "targets",
-                format!(
-                    "{} is untargeted (as in the reference); use it without targets",
-                    self.name()
-                ),
-            ));
-        };
+        let y = goal.untargeted_only(&self.name())?;
         let x0 = x0.detach();
         let n = x0.size()[0] as usize;
         let clean = tch::no_grad(|| model.logits(&x0))?;

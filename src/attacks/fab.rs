@@ -23,7 +23,7 @@
 //! the perturbation, which does not change whether it is within eps).
 use super::{grad_eval, Norm, StepInfo, Victim};
 use super::{prob_and_score, project_quantized, Attack, AttackOutput, BestSoFar, Budget, Goal};
-use crate::{Error, Result};
+use crate::Result;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone)]
@@ -130,12 +130,7 @@ impl Attack for Fab {
         budget: Budget,
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
-        let Goal::Untargeted(y_all) = goal else {
-            return Err(Error::field(
-                "targets",
-                "fab-t is untargeted (it targets the top-ranked classes itself); use it without targets",
-            ));
-        };
+        let y_all = goal.untargeted_only(&self.name())?;
         let x0_all = x0.detach();
         let (n, shape) = (x0_all.size()[0], x0_all.size());
         let dev = x0_all.device();

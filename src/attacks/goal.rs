@@ -39,6 +39,18 @@ impl Goal {
         matches!(self, Goal::Targeted(_))
     }
 
+    /// The classes to move away from, for an attack that only works untargeted because it
+    /// picks its own target classes (APGD-T, FAB-T, AutoAttack); `attack`'s error otherwise.
+    pub fn untargeted_only(&self, attack: &str) -> Result<&Tensor> {
+        match self {
+            Goal::Untargeted(y) => Ok(y),
+            Goal::Targeted(_) => Err(crate::Error::field(
+                "targets",
+                format!("{attack} is untargeted (it picks its own target classes); use it without targets"),
+            )),
+        }
+    }
+
     /// Per-image loss to *minimize* (N,): cross-entropy toward the target, or minus the
     /// cross-entropy of the true class.
     pub fn loss(&self, logits: &Tensor) -> Tensor {
