@@ -133,10 +133,31 @@ where
     Ok(())
 }
 
-/// Write `audit.json` (the rows), `audit.csv`, `roc.png` and `roc.svg` into `dir` (which
-/// must exist), each atomically.
+/// One ROC curve of `roc.json`: the thinned points of an attack on a slice.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RocCurve {
+    pub attack: String,
+    pub slice: String,
+    pub auc: f64,
+    /// (FPR, TPR) pairs, thinned for log-log axes ([`crate::audit::Roc::plot_points`]).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Write `audit.json` (the rows), `audit.csv`, `roc.json` (the curves of slice `all`, for
+/// `fool report html`), `roc.png` and `roc.svg` into `dir` (which must exist), each atomically.
 pub fn write_outputs(dir: &Path, results: &[AuditResult]) -> Result<()> {
     write_json(&dir.join("audit.json"), results)?;
+    let curves: Vec<RocCurve> = results
+        .iter()
+        .filter(|r| r.slice == "all" && !r.roc.is_empty())
+        .map(|r| RocCurve {
+            attack: r.attack.to_string(),
+            slice: r.slice.clone(),
+            auc: r.auc,
+            points: r.roc.clone(),
+        })
+        .collect();
+    write_json(&dir.join("roc.json"), &curves)?;
     let csv = to_csv(results);
     let path = dir.join("audit.csv");
     crate::files::write_text(&path, &csv)?;

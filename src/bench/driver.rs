@@ -186,7 +186,7 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
         let (_, lb, clean) = current.as_ref().expect("batch loaded");
         observer.unit_started(unit);
         let images = lb.items.len();
-        let new_rows = runner
+        let (new_rows, adv) = runner
             .run_unit(unit, lb, clean.as_deref(), &mut |info| {
                 observer.step(unit, images, info)
             })
@@ -196,6 +196,8 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
                     format!("{}: {e}", unit.setting()),
                 )
             })?;
+        let files: Vec<&str> = lb.items.iter().map(|it| it.file.as_str()).collect();
+        super::examples::keep(&s.out, &cfg, unit, &files, &lb.x, &adv, s.keep_examples)?;
         store::append_rows(&results, &new_rows)?;
         rows.extend(new_rows);
         if observer.unit_done(unit, done + 1).is_break() {

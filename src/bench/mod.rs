@@ -15,6 +15,7 @@
 //! summary) and [`chart`].
 pub mod chart;
 pub mod driver;
+pub mod examples;
 pub mod lock;
 pub mod plan;
 pub mod runner;

@@ -55,6 +55,9 @@ pub struct Settings {
     pub detector: Option<PathBuf>,
     /// Weight c of the detector's score in the adaptive attack's loss (loss + c·score).
     pub detector_weight: f64,
+    /// Keep the first N images clean and attacked in every setting (see
+    /// [`super::examples`]); not part of the configuration (a run resumes whatever it is).
+    pub keep_examples: usize,
 }
 
 /// A run's settings, checked, with its images listed and its defenses parsed: everything that

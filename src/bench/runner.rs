@@ -126,7 +126,7 @@ impl Runner<'_> {
         Ok(s)
     }
 
-    /// Run one unit on a loaded batch; returns its rows. `clean` holds the batch's
+    /// Run one unit on a loaded batch; returns its rows and the attacked images (8-bit). `clean` holds the batch's
     /// [`Runner::clean_scores`] (computed here when `None` and the run has a detector).
     pub fn run_unit(
         &self,
@@ -134,9 +134,9 @@ impl Runner<'_> {
         b: &LoadedBatch,
         clean: Option<&[f64]>,
         on_step: &mut dyn FnMut(StepInfo),
-    ) -> Result<Vec<Row>> {
+    ) -> Result<(Vec<Row>, Tensor)> {
         if b.items.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), b.x.shallow_clone()));
         }
         let files: Vec<&str> = b.items.iter().map(|it| it.file.as_str()).collect();
         let targets = self.cfg.targets.targets(
@@ -264,6 +264,6 @@ impl Runner<'_> {
                 });
             }
         }
-        Ok(rows)
+        Ok((rows, adv))
     }
 }

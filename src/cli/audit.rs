@@ -106,6 +106,8 @@ pub struct AuditArgs {
     #[arg(long)]
     lira_flip: bool,
     #[command(flatten)]
+    mlflow: super::mlflow::MlflowArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -262,6 +264,7 @@ pub fn run(a: AuditArgs) -> Result<ExitCode> {
             "--model: give either --model (with --dataset) or the four --train-/--test- arrays, not both"
         );
     }
+    a.mlflow.needs_folder(a.out.as_deref(), "--out")?;
     let lira = lira_settings(&a)?;
     let shadows = lira.as_ref().map_or(0, |l| l.shadows);
     let job = AuditJob {
@@ -282,8 +285,9 @@ pub fn run(a: AuditArgs) -> Result<ExitCode> {
         JobOutcome::Stopped => return Ok(ExitCode::from(130)),
         JobOutcome::Done { report, audited } => (report, audited),
     };
+    let logged = a.mlflow.upload_to(a.out.as_deref(), &a.output);
     if a.output.json {
-        print_json(&report.results)?;
+        print_json(&logged.attach(&report.results, "results")?)?;
     } else {
         for what in &audited {
             println!("membership inference audit of {what}");
@@ -294,6 +298,7 @@ pub fn run(a: AuditArgs) -> Result<ExitCode> {
                 "wrote {} (audit.json, audit.csv, roc.png, roc.svg)",
                 dir.display()
             );
+            logged.print();
         }
     }
     if !a.output.quiet && !a.output.json {

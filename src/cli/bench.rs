@@ -95,9 +95,15 @@ pub struct BenchArgs {
     /// Weight c of the detector's score in the adaptive attack's loss (loss + c·score)
     #[arg(long, default_value_t = 1.0)]
     detector_weight: f64,
+    /// Keep the first N images, clean and attacked, in every setting as PNGs in OUT/examples/
+    /// (the gallery of `fool report html`)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    keep_examples: usize,
     /// Output directory (resumes if it holds an interrupted run with the same settings)
     #[arg(long, default_value = "outputs/bench")]
     out: PathBuf,
+    #[command(flatten)]
+    mlflow: super::mlflow::MlflowArgs,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -122,6 +128,8 @@ pub struct MergeArgs {
     /// running) or in two; the summary counts each setting's missing images
     #[arg(long)]
     allow_partial: bool,
+    #[command(flatten)]
+    mlflow: super::mlflow::MlflowArgs,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -161,13 +169,14 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         out: a.out.clone(),
         detector: a.detector.clone(),
         detector_weight: a.detector_weight,
+        keep_examples: a.keep_examples,
     })?;
     let loaded = a.model.load(a.output.quiet)?;
     let mut bars = Bars::new(a.output.quiet || a.output.json, a.output.quiet);
     let outcome = bench::run(&plan, loaded.model_ref(), &mut bars)?;
     bars.finish();
     match outcome {
-        Outcome::Finished(r) => report(&r, &a.output),
+        Outcome::Finished(r) => report(&r, &a.output, &a.mlflow),
         Outcome::Stopped { units } => {
             eprintln!(
                 "fool: interrupted after {units} units; run the same command again to resume"
@@ -268,10 +277,11 @@ impl bench::Observer for Bars {
     }
 }
 
-fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
+fn report(r: &Report, out: &OutputArgs, mlflow: &super::mlflow::MlflowArgs) -> Result<ExitCode> {
     let (summary, dir, skipped) = (&r.summary, &r.out, r.skipped);
     if out.json {
-        print_json(summary)?;
+        let logged = mlflow.upload(dir, out);
+        print_json(&logged.attach(summary, "summary")?)?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -310,6 +320,7 @@ fn report(r: &Report, out: &OutputArgs) -> Result<ExitCode> {
         "wrote {0}/results.jsonl, {0}/summary.csv, {0}/summary.json, {0}/success_vs_eps.png, {0}/success_vs_eps.svg",
         dir.display()
     );
+    mlflow.upload(dir, out).print();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -402,7 +413,7 @@ fn detection_table(summary: &[bench::SummaryRow]) {
 
 fn merge(m: MergeArgs) -> Result<ExitCode> {
     let merged = bench::merge(&m.dirs, &m.out, m.allow_partial)?;
-    let code = report(&merged.report, &m.output)?;
+    let code = report(&merged.report, &m.output, &m.mlflow)?;
     // A partial merge says so in its report (with --json, each summary row's `missing`).
     if merged.missing > 0 && !m.output.json {
         println!(

@@ -14,10 +14,13 @@ mod attack;
 mod audit;
 mod bench;
 mod detect;
+mod mlflow;
 mod pate;
 mod predict;
 mod privacy;
 mod report;
+mod report_html;
+mod report_mlflow;
 mod serve;
 mod synth;
 mod train;
@@ -270,6 +273,7 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("data_dir", "--data"),
     ("dataset", "--dataset"),
     ("examples", "--examples"),
+    ("experiment", "--experiment"),
     ("defense", "--defense"),
     ("delta", "--delta"),
     ("detector", "--detector"),
@@ -299,9 +303,11 @@ const FIELD_FLAGS: &[(&str, &str)] = &[
     ("max_physical_batch", "--max-physical-batch"),
     ("mean", "--mean"),
     ("members", "--members"),
+    ("mlflow", "--mlflow"),
     ("momentum", "--momentum"),
     ("n", "--n"),
     ("name", "--name"),
+    ("new_run", "--new-run"),
     ("noise", "--noise"),
     ("norm", "--norm"),
     ("optimizer", "--optimizer"),

@@ -199,6 +199,8 @@ struct StudentArgs {
     #[command(flatten)]
     training: TrainingArgs,
     #[command(flatten)]
+    mlflow: super::mlflow::MlflowArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -436,7 +438,8 @@ fn student(a: StudentArgs) -> Result<ExitCode> {
         StudentOutcome::Stopped => return Ok(ExitCode::from(130)),
     };
     if a.output.json {
-        print_json(&meta)?;
+        let logged = a.mlflow.upload(&a.out, &a.output);
+        print_json(&logged.attach(&meta, "metadata")?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let r = &report.record;
@@ -465,5 +468,6 @@ fn student(a: StudentArgs) -> Result<ExitCode> {
         "wrote model.pt, metadata.json, members.npy (the teachers' private data), pate.json in {}",
         a.out.display()
     );
+    a.mlflow.upload(&a.out, &a.output).print();
     Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,15 @@ enum ReportSub {
     /// its data set's test split (kept in RUN/robustness/, reused next time):
     /// robustness_report.csv/json, robust_vs_privacy.png/svg
     Robustness(RobustnessArgs),
+    /// One self-contained HTML report (offline, no network request) of bench sweeps, training
+    /// runs, audits and model reports: charts with filters, tables, galleries
+    Html(super::report_html::HtmlArgs),
+    /// Per-class report of a model on a data set slice: precision/recall/F1 (as scikit-learn's
+    /// classification_report), confusion matrix, misclassified images, report.html
+    Model(super::report_html::ModelReportArgs),
+    /// Log run folders (a training run, a bench output, an audit) to an MLflow tracking server:
+    /// params, metrics per epoch or eps, tags, artifacts; DIR/mlflow.json records the run
+    Mlflow(super::report_mlflow::MlflowReportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -79,6 +88,9 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let a = match a.sub {
         ReportSub::Privacy(a) => a,
         ReportSub::Robustness(r) => return robustness(r),
+        ReportSub::Html(h) => return super::report_html::html(h),
+        ReportSub::Model(m) => return super::report_html::model(m),
+        ReportSub::Mlflow(m) => return super::report_mlflow::run(m),
     };
     let rows = report::generate(&a.runs, &a.out)?;
     if a.output.json {

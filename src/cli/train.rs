@@ -166,6 +166,8 @@ pub struct TrainArgs {
     #[arg(long, default_value = "auto")]
     device: String,
     #[command(flatten)]
+    mlflow: super::mlflow::MlflowArgs,
+    #[command(flatten)]
     output: OutputArgs,
 }
 
@@ -450,7 +452,8 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
         Outcome::Stopped { .. } => return Ok(ExitCode::from(130)),
     };
     if a.output.json {
-        print_json(&meta)?;
+        let logged = a.mlflow.upload(&a.out, &a.output);
+        print_json(&logged.attach(&meta, "metadata")?)?;
     } else {
         let model = run.dir.model_path();
         println!(
@@ -471,6 +474,7 @@ pub fn run(a: TrainArgs) -> Result<ExitCode> {
             if a.samples > 0 { ", samples/" } else { "" },
             a.out.display()
         );
+        a.mlflow.upload(&a.out, &a.output).print();
     }
     Ok(ExitCode::SUCCESS)
 }

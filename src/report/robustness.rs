@@ -199,6 +199,7 @@ fn evaluate(run: &Run, s: &Settings, eps: f64, dir: &Path) -> Result<Vec<bench::
         out: dir.to_path_buf(),
         detector: None,
         detector_weight: 0.0,
+        keep_examples: 0,
     })?;
     let m = ModelRef {
         model: &loaded.model,

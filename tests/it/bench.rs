@@ -136,6 +136,7 @@ fn bench_lib(f: &Fixture, out: &Path, observer: &mut dyn bench::Observer) -> ben
         out: out.to_path_buf(),
         detector: None,
         detector_weight: 10.0,
+        keep_examples: 0,
     })
     .unwrap();
     let pre = Preprocess {

@@ -173,6 +173,7 @@ fn plan(f: &Fixture, out: &Path) -> fool::Result<fool::bench::Plan> {
         out: out.to_path_buf(),
         detector: None,
         detector_weight: 10.0,
+        keep_examples: 0,
     })
 }
 

@@ -84,14 +84,14 @@ impl Client {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| format!("{url}: {e}"))?;
+                .map_err(|e| format!("{url}: {}", with_causes(&e)))?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
             let body = resp
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| format!("{url}: {e}"))?
+                .map_err(|e| format!("{url}: {}", with_causes(&e)))?
                 .to_bytes();
             Ok((status, headers, body))
         };
@@ -123,9 +123,29 @@ impl Client {
         timeout: std::time::Duration,
     ) -> Result<(u16, Bytes), String> {
         let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-        let headers = [("content-type", "application/json".to_string())];
-        let (status, _, body) =
-            self.send_within(hyper::Method::POST, path, &headers, bytes, Some(timeout))?;
+        self.request("POST", path, Some("application/json"), bytes, timeout)
+    }
+
+    /// Any request: `method` (GET, POST, PUT, …) on `{base}{path}` (`path` starts with `/` and
+    /// is already percent-encoded), with `body` sent as `content_type` when one is given,
+    /// waiting at most `timeout` for the whole answer. The status and the body, whatever the
+    /// status (the caller judges it); errors are connection failures, timeouts and a method or
+    /// path that is not HTTP.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        timeout: std::time::Duration,
+    ) -> Result<(u16, Bytes), String> {
+        let method = hyper::Method::from_bytes(method.as_bytes())
+            .map_err(|_| format!("'{method}' is not an HTTP method"))?;
+        let headers: Vec<(&str, String)> = content_type
+            .map(|c| ("content-type", c.to_string()))
+            .into_iter()
+            .collect();
+        let (status, _, body) = self.send_within(method, path, &headers, body, Some(timeout))?;
         Ok((status, body))
     }
 
@@ -173,6 +193,22 @@ impl Client {
         }
         parse_answer(&headers, &bytes)
     }
+}
+
+/// An error with its causes ("client error (Connect): tcp connect error: Connection refused
+/// (os error 111)"): hyper's own message alone does not say what went wrong.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Parse an infer response, JSON or JSON + binary outputs.
