@@ -15,6 +15,11 @@ impl Labels {
         Labels { names }
     }
 
+    /// The names, in class order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
     /// Numbered labels `class 0`, `class 1`, … for models without a label file.
     pub fn numbered(n: usize) -> Self {
         Labels::new((0..n).map(|i| format!("class {i}")).collect())

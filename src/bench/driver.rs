@@ -134,6 +134,7 @@ pub fn run(plan: &Plan, m: ModelRef, observer: &mut dyn Observer) -> Result<Outc
         ..cfg
     };
     store::check_or_save_config(&s.out, &cfg)?;
+    super::examples::save_labels(&s.out, m.labels, s.keep_examples)?;
     let results = store::results_path(&s.out);
     let mut rows = store::load_results(&results)?;
     store::check_rows(&results, &cfg, &rows)?;

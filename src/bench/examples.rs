@@ -3,6 +3,7 @@
 //! html`). The attacked image is the one the rows judged (after the exact 8-bit projection):
 //!
 //! ```text
+//! OUT/examples/labels.json                          the model's class names (a JSON list)
 //! OUT/examples/clean/NNNNN.png                       image NNNNN of the run, as the model sees it
 //! OUT/examples/ATTACK_epsEPS_DEFENSE/NNNNN.png       attacked in that setting (`none`: the bare
 //!                                                    model, judged through every defense;
@@ -53,6 +54,21 @@ pub fn adv_path(
         })
         .collect();
     dir(out).join(safe).join(format!("{index:05}.png"))
+}
+
+/// The class names of the run's model, for the gallery's captions.
+pub fn labels_path(out: &Path) -> PathBuf {
+    dir(out).join("labels.json")
+}
+
+/// Write [`labels_path`] (when examples are kept).
+pub fn save_labels(out: &Path, labels: &crate::labels::Labels, keep: usize) -> Result<()> {
+    if keep == 0 {
+        return Ok(());
+    }
+    let p = labels_path(out);
+    mkdir(&p)?;
+    crate::files::write_json(&p, labels.names())
 }
 
 /// Keep the clean and attacked images of `files` (the unit's batch, in order, with their

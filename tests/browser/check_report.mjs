@@ -80,6 +80,13 @@ try {
       await page.waitForTimeout(300);
       const after = (await page.evaluate(marks)).find((c) => c.id === chart.id);
       out.filter = { chart: chart.id, attack: options[1], options, before: chart.marks, after: after.marks };
+      // Hover: the first point's tooltip (vega-tooltip's element) shows its values.
+      await page.locator(`[data-chart='${chart.id}'] g.mark-symbol path`).first().hover({ force: true });
+      await page.waitForTimeout(300);
+      out.tooltip = await page.evaluate(() => {
+        const t = document.getElementById("vg-tooltip-element");
+        return t && t.classList.contains("visible") ? t.textContent : null;
+      });
     }
     const box = page.locator(".browse input[data-filter='success']").first();
     if ((await box.count()) > 0) {
@@ -101,7 +108,10 @@ try {
   if (sections) {
     await page.evaluate(() => { document.querySelector("nav").style.position = "static"; });
     for (const s of out.sections) {
-      await page.locator(`section#${s.id}`).screenshot({ path: `${sections}/${s.id}.png` });
+      // Galleries of photographs as JPEG (quality 85), the rest as PNG.
+      const jpeg = s.kind === "bench";
+      await page.locator(`section#${s.id}`).screenshot(
+        jpeg ? { path: `${sections}/${s.id}.jpg`, quality: 85 } : { path: `${sections}/${s.id}.png` });
     }
   }
   out.requests = requests;

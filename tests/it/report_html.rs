@@ -185,6 +185,13 @@ fn the_report_renders_in_chromium_with_the_marks_its_data_implies_and_no_request
         of_attack,
         "{f}"
     );
+    let tip = page["tooltip"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no tooltip on hover: {page}"));
+    assert!(
+        tip.contains("success") && tip.contains("95% CI low") && tip.contains(attack),
+        "{tip}"
+    );
     // Gallery: 3 kept images × every row of the summary's settings, capped at 48, evenly.
     let browse = page["browse"].as_array().unwrap();
     let gallery = browse.iter().find(|b| b["section"] == "bench-0").unwrap();

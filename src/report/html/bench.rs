@@ -6,13 +6,13 @@ use super::gallery::{data_uri, perturbation};
 use super::page::{esc, Cell, Page};
 use super::specs;
 use super::Images;
-use crate::bench::examples::{adv_path, clean_path};
+use crate::bench::examples::{adv_path, clean_path, labels_path};
 use crate::labels::Labels;
 use serde_json::json;
 use std::path::Path;
 
-/// Class names for a bench's labels: the model's labels.json when it has one, else the
-/// ImageNet names in assets/ when they cover the labels, else numbers.
+/// Class names for a bench's labels: the names `fool bench --keep-examples` saved, else the
+/// model's labels.json beside it, else numbers.
 fn labels_for(run: &BenchRun) -> Labels {
     let max = run
         .example_rows
@@ -23,9 +23,7 @@ fn labels_for(run: &BenchRun) -> Labels {
     let beside = Path::new(&run.config.model)
         .parent()
         .map(|d| d.join("labels.json"));
-    let candidates = beside
-        .into_iter()
-        .chain([Path::new("assets/imagenet_labels.json").to_path_buf()]);
+    let candidates = [labels_path(&run.dir)].into_iter().chain(beside);
     for p in candidates {
         if let Ok(l) = Labels::load(&p) {
             if l.len() > max {
@@ -155,12 +153,20 @@ fn gallery(page: &mut Page, images: &mut Images, run: &BenchRun, max: usize) -> 
     let labels = labels_for(run);
     let mut body = String::new();
     let mut shown = 0;
-    for s in &settings {
-        let picked = run
+    for (k, s) in settings.iter().enumerate() {
+        // Rotate through the kept images so that a tight cap still shows different ones.
+        let mine: Vec<&(usize, crate::bench::Row)> = run
             .example_rows
             .iter()
             .filter(|(_, r)| setting(r) == *s)
-            .take(per);
+            .collect();
+        let start = if mine.is_empty() { 0 } else { k % mine.len() };
+        let picked = mine
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(per.min(mine.len()))
+            .copied();
         for (index, r) in picked {
             if shown >= max {
                 break;
