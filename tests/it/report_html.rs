@@ -97,6 +97,36 @@ fn runs() -> &'static Runs {
             .arg(&data)
             .arg("--out")
             .arg(root.join("model")));
+        ok(fool()
+            .args([
+                "pate",
+                "teachers",
+                "--dataset",
+                "mnist",
+                "--teachers",
+                "3",
+                "-q",
+                "--data",
+            ])
+            .arg(&data)
+            .args("--limit 300 --epochs 1 --batch 10 --optimizer adam --lr 0.003 --out".split(' '))
+            .arg(root.join("pate")));
+        ok(fool()
+            .args([
+                "report",
+                "robustness",
+                "--attack",
+                "fgsm",
+                "--eps",
+                "0.1",
+                "--examples",
+                "50",
+                "-q",
+            ])
+            .arg(root.join("plain"))
+            .arg(root.join("dp"))
+            .arg("--out")
+            .arg(root.join("robustness")));
         Runs { _dir: dir, root }
     })
 }
@@ -110,7 +140,18 @@ fn build(r: &Runs, out: &Path) -> Value {
         fool()
             .args(["report", "html", "--json", "--out"])
             .arg(out)
-            .args(["plain", "dp", "bench", "model", "plain/audit"].map(|d| r.p(d))),
+            .args(
+                [
+                    "plain",
+                    "dp",
+                    "bench",
+                    "model",
+                    "plain/audit",
+                    "pate",
+                    "robustness",
+                ]
+                .map(|d| r.p(d)),
+            ),
     )
 }
 
@@ -119,7 +160,25 @@ fn the_report_renders_in_chromium_with_the_marks_its_data_implies_and_no_request
     let r = runs();
     let out = r.p("report.html");
     let built = build(r, &out);
-    assert_eq!(built["runs"].as_array().unwrap().len(), 5, "{built}");
+    let kinds: Vec<&str> = built["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "train",
+            "train",
+            "bench",
+            "model",
+            "audit",
+            "pate",
+            "robustness"
+        ],
+        "{built}"
+    );
     let html = std::fs::read_to_string(&out).unwrap();
     assert!(html.contains("Content-Security-Policy") && html.contains("default-src 'none'"));
     assert!(html.len() < 5_000_000, "{} bytes", html.len());
@@ -266,6 +325,11 @@ fn the_report_renders_in_chromium_with_the_marks_its_data_implies_and_no_request
     let wrong = model["misclassified"].as_array().unwrap().len();
     assert_eq!(misses["cards"].as_u64().unwrap() as usize, wrong.min(40));
     assert_eq!(chart_in("comparison").len(), 1, "privacy vs utility");
+    // PATE: a bar per finished teacher; robustness: a point and an interval per run.
+    assert_eq!(chart_in("pate-0")[0]["marks"]["rect"], 3);
+    let robust = chart_in("robustness-0")[0];
+    assert_eq!(robust["marks"]["symbol"], 2);
+    assert_eq!(robust["marks"]["rule"], 2);
     assert!(artifacts.join("report.png").is_file());
 }
 

@@ -15,6 +15,24 @@ pub enum Loaded {
     Train(Box<TrainRun>),
     Audit(AuditRun),
     Model(ModelRun),
+    Pate(PateRun),
+    Robustness(RobustnessRun),
+}
+
+/// A `fool pate teachers` ensemble folder: its manifest and each teacher's metadata (None:
+/// not finished).
+pub struct PateRun {
+    pub name: String,
+    pub dir: PathBuf,
+    pub manifest: crate::pate::Manifest,
+    pub teachers: Vec<Option<Metadata>>,
+}
+
+/// A `fool report robustness --out` folder.
+pub struct RobustnessRun {
+    pub name: String,
+    pub dir: PathBuf,
+    pub rows: Vec<crate::report::robustness::RobustRow>,
 }
 
 /// A `fool bench` output folder.
@@ -78,6 +96,33 @@ pub fn load(dir: &Path, notes: &mut Vec<String>) -> Result<Loaded> {
             report,
         }));
     }
+    if has("robustness_report.json") {
+        let rows = read_json(&dir.join("robustness_report.json"))?;
+        return Ok(Loaded::Robustness(RobustnessRun {
+            name,
+            dir: dir.to_path_buf(),
+            rows,
+        }));
+    }
+    if let Some(manifest) = crate::pate::Manifest::read(dir)? {
+        let teachers: Vec<Option<Metadata>> = (0..manifest.teachers)
+            .map(|k| crate::pate::teacher_dir(dir, k).metadata().ok().flatten())
+            .collect();
+        let done = teachers.iter().filter(|t| t.is_some()).count();
+        if done < manifest.teachers {
+            notes.push(format!(
+                "{}: {done} of {} teachers finished; the table shows those",
+                dir.display(),
+                manifest.teachers
+            ));
+        }
+        return Ok(Loaded::Pate(PateRun {
+            name,
+            dir: dir.to_path_buf(),
+            manifest,
+            teachers,
+        }));
+    }
     if has("bench.json") {
         return load_bench(dir, name, notes).map(Loaded::Bench);
     }
@@ -96,7 +141,7 @@ pub fn load(dir: &Path, notes: &mut Vec<String>) -> Result<Loaded> {
     }
     Err(Error::bad_file(
         dir,
-        "not a fool run: expected metadata.json or state/ (fool train), bench.json (fool bench), audit.json (fool audit --out) or model_report.json (fool report model)",
+        "not a fool run: expected metadata.json or state/ (fool train), bench.json (fool bench), audit.json (fool audit --out), pate.json (fool pate teachers), robustness_report.json (fool report robustness) or model_report.json (fool report model)",
     ))
 }
 

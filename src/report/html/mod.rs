@@ -1,7 +1,8 @@
 //! `fool report html DIR... --out report.html`: one self-contained HTML file of every run given
 //! — bench sweeps (success rate vs eps with intervals and filters, the summary, a gallery of
 //! kept adversarial examples), training runs (curves, ε and membership leakage by epoch, the
-//! comparison of runs, privacy vs utility), audits (ROC curves on log-log axes) and model
+//! comparison of runs, privacy vs utility), audits (ROC curves on log-log axes), PATE ensembles,
+//! robustness reports and model
 //! reports (classification report, confusion matrix, misclassified images). It works offline,
 //! opened from disk: the chart runtime is embedded, images are data URIs, and its
 //! Content-Security-Policy forbids any request. Charts are Vega-Lite specifications built from
@@ -14,6 +15,7 @@ mod bench;
 pub mod collect;
 mod gallery;
 mod model_section;
+mod other;
 pub mod page;
 mod runs;
 mod specs;
@@ -50,7 +52,8 @@ impl Default for Options {
 pub struct Built {
     pub out: PathBuf,
     pub bytes: u64,
-    /// Each readable folder and its kind (`bench`, `train`, `audit`, `model`).
+    /// Each readable folder and its kind (`bench`, `train`, `audit`, `model`, `pate`,
+    /// `robustness`).
     pub runs: Vec<(String, String)>,
     pub charts: usize,
     pub gallery_cards: usize,
@@ -112,6 +115,7 @@ pub fn build(
     }
     let mut notes = Vec::new();
     let (mut benches, mut trains, mut audits, mut models) = (vec![], vec![], vec![], vec![]);
+    let (mut pates, mut robust) = (vec![], vec![]);
     let mut kinds = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
         match collect::load(d, &mut notes) {
@@ -130,6 +134,14 @@ pub fn build(
             Ok(Loaded::Model(m)) => {
                 kinds.push((d.display().to_string(), "model".to_string()));
                 models.push(m)
+            }
+            Ok(Loaded::Pate(p)) => {
+                kinds.push((d.display().to_string(), "pate".to_string()));
+                pates.push(p)
+            }
+            Ok(Loaded::Robustness(r)) => {
+                kinds.push((d.display().to_string(), "robustness".to_string()));
+                robust.push(r)
             }
             Err(e) => notes.push(format!("{e}: left out")),
         }
@@ -162,6 +174,12 @@ pub fn build(
         }
     }
     runs::audits(&mut page, &trains, &audits);
+    for (k, r) in robust.iter().enumerate() {
+        other::robustness(&mut page, r, k);
+    }
+    for (k, p) in pates.iter().enumerate() {
+        other::pate(&mut page, p, k);
+    }
     for (k, m) in models.iter().enumerate() {
         cards += model_section::section(
             &mut page,

@@ -174,6 +174,39 @@ pub fn confusion(rows: Vec<Value>, labels: &[String], text: bool) -> Value {
     json!({"width": side, "height": side, "data": {"values": rows}, "encoding": enc, "layer": layers})
 }
 
+/// A PATE ensemble's teachers: test accuracy per teacher, as bars.
+pub fn teachers(rows: Vec<Value>) -> Value {
+    json!({
+        "width": 560, "height": 200,
+        "data": {"values": rows},
+        "mark": "bar",
+        "encoding": {
+            "x": {"field": "teacher", "type": "ordinal", "axis": {"labels": false, "ticks": false}},
+            "y": {"field": "accuracy", "type": "quantitative", "title": "test accuracy", "axis": {"format": "%"}},
+            "tooltip": [{"field": "teacher"}, {"field": "accuracy", "format": ".2%"}, {"field": "examples", "title": "trained on"}]
+        }
+    })
+}
+
+/// Robust accuracy (with its interval) against membership TPR at 0.1% FPR, a labelled point
+/// per run (`fool report robustness`).
+pub fn robust_vs_privacy(rows: Vec<Value>) -> Value {
+    let x = json!({"field": "tpr", "type": "quantitative", "title": "membership TPR at 0.1% FPR"});
+    json!({
+        "width": 420, "height": 280,
+        "data": {"values": rows},
+        "layer": [
+            {"mark": "rule", "encoding": {"x": x, "y": {"field": "ci_low", "type": "quantitative"}, "y2": {"field": "ci_high"}}},
+            {"mark": {"type": "point", "filled": true, "size": 90},
+             "encoding": {"x": x, "y": {"field": "robust", "type": "quantitative", "title": "robust accuracy", "axis": {"format": "%"}},
+                          "color": {"field": "kind", "type": "nominal"},
+                          "tooltip": [{"field": "run"}, {"field": "kind"}, {"field": "robust", "format": ".1%"}, {"field": "tpr", "format": ".4f"}]}},
+            {"mark": {"type": "text", "dx": 8, "align": "left"},
+             "encoding": {"x": x, "y": {"field": "robust", "type": "quantitative"}, "text": {"field": "run"}}}
+        ]
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
