@@ -15,7 +15,7 @@ pub enum Loaded {
     Train(Box<TrainRun>),
     Audit(AuditRun),
     Model(ModelRun),
-    Pate(PateRun),
+    Pate(Box<PateRun>),
     Robustness(RobustnessRun),
 }
 
@@ -116,12 +116,12 @@ pub fn load(dir: &Path, notes: &mut Vec<String>) -> Result<Loaded> {
                 manifest.teachers
             ));
         }
-        return Ok(Loaded::Pate(PateRun {
+        return Ok(Loaded::Pate(Box::new(PateRun {
             name,
             dir: dir.to_path_buf(),
             manifest,
             teachers,
-        }));
+        })));
     }
     if has("bench.json") {
         return load_bench(dir, name, notes).map(Loaded::Bench);

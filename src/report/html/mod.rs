@@ -137,7 +137,7 @@ pub fn build(
             }
             Ok(Loaded::Pate(p)) => {
                 kinds.push((d.display().to_string(), "pate".to_string()));
-                pates.push(p)
+                pates.push(*p)
             }
             Ok(Loaded::Robustness(r)) => {
                 kinds.push((d.display().to_string(), "robustness".to_string()));
