@@ -5,8 +5,7 @@
 //!
 //! - `standard`: APGD-CE (100 iterations, 1 restart), APGD-T (targeted DLR, 9 target classes,
 //!   100 iterations each), FAB-T (9 target classes, 100 iterations each), Square (5,000
-//!   queries, p_init 0.8, the schedule of the first 5,000 of 10,000 queries; L∞ only in fool,
-//!   so the L2 cascade stops after FAB-T);
+//!   queries, p_init 0.8, the schedule of the first 5,000 of 10,000 queries), L∞ and L2;
 //! - `rand`, for randomized defenses: APGD-CE and APGD-DLR, with the gradients averaged over
 //!   the victim's EOT draws (`fool bench --eot 20` as the reference).
 //!
@@ -49,8 +48,10 @@ impl Default for AutoAttack {
 }
 
 impl AutoAttack {
-    /// The attacks of the cascade under `norm`, in order.
+    /// The attacks of the cascade under `norm`, in order (the same under L∞ and L2: each
+    /// attack takes the norm from the budget).
     pub fn cascade(&self, norm: Norm) -> Vec<Box<dyn Attack>> {
+        debug_assert!(matches!(norm, Norm::Linf | Norm::L2));
         let apgd = |loss| Apgd {
             loss,
             steps: self.steps,
@@ -67,14 +68,12 @@ impl AutoAttack {
                     early_stop: self.early_stop,
                     ..Fab::default()
                 }));
-                if norm == Norm::Linf {
-                    // AutoAttack's Square: p_init 0.8, the schedule not rescaled.
-                    out.push(Box::new(Square {
-                        max_queries: self.square_queries,
-                        p_init: 0.8,
-                        rescale_schedule: false,
-                    }));
-                }
+                // AutoAttack's Square: p_init 0.8, the schedule not rescaled.
+                out.push(Box::new(Square {
+                    max_queries: self.square_queries,
+                    p_init: 0.8,
+                    rescale_schedule: false,
+                }));
             }
         }
         out
@@ -95,8 +94,7 @@ impl Attack for AutoAttack {
     }
 
     fn stages(&self) -> Vec<String> {
-        // The stage names do not depend on the norm but for Square, listed either way: under
-        // L2 it simply breaks nothing.
+        // The stage names do not depend on the norm.
         let mut names = vec!["clean".to_string()];
         names.extend(
             self.cascade(Norm::Linf)

@@ -31,6 +31,7 @@ pub mod mifgsm;
 pub mod pgd;
 pub mod sgd;
 pub mod square;
+pub mod square_l2;
 
 pub use apgd::{Apgd, ApgdLoss};
 pub use autoattack::AutoAttack;

@@ -1,4 +1,5 @@
-//! Square Attack in L∞ (Andriushchenko et al. 2020), a score-based black-box attack: it only
+//! Square Attack (Andriushchenko et al. 2020) in L∞ here and in L2 in [`super::square_l2`], a
+//! score-based black-box attack: it only
 //! reads logits (no gradients, everything runs under `tch::no_grad`). Following the reference
 //! implementation (max-andr/square-attack, `attack.py`, `square_attack_linf`):
 //!
@@ -69,7 +70,7 @@ pub fn p_selection(p_init: f64, it: usize, rescale: Option<usize>) -> f64 {
 }
 
 /// Random signs ±1 (float) of the given shape, from libtorch's RNG.
-fn signs(shape: &[i64], device: tch::Device) -> Tensor {
+pub(crate) fn signs(shape: &[i64], device: tch::Device) -> Tensor {
     Tensor::randint_low(0, 2, shape, (Kind::Int64, device)).to_kind(Kind::Float) * 2.0 - 1.0
 }
 
@@ -79,7 +80,7 @@ impl Attack for Square {
     }
 
     fn supports(&self, norm: Norm) -> bool {
-        norm == Norm::Linf
+        matches!(norm, Norm::Linf | Norm::L2)
     }
 
     fn run(
@@ -90,7 +91,10 @@ impl Attack for Square {
         budget: Budget,
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
-        tch::no_grad(|| self.attack(model, x0, goal, budget, on_step))
+        tch::no_grad(|| match budget.norm {
+            Norm::L2 => super::square_l2::attack(self, model, x0, goal, budget, on_step),
+            Norm::Linf => self.attack(model, x0, goal, budget, on_step),
+        })
     }
 }
 
@@ -103,12 +107,6 @@ impl Square {
         budget: Budget,
         on_step: &mut dyn FnMut(StepInfo),
     ) -> Result<AttackOutput> {
-        if !self.supports(budget.norm) {
-            return Err(crate::Error::field(
-                "norm",
-                "the Square Attack is implemented for L∞ only",
-            ));
-        }
         let x0 = x0.detach();
         let dev = x0.device();
         let (n, c, h, w) = x0.size4()?;
@@ -204,25 +202,42 @@ impl Square {
             // The loop stopped early between reports: the final state.
             on_step(report(steps, &best_logits, &margin_min, &reached));
         }
-        let adv = project_quantized(&x0, &x_best, budget);
-        let success =
-            Vec::<bool>::try_from(reached.to_device(tch::Device::Cpu)).unwrap_or_default();
-        let class_prob = Vec::<f64>::try_from(
-            goal.class_prob(&best_logits)
-                .to_kind(Kind::Double)
-                .to_device(tch::Device::Cpu),
-        )
-        .unwrap_or_default();
-        Ok(AttackOutput {
-            adv,
-            success,
-            class_prob,
+        output(
+            project_quantized(&x0, &x_best, budget),
+            &best_logits,
+            &reached,
+            goal,
             steps,
-            queries: queries.max().int64_value(&[]) as usize,
-            image_queries: Vec::<i64>::try_from(queries.to_device(tch::Device::Cpu))
-                .ok()
-                .map(|v| v.into_iter().map(|q| q as usize).collect()),
-            broken_by: None,
-        })
+            &queries,
+        )
     }
+}
+
+/// The attack's output from its final state (both norms).
+pub(crate) fn output(
+    adv: Tensor,
+    best_logits: &Tensor,
+    reached: &Tensor,
+    goal: &Goal,
+    steps: usize,
+    queries: &Tensor,
+) -> Result<AttackOutput> {
+    let success = Vec::<bool>::try_from(reached.to_device(tch::Device::Cpu)).unwrap_or_default();
+    let class_prob = Vec::<f64>::try_from(
+        goal.class_prob(best_logits)
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )
+    .unwrap_or_default();
+    Ok(AttackOutput {
+        adv,
+        success,
+        class_prob,
+        steps,
+        queries: queries.max().int64_value(&[]) as usize,
+        image_queries: Vec::<i64>::try_from(queries.to_device(tch::Device::Cpu))
+            .ok()
+            .map(|v| v.into_iter().map(|q| q as usize).collect()),
+        broken_by: None,
+    })
 }

@@ -24,7 +24,8 @@ pub struct BenchArgs {
     /// Attacks, comma-separated: fgsm, pgd, bim, sgd, mifgsm, cw, apgd, apgd-dlr, apgd-t, fab-t,
     /// square, autoattack, autoattack-rand
     ///
-    /// Every attack but square also runs under --norm l2 (fgsm is then FGM, pgd is PGD-L2).
+    /// Every attack also runs under --norm l2 (fgsm is then FGM, pgd is PGD-L2, square its L2
+    /// version).
     /// fgsm: one signed-gradient step of size eps. pgd: Madry et al., random start, step
     /// 2.5·eps/steps, 20 steps. bim: pgd without random start. sgd: the tutorial's SGD with
     /// momentum (lr 0.01), 100 steps. mifgsm: momentum iterative FGSM, 10 steps. cw:

@@ -604,22 +604,46 @@ fn pgd_l2_success_never_drops_as_the_radius_grows_and_beats_a_tight_linf_box() {
 }
 
 #[test]
-fn square_refuses_an_l2_budget() {
+fn square_l2_fools_the_tiny_model_within_its_l2_budget_without_gradients() {
     let _guard = serial();
     let (_dir, model) = tiny(MODEL);
     let x0 = images();
-    let (untargeted, _) = goals(&model, &x0);
-    assert!(!Square::default().supports(Norm::L2));
-    let err = Square::default()
-        .run(&model, &x0, &untargeted, Budget::l2(1.0), &mut |_| {})
-        .err()
-        .expect("square ran under L2")
-        .to_string();
-    // The library names the setting, not a flag.
-    assert!(
-        err.starts_with("norm: ") && err.contains("L∞") && !err.contains("--"),
-        "{err}"
-    );
+    let (untargeted, targeted) = goals(&model, &x0);
+    let attack = Square {
+        max_queries: 500,
+        ..Square::default()
+    };
+    assert!(attack.supports(Norm::L2));
+    let b = Budget::l2(3.0);
+    for goal in [&untargeted, &targeted] {
+        let victim = Counting {
+            forbid_grad: true,
+            ..Counting::new(&model)
+        };
+        tch::manual_seed(5);
+        let out = attack.run(&victim, &x0, goal, b, &mut |_| {}).unwrap();
+        // 8-bit images inside the L2 ball, judged as the model classifies them.
+        check_output_in(&model, &x0, &out, goal, b);
+        assert!(successes(&out) >= 2, "square L2: {:?}", out.success);
+        assert!(out.queries <= attack.max_queries);
+        let q = out.image_queries.as_ref().unwrap();
+        assert!(
+            q.iter().all(|&q| q >= 1 && q <= attack.max_queries),
+            "{q:?}"
+        );
+        let forwarded = victim.images.get();
+        assert!(forwarded <= N as usize * out.queries, "{forwarded} images");
+    }
+    // Seeded: the same images again.
+    tch::manual_seed(5);
+    let a = attack
+        .run(&model, &x0, &untargeted, b, &mut |_| {})
+        .unwrap();
+    tch::manual_seed(5);
+    let c = attack
+        .run(&model, &x0, &untargeted, b, &mut |_| {})
+        .unwrap();
+    assert!(a.adv.equal(&c.adv));
 }
 
 #[test]
@@ -805,4 +829,43 @@ fn autoattack_is_never_weaker_than_pgd_and_names_the_stage_of_every_break() {
         .unwrap();
     assert_eq!(out.broken_by.unwrap(), vec![Some(0); N as usize]);
     assert_eq!(out.image_queries.unwrap(), vec![1; N as usize]);
+}
+
+/// Under L2 the cascade runs the same four attacks (Square's L2 version last) and is never
+/// weaker than PGD-L2.
+#[test]
+fn autoattack_l2_runs_the_whole_cascade_and_is_never_weaker_than_pgd_l2() {
+    use fool::attacks::AutoAttack;
+    let _guard = serial();
+    let (_dir, model) = tiny(MODEL);
+    let x0 = images();
+    let (untargeted, _) = goals(&model, &x0);
+    let aa = AutoAttack {
+        steps: 20,
+        square_queries: 100,
+        ..AutoAttack::default()
+    };
+    let names: Vec<String> = aa.cascade(Norm::L2).iter().map(|a| a.name()).collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("square"),
+        "{names:?}"
+    );
+    assert!(aa.cascade(Norm::L2).iter().all(|a| a.supports(Norm::L2)));
+    for r in [0.25, 0.5, 1.0] {
+        let b = Budget::l2(r);
+        tch::manual_seed(3);
+        let pgd = Pgd::default()
+            .run(&model, &x0, &untargeted, b, &mut |_| {})
+            .unwrap();
+        tch::manual_seed(3);
+        let out = aa.run(&model, &x0, &untargeted, b, &mut |_| {}).unwrap();
+        check_output_in(&model, &x0, &out, &untargeted, b);
+        assert!(
+            successes(&out) >= successes(&pgd),
+            "L2 {r}: {:?} vs {:?}",
+            out.success,
+            pgd.success
+        );
+    }
 }
