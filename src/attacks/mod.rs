@@ -32,6 +32,7 @@ pub mod pgd;
 pub mod sgd;
 pub mod square;
 pub mod square_l2;
+mod square_search;
 
 pub use apgd::{Apgd, ApgdLoss};
 pub use autoattack::AutoAttack;

@@ -18,8 +18,9 @@
 //! every candidate is already an 8-bit image within budget: the images queried are exactly the
 //! images returned. A random victim (a defense) is queried once per query, without EOT
 //! averaging. Targeted attacks use the targeted margin (the reference uses cross-entropy).
+use super::square_search::Search;
 use super::Victim;
-use super::{margin, project_quantized, Attack, AttackOutput, Budget, Goal, Norm, StepInfo};
+use super::{project_quantized, Attack, AttackOutput, Budget, Goal, Norm, StepInfo};
 use crate::Result;
 use tch::{Kind, Tensor};
 
@@ -112,32 +113,17 @@ impl Square {
         let (n, c, h, w) = x0.size4()?;
         let eps = budget.levels() / 255.0;
         let iters = self.max_queries.max(1) - 1;
-        let report =
-            |step: usize, logits: &Tensor, margin_min: &Tensor, reached: &Tensor| StepInfo {
-                step,
-                steps: iters,
-                loss: margin_min.mean(Kind::Float).double_value(&[]),
-                class_prob: goal.class_prob(logits).mean(Kind::Float).double_value(&[]),
-                reached: reached.sum(Kind::Int64).int64_value(&[]) as usize,
-            };
 
         // Vertical stripes.
         let mut x_best = (&x0 + signs(&[n, c, 1, w], dev) * eps).clamp(0.0, 1.0);
-        let mut best_logits = model.logits(&x_best)?;
-        let mut margin_min = margin(goal, &best_logits);
-        let mut reached = goal.reached(&best_logits);
-        let mut queries = Tensor::ones([n], (Kind::Int64, dev));
-        on_step(report(0, &best_logits, &margin_min, &reached));
+        let mut search = Search::start(goal, model.logits(&x_best)?, iters);
+        search.report(goal, on_step, false);
 
         let rows = Tensor::arange(h, (Kind::Int64, dev)).view([1, 1, h, 1]);
         let cols = Tensor::arange(w, (Kind::Int64, dev)).view([1, 1, 1, w]);
-        let mut steps = 0;
         for it in 0..iters {
-            let idx = reached.logical_not().nonzero().squeeze_dim(1);
+            let Some(idx) = search.pending() else { break };
             let m = idx.size()[0];
-            if m == 0 {
-                break;
-            }
             let x0a = x0.index_select(0, &idx);
             let xba = x_best.index_select(0, &idx);
             let p = p_selection(
@@ -174,70 +160,15 @@ impl Square {
             }
             let x_new =
                 (&x0a + (&xba - &x0a).where_self(&window.logical_not(), &delta)).clamp(0.0, 1.0);
-            let logits = model.logits(&x_new)?;
-            let marg = margin(&goal.select(&idx), &logits);
-            let marg_old = margin_min.index_select(0, &idx);
-            let improved = marg.lt_tensor(&marg_old);
+            let improved = search.update(goal, &idx, &model.logits(&x_new)?);
             x_best = x_best.index_copy(
                 0,
                 &idx,
                 &x_new.where_self(&improved.view([m, 1, 1, 1]), &xba),
             );
-            best_logits = best_logits.index_copy(
-                0,
-                &idx,
-                &logits.where_self(&improved.view([m, 1]), &best_logits.index_select(0, &idx)),
-            );
-            margin_min = margin_min.index_copy(0, &idx, &marg.where_self(&improved, &marg_old));
-            queries = queries.index_add(0, &idx, &Tensor::ones([m], (Kind::Int64, dev)));
-            reached = goal.reached(&best_logits);
-            steps = it + 1;
-            // A report costs three reductions over the batch, more than a tiny model's forward
-            // pass: every 10th iteration and the last one are enough for a progress display.
-            if steps % 10 == 0 || steps == iters {
-                on_step(report(steps, &best_logits, &margin_min, &reached));
-            }
+            search.report(goal, on_step, false);
         }
-        if steps % 10 != 0 && steps != iters {
-            // The loop stopped early between reports: the final state.
-            on_step(report(steps, &best_logits, &margin_min, &reached));
-        }
-        output(
-            project_quantized(&x0, &x_best, budget),
-            &best_logits,
-            &reached,
-            goal,
-            steps,
-            &queries,
-        )
+        search.report(goal, on_step, true);
+        search.output(project_quantized(&x0, &x_best, budget), goal)
     }
-}
-
-/// The attack's output from its final state (both norms).
-pub(crate) fn output(
-    adv: Tensor,
-    best_logits: &Tensor,
-    reached: &Tensor,
-    goal: &Goal,
-    steps: usize,
-    queries: &Tensor,
-) -> Result<AttackOutput> {
-    let success = Vec::<bool>::try_from(reached.to_device(tch::Device::Cpu)).unwrap_or_default();
-    let class_prob = Vec::<f64>::try_from(
-        goal.class_prob(best_logits)
-            .to_kind(Kind::Double)
-            .to_device(tch::Device::Cpu),
-    )
-    .unwrap_or_default();
-    Ok(AttackOutput {
-        adv,
-        success,
-        class_prob,
-        steps,
-        queries: queries.max().int64_value(&[]) as usize,
-        image_queries: Vec::<i64>::try_from(queries.to_device(tch::Device::Cpu))
-            .ok()
-            .map(|v| v.into_iter().map(|q| q as usize).collect()),
-        broken_by: None,
-    })
 }

@@ -16,7 +16,8 @@
 //! queried as its exact 8-bit projection into the L2 ball ([`super::project_quantized`]), and the
 //! best projected image is what is returned, so the images queried are the images returned.
 use super::square::{p_selection, signs, Square};
-use super::{margin, project_quantized, AttackOutput, Budget, Goal, StepInfo, Victim};
+use super::square_search::Search;
+use super::{project_quantized, AttackOutput, Budget, Goal, StepInfo, Victim};
 use crate::Result;
 use tch::{Kind, Tensor};
 
@@ -100,13 +101,6 @@ pub fn attack(
     let (n, c, h, w) = x0.size4()?;
     let eps = budget.eps;
     let iters = sq.max_queries.max(1) - 1;
-    let report = |step: usize, logits: &Tensor, margin_min: &Tensor, reached: &Tensor| StepInfo {
-        step,
-        steps: iters,
-        loss: margin_min.mean(Kind::Float).double_value(&[]),
-        class_prob: goal.class_prob(logits).mean(Kind::Float).double_value(&[]),
-        reached: reached.sum(Kind::Int64).int64_value(&[]) as usize,
-    };
     let normalize = |d: &Tensor| d / (l2(d) + 1e-12);
 
     // The starting grid of patterns.
@@ -128,19 +122,12 @@ pub fn attack(
     }
     let mut x_best = (&x0 + normalize(&delta) * eps).clamp(0.0, 1.0);
     let mut q_best = project_quantized(&x0, &x_best, budget);
-    let mut best_logits = model.logits(&q_best)?;
-    let mut margin_min = margin(goal, &best_logits);
-    let mut reached = goal.reached(&best_logits);
-    let mut queries = Tensor::ones([n], (Kind::Int64, dev));
-    on_step(report(0, &best_logits, &margin_min, &reached));
+    let mut search = Search::start(goal, model.logits(&q_best)?, iters);
+    search.report(goal, on_step, false);
 
-    let mut steps = 0;
     for it in 0..iters {
-        let idx = reached.logical_not().nonzero().squeeze_dim(1);
+        let Some(idx) = search.pending() else { break };
         let m = idx.size()[0];
-        if m == 0 {
-            break;
-        }
         let xc = x0.index_select(0, &idx);
         let xb = x_best.index_select(0, &idx);
         let d = &xb - &xc;
@@ -173,34 +160,15 @@ pub fn attack(
         d.narrow(2, vh, s).narrow(3, vw, s).copy_(&fresh);
         let x_new = (&xc + normalize(&d) * eps).clamp(0.0, 1.0);
         let q_new = project_quantized(&xc, &x_new, budget);
-        let logits = model.logits(&q_new)?;
-        let marg = margin(&goal.select(&idx), &logits);
-        let marg_old = margin_min.index_select(0, &idx);
-        let improved = marg.lt_tensor(&marg_old);
+        let improved = search.update(goal, &idx, &model.logits(&q_new)?);
         let keep = improved.view([m, 1, 1, 1]);
         x_best = x_best.index_copy(0, &idx, &x_new.where_self(&keep, &xb));
-        q_best = q_best.index_copy(
-            0,
-            &idx,
-            &q_new.where_self(&keep, &q_best.index_select(0, &idx)),
-        );
-        best_logits = best_logits.index_copy(
-            0,
-            &idx,
-            &logits.where_self(&improved.view([m, 1]), &best_logits.index_select(0, &idx)),
-        );
-        margin_min = margin_min.index_copy(0, &idx, &marg.where_self(&improved, &marg_old));
-        queries = queries.index_add(0, &idx, &Tensor::ones([m], (Kind::Int64, dev)));
-        reached = goal.reached(&best_logits);
-        steps = it + 1;
-        if steps % 10 == 0 || steps == iters {
-            on_step(report(steps, &best_logits, &margin_min, &reached));
-        }
+        let q_old = q_best.index_select(0, &idx);
+        q_best = q_best.index_copy(0, &idx, &q_new.where_self(&keep, &q_old));
+        search.report(goal, on_step, false);
     }
-    if steps % 10 != 0 && steps != iters {
-        on_step(report(steps, &best_logits, &margin_min, &reached));
-    }
-    super::square::output(q_best, &best_logits, &reached, goal, steps, &queries)
+    search.report(goal, on_step, true);
+    search.output(q_best, goal)
 }
 
 #[cfg(test)]
