@@ -555,10 +555,6 @@ fn bad_norm_input() {
     for (extra, needle) in [
         (vec!["--norm", "l3"], "--norm: 'l3': expected linf or l2"),
         (
-            vec!["--norm", "l2", "--attack", "square"],
-            "--attack: square: not available under an L2 budget",
-        ),
-        (
             vec!["--norm", "l2", "--eps", "0.001"],
             "smaller than one 8-bit step",
         ),

@@ -495,6 +495,23 @@ fn unreadable_and_unfinished_folders_are_notes_and_the_page_is_still_written() {
         "{err}"
     );
     assert!(!out2.exists());
+    // --out not an HTML file: refused before anything is read or written (no run file is
+    // ever overwritten).
+    let summary = r.p("bench/summary.json");
+    let before = std::fs::read(&summary).unwrap();
+    let res = fool()
+        .args(["report", "html", "--out"])
+        .arg(&summary)
+        .arg(r.p("bench"))
+        .output()
+        .unwrap();
+    assert!(!res.status.success());
+    assert!(
+        String::from_utf8_lossy(&res.stderr).contains("expected an .html file"),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert_eq!(std::fs::read(&summary).unwrap(), before);
     // --out a folder.
     let res = fool()
         .args(["report", "html", "--out"])

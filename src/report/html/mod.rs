@@ -100,6 +100,18 @@ pub fn build(
             ),
         ));
     }
+    let html = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    if !html {
+        return Err(Error::field(
+            "out",
+            format!(
+                "{}: expected an .html file name (the report is one HTML file)",
+                out.display()
+            ),
+        ));
+    }
     if let Some(d) = dirs
         .iter()
         .find(|d| out.starts_with(d) && d.join("metadata.json").is_file())
