@@ -20,8 +20,10 @@ WONG=(--dataset mnist --arch wong-cnn --optimizer adam --lr 5e-3 --schedule cycl
 train() { # NAME ARGS...
   local name=$1; shift
   if [[ -f runs/at/$name/model.pt ]]; then echo "$name: done"; return; fi
-  echo "$name: training ($(date -u +%H:%M))"
-  "$FOOL" train "$@" --out "runs/at/$name" >"runs/at/$name.log" 2>&1 || { tail -3 "runs/at/$name.log"; return 1; }
+  local resume=()
+  [[ -d runs/at/$name/state ]] && resume=(--resume)
+  echo "$name: training ($(date -u +%H:%M))${resume:+, resumed}"
+  "$FOOL" train "$@" "${resume[@]}" --out "runs/at/$name" >>"runs/at/$name.log" 2>&1 || { tail -3 "runs/at/$name.log"; return 1; }
   tail -2 "runs/at/$name.log" | head -1
 }
 
