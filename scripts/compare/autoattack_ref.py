@@ -55,10 +55,15 @@ def test_split(name, data):
         y = idx(os.path.join(data, "t10k-labels-idx1-ubyte.gz"))
         x = np.repeat(x, 3, axis=1)
     else:
-        with open(os.path.join(data, "cifar-10-batches-py", "test_batch"), "rb") as f:
-            d = pickle.load(f, encoding="bytes")
-        x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        y = np.asarray(d[b"labels"])
+        binary = os.path.join(data, "test_batch.bin")
+        if os.path.exists(binary):  # the binary version fool reads: label byte + 3072 pixels
+            raw = np.fromfile(binary, dtype=np.uint8).reshape(-1, 3073)
+            x, y = raw[:, 1:].reshape(-1, 3, 32, 32), raw[:, 0]
+        else:  # the Python version
+            with open(os.path.join(data, "cifar-10-batches-py", "test_batch"), "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            y = np.asarray(d[b"labels"])
     return torch.from_numpy(x.copy()).float() / 255, torch.from_numpy(y.astype(np.int64))
 
 
