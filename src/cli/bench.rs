@@ -171,6 +171,14 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         detector: a.detector.clone(),
         detector_weight: a.detector_weight,
         keep_examples: a.keep_examples,
+    })
+    .map_err(|e| match e {
+        // The input is the positional DIR (a folder or a data set slice), not a --dataset flag.
+        fool::Error::Invalid { field, msg } if field == "dataset" => fool::Error::Invalid {
+            field: "DIR".into(),
+            msg,
+        },
+        e => e,
     })?;
     let loaded = a.model.load(a.output.quiet)?;
     let mut bars = Bars::new(a.output.quiet || a.output.json, a.output.quiet);

@@ -1,7 +1,7 @@
 //! `fool bench` on a tiny traced model and a synthetic labelled folder: results, summary,
 //! chart, resume after interruption, shards + merge, unreadable files, bad input.
 
-use crate::common::{fool, ok, ok_json};
+use crate::common::{asset, fool, ok, ok_json};
 use assert_cmd::cargo::CommandCargoExt;
 use fool::attacks::image::ModelRef;
 use fool::attacks::Norm;
@@ -731,4 +731,26 @@ fn bench_reads_a_data_set_slice_and_logs_the_autoattack_cascade() {
     let o = c.output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("32×32"), "{err}");
+}
+
+/// A bad data set slice as bench input is named as the positional input it is, not as a flag.
+#[test]
+fn a_bad_slice_input_is_named_as_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = fool()
+        .args(["bench", "mnist:test[5:2]", "--model"])
+        .arg(asset("model.pt"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("DIR: 'mnist:test[5:2]'") && err.contains("empty"),
+        "{err}"
+    );
+    assert!(!err.contains("--dataset"), "{err}");
+    assert!(!out.exists(), "nothing written");
 }
