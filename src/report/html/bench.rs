@@ -3,7 +3,7 @@
 //! predictions).
 use super::collect::BenchRun;
 use super::gallery::{data_uri, perturbation};
-use super::page::{esc, Cell, Page};
+use super::page::{esc, pct, Cell, Page};
 use super::specs;
 use super::Images;
 use crate::bench::examples::{adv_path, clean_path, labels_path};
@@ -32,10 +32,6 @@ fn labels_for(run: &BenchRun) -> Labels {
         }
     }
     Labels::numbered(max + 1)
-}
-
-fn pct(v: f64) -> String {
-    format!("{:.1}%", 100.0 * v)
 }
 
 /// Write the section of bench run `k`; returns the number of gallery cards.
@@ -98,10 +94,10 @@ pub fn section(
                 Cell::Text(r.defense.clone()),
                 Cell::Text(r.mode.clone()),
                 Cell::num(Some(r.n as f64), |v| format!("{v}")),
-                Cell::num(Some(r.success_rate), pct),
-                Cell::Text(format!("[{}, {}]", pct(r.ci_low), pct(r.ci_high))),
-                Cell::num(Some(r.clean_accuracy), pct),
-                Cell::num(Some(r.robust_accuracy), pct),
+                Cell::num(Some(r.success_rate), |v| pct(v, 1)),
+                Cell::Text(format!("[{}, {}]", pct(r.ci_low, 1), pct(r.ci_high, 1))),
+                Cell::num(Some(r.clean_accuracy), |v| pct(v, 1)),
+                Cell::num(Some(r.robust_accuracy), |v| pct(v, 1)),
                 Cell::num(r.mean_linf, |v| format!("{v:.4}")),
                 Cell::num(r.mean_l2, |v| format!("{v:.3}")),
                 Cell::num(Some(r.mean_queries), |v| format!("{v:.0}")),

@@ -1,13 +1,9 @@
 //! The sections of a PATE ensemble (its teachers' accuracy) and of a `fool report robustness`
 //! folder (robustness × privacy).
 use super::collect::{PateRun, RobustnessRun};
-use super::page::{esc, Cell, Page};
+use super::page::{esc, pct, Cell, Page};
 use super::specs;
 use serde_json::json;
-
-fn pct(v: f64) -> String {
-    format!("{:.2}%", 100.0 * v)
-}
 
 /// A PATE ensemble: how many teachers finished, their accuracy.
 pub fn pate(page: &mut Page, run: &PateRun, k: usize) {
@@ -41,9 +37,9 @@ pub fn pate(page: &mut Page, run: &PateRun, k: usize) {
         vec![vec![
             Cell::num(Some(m.teachers as f64), |v| format!("{v}")),
             Cell::num(Some(accs.len() as f64), |v| format!("{v}")),
-            Cell::num(mean, pct),
-            Cell::num(min, pct),
-            Cell::num(max, pct),
+            Cell::num(mean, |v| pct(v, 2)),
+            Cell::num(min, |v| pct(v, 2)),
+            Cell::num(max, |v| pct(v, 2)),
         ]],
     );
     let bars: Vec<serde_json::Value> = run
@@ -81,12 +77,12 @@ pub fn robustness(page: &mut Page, run: &RobustnessRun, k: usize) {
                     r.epsilon.map_or("∞".into(), |e| format!("{e:.2}")),
                 ),
                 Cell::Text(r.adversarial.clone().unwrap_or_else(|| "–".into())),
-                Cell::num(Some(r.clean_accuracy), pct),
-                Cell::num(Some(r.robust_accuracy), pct),
+                Cell::num(Some(r.clean_accuracy), |v| pct(v, 2)),
+                Cell::num(Some(r.robust_accuracy), |v| pct(v, 2)),
                 Cell::Text(format!(
                     "[{}, {}]",
-                    pct(r.robust_ci_low),
-                    pct(r.robust_ci_high)
+                    pct(r.robust_ci_low, 2),
+                    pct(r.robust_ci_high, 2)
                 )),
                 Cell::Text(format!("{} at {:.4} on {}", r.attack, r.eps, r.n)),
                 Cell::num(r.membership_auc, |v| format!("{v:.3}")),

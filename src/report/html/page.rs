@@ -26,6 +26,11 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// A rate as a percentage with `digits` decimals (0.5 → "50.0%").
+pub fn pct(v: f64, digits: usize) -> String {
+    format!("{:.digits$}%", 100.0 * v)
+}
+
 /// A table cell: text shown, and the value it sorts by (numbers sort as numbers).
 pub enum Cell {
     Text(String),

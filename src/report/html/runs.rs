@@ -2,15 +2,11 @@
 //! AUC, TPR@0.1%FPR, robust accuracy), the curves by epoch, membership leakage by epoch,
 //! privacy vs utility, and the ROC curves of the audits on log-log axes.
 use super::collect::{AuditRun, TrainRun};
-use super::page::{esc, Cell, Page};
+use super::page::{esc, pct, Cell, Page};
 use super::specs;
 use crate::audit::render::RocCurve;
 use crate::report::privacy::{load_run, row, ReportRow};
 use serde_json::{json, Value};
-
-fn pct(v: f64) -> String {
-    format!("{:.2}%", 100.0 * v)
-}
 
 /// The comparison rows of the finished runs (`fool report privacy`'s), with notes for those
 /// that do not read.
@@ -41,7 +37,7 @@ pub fn comparison(page: &mut Page, rows: &[ReportRow]) {
                 Cell::Text(r.run.clone()),
                 Cell::Text(r.kind.clone()),
                 Cell::Text(format!("{} / {}", r.dataset, r.arch)),
-                Cell::num(r.test_accuracy, pct),
+                Cell::num(r.test_accuracy, |v| pct(v, 2)),
                 Cell::Num(
                     r.epsilon,
                     r.epsilon.map_or("∞".into(), |e| format!("{e:.2}")),
@@ -110,7 +106,7 @@ pub fn training(page: &mut Page, runs: &[TrainRun]) {
             Cell::Text(status),
             Cell::Text(m.map_or("–".into(), |m| format!("{} / {}", m.dataset, m.arch))),
             Cell::num(Some(r.history.len() as f64), |v| format!("{v}")),
-            Cell::num(r.history.last().map(|h| h.test_accuracy), pct),
+            Cell::num(r.history.last().map(|h| h.test_accuracy), |v| pct(v, 2)),
             Cell::Num(
                 r.history.last().and_then(|h| h.epsilon),
                 r.history
